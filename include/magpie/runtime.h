@@ -1,0 +1,212 @@
+/*
+ * magpie/runtime.h - the runtime, tasks, time, cancellation and groups.
+ *
+ * Conventions for every magpie header:
+ *   - Fallible calls return 0 (or a count) on success and a negative errno on
+ *     failure. errno is never the error channel: a task may resume on another
+ *     thread, and a thread-local errno read after a suspension is not the one
+ *     the call set.
+ *   - "Suspends" means: called from a task, the task is parked and its worker
+ *     runs other tasks; called from a plain OS thread, the thread blocks.
+ *   - Every suspension point of a cancelled task returns -ECANCELED, and every
+ *     suspension point after the task's deadline returns -ETIMEDOUT.
+ */
+#ifndef MAGPIE_RUNTIME_H
+#define MAGPIE_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MAG_API __attribute__((visibility("default")))
+#else
+#define MAG_API
+#endif
+
+/* A task body: returns 0 or a negative errno, handed to whoever joins it. */
+typedef int (*mag_fn)(void *arg);
+
+typedef struct mag_runtime mag_runtime_t;
+typedef struct mag_task mag_task_t;
+typedef struct mag_group mag_group_t;
+
+/* Limits enforced by mag_runtime_create (outside them it returns -EINVAL). */
+#define MAG_MAX_WORKERS 1024u
+#define MAG_STACK_MIN (16u * 1024u)
+#define MAG_STACK_MAX (1024u * 1024u * 1024u)
+#define MAG_STACK_DEFAULT (256u * 1024u)
+
+typedef struct mag_config {
+    unsigned workers;               /* 0 = online CPUs; 1 = single-threaded loop mode */
+    size_t stack_size;              /* default fiber stack size (bytes) */
+    unsigned ring_entries;          /* SQ entries per worker ring (rounded up to a power of 2) */
+    unsigned max_blocking_threads;  /* blocking pool cap, default 512 */
+    unsigned blocking_keepalive_ms; /* idle blocking thread exits after this, default 10000 */
+    unsigned proc_workers;          /* process pool size; 0 = no process pool */
+    bool debug;                     /* slow-task warnings, leak reports */
+    unsigned slow_task_ms;          /* debug: warn when a task runs this long without suspending */
+} mag_config_t;
+
+/* Fills *cfg with defaults, then applies MAG_WORKERS, MAG_STACK_SIZE,
+ * MAG_RING_ENTRIES, MAG_MAX_BLOCKING_THREADS, MAG_BLOCKING_KEEPALIVE_MS,
+ * MAG_PROC_WORKERS, MAG_DEBUG and MAG_SLOW_TASK_MS from the environment.
+ * A malformed variable is ignored with a one-line message on stderr. */
+MAG_API void mag_config_init(mag_config_t *cfg);
+
+/* asyncio.run / #[tokio::main]: creates a runtime (cfg NULL = defaults from
+ * mag_config_init), runs main as its first task and waits for it. Then every
+ * task still alive is cancelled and the runtime waits for each to return,
+ * and shuts down. *status (if not NULL) receives main's return value.
+ * Returns 0, -EINVAL for a NULL main or a bad config, -ENOMEM, or -EBUSY when
+ * called from inside a task. */
+MAG_API int mag_run(const mag_config_t *cfg, mag_fn main, void *arg, int *status);
+
+/* A runtime that outlives one call. With workers > 1 the worker threads start
+ * here and run spawned tasks at once. With workers == 1 (the single-threaded
+ * loop mode) the loop runs only inside mag_runtime_block_on, on the calling
+ * thread, as Tokio's current_thread runtime does; always call block_on from
+ * the same thread. */
+MAG_API int mag_runtime_create(const mag_config_t *cfg, mag_runtime_t **out);
+
+/* Runs fn as a task and blocks the calling OS thread until it returns.
+ * -EBUSY when called from inside a task, -EPERM in loop mode from a thread
+ * other than the first to call it. */
+MAG_API int mag_runtime_block_on(mag_runtime_t *rt, mag_fn fn, void *arg, int *status);
+
+/* Spawns a task from any thread, a task of another runtime included. NULL on
+ * bad arguments, after shutdown started, or out of memory. */
+MAG_API mag_task_t *mag_runtime_spawn(mag_runtime_t *rt, mag_fn fn, void *arg);
+
+/* Cancels every task, waits for each to return, stops the workers and frees
+ * the runtime. Handles never joined are freed too (debug mode lists them).
+ * -EBUSY when called from one of this runtime's own tasks or workers. */
+MAG_API int mag_runtime_shutdown(mag_runtime_t *rt);
+
+/* The runtime of the calling task or worker thread, or NULL. */
+MAG_API mag_runtime_t *mag_runtime_current(void);
+
+typedef struct mag_spawn_opts {
+    const char *name;  /* shown in task dumps and warnings; copied (first 31 bytes) */
+    size_t stack_size; /* 0 = the runtime's default; else MAG_STACK_MIN..MAG_STACK_MAX */
+} mag_spawn_opts_t;
+
+/* Spawns fn(arg) as a task of the calling task's (or worker's) runtime.
+ * Returns a handle to pass to exactly one of mag_join or mag_detach, or NULL:
+ * fn is NULL, no runtime context (a plain thread: use mag_runtime_spawn), the
+ * runtime is shutting down, or out of memory. */
+MAG_API mag_task_t *mag_spawn(mag_fn fn, void *arg);
+
+/* mag_spawn with options. Returns 0 and *out, or -EINVAL (NULL fn or out, bad
+ * stack size), -EPERM (no runtime context), -ESHUTDOWN, -ENOMEM. */
+MAG_API int mag_spawn_ex(mag_task_t **out, mag_fn fn, void *arg, const mag_spawn_opts_t *opts);
+
+/* Waits for t to return, stores its return value in *status (if not NULL) and
+ * frees the handle. Suspends a task; blocks a plain thread.
+ * Returns 0; -ECANCELED / -ETIMEDOUT if the *calling* task is cancelled or
+ * passes its deadline first (the handle stays valid: join or detach it
+ * later); -EINVAL for NULL, for a detached handle and for a handle already
+ * joined (a stale handle whose memory was reused for a new task cannot be told
+ * apart: as with pthread_join, join each handle once); -EDEADLK when a task
+ * joins itself. */
+MAG_API int mag_join(mag_task_t *t, int *status);
+
+/* Nobody will join t: it is freed when it returns. Detaching a NULL or already
+ * released handle is ignored (reported in debug mode). */
+MAG_API void mag_detach(mag_task_t *t);
+
+/* Requests cancellation: from now on each of t's suspension points returns
+ * -ECANCELED at once (it is sticky), and a suspension under way is woken.
+ * The task's body still runs to its return; a task cancelled before it first
+ * ran still starts, so that it can release what arg owns. Any thread may call
+ * it; a handle that has ended is ignored. */
+MAG_API void mag_cancel(mag_task_t *t);
+
+/* Has the calling task been cancelled? false outside a task. */
+MAG_API bool mag_cancelled(void);
+
+/* The calling task, or NULL outside a task. */
+MAG_API mag_task_t *mag_self(void);
+
+/* A task's numeric id (unique for the process's life) and name ("" if none). */
+MAG_API uint64_t mag_task_id(const mag_task_t *t);
+MAG_API const char *mag_task_name(const mag_task_t *t);
+
+/* Moves the calling task to the back of its worker's run queue.
+ * 0, -ECANCELED, -ETIMEDOUT, or -EPERM outside a task. */
+MAG_API int mag_yield(void);
+
+/* Suspends the calling task for ns nanoseconds (timer granularity about
+ * 65 us). 0 when the time is up; -ECANCELED; -ETIMEDOUT when the task's
+ * deadline comes first; -EPERM outside a task. */
+MAG_API int mag_sleep(uint64_t ns);
+
+/* Suspends until the absolute CLOCK_MONOTONIC time abs_ns (for periodic work
+ * without drift). Returns as mag_sleep. */
+MAG_API int mag_sleep_until(uint64_t abs_ns);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+MAG_API uint64_t mag_now(void);
+
+#define MAG_US 1000ull
+#define MAG_MS 1000000ull
+#define MAG_SEC 1000000000ull
+
+/* Deadlines are scoped to the calling task and nest: the earliest one pushed
+ * and not yet popped applies, and every suspension point fails with
+ * -ETIMEDOUT once it has passed. Push returns a token for the matching pop
+ * (pops must be in reverse order of pushes); 0 means failure: outside a task,
+ * or more than MAG_DEADLINE_DEPTH nested. Popping 0 is a no-op. */
+#define MAG_DEADLINE_DEPTH 16
+MAG_API uint64_t mag_deadline_push(uint64_t abs_ns);
+MAG_API void mag_deadline_pop(uint64_t token);
+
+/* asyncio.wait_for: runs fn(arg) as a new task and waits at most timeout_ns.
+ * On time: 0 and *status = fn's return value. On timeout: the inner task is
+ * cancelled, waited for, and -ETIMEDOUT is returned. If the caller is
+ * cancelled, the inner task is cancelled and waited for too (-ECANCELED).
+ * -EINVAL for NULL fn, -EPERM outside a runtime. */
+MAG_API int mag_wait_for(mag_fn fn, void *arg, uint64_t timeout_ns, int *status);
+
+/* Groups: structured concurrency (asyncio.TaskGroup, gather, as_completed,
+ * tokio JoinSet). A group belongs to the task that created it: spawn, next,
+ * wait, cancel and destroy are called by one task (or thread) at a time.
+ * With MAG_GROUP_CANCEL_ON_ERROR, the first member that returns a negative
+ * value cancels every other member. */
+#define MAG_GROUP_CANCEL_ON_ERROR 1u
+
+/* NULL outside a runtime context, for unknown flags, or out of memory. */
+MAG_API mag_group_t *mag_group_create(unsigned flags);
+
+/* Spawns a member. Returns its id (>= 0, in spawn order, unique in the group)
+ * so that mag_group_next can say which one finished, or -EINVAL (NULL
+ * arguments), -ECANCELED (the group was cancelled), -ENOMEM, -ESHUTDOWN. */
+MAG_API int mag_group_spawn(mag_group_t *g, mag_fn fn, void *arg);
+
+/* Waits for the next member to finish, in finishing order (as_completed).
+ * Returns its id and stores its return value in *status; -ENOENT when no
+ * member is left; -ECANCELED / -ETIMEDOUT when the caller is cancelled or its
+ * deadline passes (members keep running). */
+MAG_API int mag_group_next(mag_group_t *g, int *status);
+
+/* Waits for every member (gather). Returns the first negative value a member
+ * returned (in finishing order), or 0. If the caller is cancelled or passes
+ * its deadline while waiting, every member is cancelled and waited for, and
+ * -ECANCELED / -ETIMEDOUT is returned. */
+MAG_API int mag_group_wait(mag_group_t *g);
+
+/* Cancels every member still running, and any spawned later. */
+MAG_API void mag_group_cancel(mag_group_t *g);
+
+/* Cancels and waits for the members still running, then frees the group. */
+MAG_API void mag_group_destroy(mag_group_t *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MAGPIE_RUNTIME_H */

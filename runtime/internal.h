@@ -1,0 +1,189 @@
+/*
+ * runtime/internal.h - what the runtime shares with io/, sync/ and the pools.
+ *
+ * The wake-up protocol in one paragraph. A task that must wait publishes
+ * itself in some wait structure (a wait queue, an I/O operation record, a
+ * timer), then calls mag__park(), which switches to the worker's scheduler.
+ * Only after the switch, on the scheduler's stack, does the worker move the
+ * task's state from RUNNING to PARKED. A waker calls mag__wake(task): PARKED
+ * becomes RUNNABLE and the task is queued; RUNNING becomes NOTIFIED, which
+ * makes the scheduler run the task again instead of parking it. So a wake that
+ * races with a suspend is never lost, and a task is never queued twice.
+ *
+ * Wake-ups may be spurious: every waiter re-checks its own condition in a loop
+ * (like a futex). That is what makes it safe for a waker to call mag__wake on a
+ * task that has meanwhile moved on: task records are type-stable (recycled as
+ * task records only, never returned to malloc), so a late wake at worst wakes a
+ * task that finds its condition false and parks again.
+ *
+ * Waker's rule: read everything you need from the waiter's record (the task
+ * pointer), then publish the result with a release store, then call
+ * mag__wake. After the release store the waiter may return and its record
+ * (often on its stack) is gone.
+ */
+#ifndef MAGPIE_RUNTIME_INTERNAL_H
+#define MAGPIE_RUNTIME_INTERNAL_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "magpie/runtime.h"
+
+#define MAG_HIDDEN __attribute__((visibility("hidden")))
+#define MAG_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MAG_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MAG_CACHELINE 64
+
+/* ---- task states (mag_task.state) -------------------------------------- */
+enum {
+    MAG__RUNNABLE = 0, /* in a run queue, or about to be */
+    MAG__RUNNING = 1,  /* on a worker (also while switching out) */
+    MAG__NOTIFIED = 2, /* running, and woken meanwhile: run it again, do not park */
+    MAG__PARKED = 3,   /* suspended; the next mag__wake queues it */
+    MAG__DONE = 4,     /* returned; its stack is released */
+    MAG__FREE = 5,     /* the record is in the free pool */
+};
+
+/* Where a parked task waits, for task dumps (mag_task.wait_kind). */
+enum {
+    MAG__WAIT_NONE = 0,
+    MAG__WAIT_IO,
+    MAG__WAIT_TIMER,
+    MAG__WAIT_JOIN,
+    MAG__WAIT_GROUP,
+    MAG__WAIT_MUTEX,
+    MAG__WAIT_RWLOCK,
+    MAG__WAIT_SEM,
+    MAG__WAIT_EVENT,
+    MAG__WAIT_NOTIFY,
+    MAG__WAIT_COND,
+    MAG__WAIT_BARRIER,
+    MAG__WAIT_WG,
+    MAG__WAIT_CHAN,
+    MAG__WAIT_SELECT,
+    MAG__WAIT_BLOCKING,
+    MAG__WAIT_PROC,
+    MAG__WAIT_SIGNAL,
+};
+
+struct mag__worker;
+
+/* ---- timers --------------------------------------------------------------
+ * A timer entry lives wherever its owner wants (usually the waiting task's
+ * stack or task record). It is linked into the wheel of the worker that armed
+ * it; any thread may disarm it (the wheel has a lock). When it fires, the
+ * worker wakes entry->task. */
+typedef struct mag__timer {
+    struct mag__timer *prev, *next;
+    uint64_t when_ns;               /* absolute CLOCK_MONOTONIC deadline */
+    mag_task_t *task;               /* woken when it fires */
+    struct mag__wheel *wheel;       /* wheel holding it; NULL when not armed */
+    _Atomic uint32_t fired;         /* 1 once fired (release; pairs with mag__timer_fired) */
+    uint32_t level, slot;
+} mag__timer_t;
+
+/* Arms t on the calling worker's wheel to wake task at when_ns. */
+MAG_HIDDEN void mag__timer_arm(mag__timer_t *t, mag_task_t *task, uint64_t when_ns);
+/* Disarms t from whatever thread; a no-op if it fired or was never armed.
+ * After it returns the worker will not touch t again. */
+MAG_HIDDEN void mag__timer_disarm(mag__timer_t *t);
+static inline bool mag__timer_fired(const mag__timer_t *t)
+{
+    /* acquire: pairs with the release store in the wheel's expiry. */
+    return atomic_load_explicit(&t->fired, memory_order_acquire) != 0;
+}
+
+/* ---- ring operations -----------------------------------------------------
+ * Every SQE's user_data is a pointer to a mag__op_t (or 0: ignore the CQE).
+ * The worker that reaps the CQE calls op->complete(op, res, flags) on its own
+ * thread. Operation families embed mag__op_t as their first member and keep
+ * a table of completion functions, one per kind. */
+typedef struct mag__op mag__op_t;
+struct mag__op {
+    void (*complete)(mag__op_t *op, int res, uint32_t cqe_flags);
+    struct mag__worker *worker;     /* ring the op was submitted on */
+    struct mag__op *cancel_next;    /* link in the owner's cancel mailbox */
+};
+
+/* An SQE on the calling worker's ring (submitting first if the SQ is full).
+ * Only from a task or a worker thread; the worker submits all prepared SQEs
+ * in one io_uring_enter per loop iteration. Never NULL. */
+MAG_HIDDEN struct io_uring_sqe *mag__sqe(void);
+/* Asks the ring that op was submitted on to cancel it (IORING_OP_ASYNC_CANCEL
+ * by user_data). From any worker or task: the request is forwarded to the
+ * owning worker when that is another thread. The op still completes through
+ * its complete callback (usually with -ECANCELED). */
+MAG_HIDDEN void mag__op_cancel(mag__op_t *op);
+
+/* ---- the current context ------------------------------------------------
+ * Never cached by the compiler across a suspension: these read thread-local
+ * state through a function the optimiser cannot see into. */
+MAG_HIDDEN struct mag__worker *mag__worker_current(void);
+MAG_HIDDEN mag_task_t *mag__task_current(void);
+MAG_HIDDEN mag_runtime_t *mag__worker_runtime(struct mag__worker *w);
+
+/* ---- suspension ----------------------------------------------------------
+ * The shape of every suspension point:
+ *
+ *     int rc = mag__suspend_begin(MAG__WAIT_X, obj);  // -EPERM/-ECANCELED/-ETIMEDOUT
+ *     if (rc) return rc;
+ *     publish a waiter;
+ *     while (!condition) {
+ *         if ((rc = mag__suspend_check())) break;     // cancelled or deadline
+ *         mag__park();
+ *     }
+ *     mag__suspend_end();
+ *     if (rc) withdraw the waiter (and, if a result raced in, take it or wait
+ *             for it, so that nothing is consumed and lost).
+ *
+ * begin() arms the task's deadline timer when it has one; end() disarms it. */
+MAG_HIDDEN int mag__suspend_begin(int wait_kind, const void *wait_obj);
+MAG_HIDDEN int mag__suspend_check(void);
+MAG_HIDDEN void mag__suspend_end(void);
+/* Switches to the scheduler until woken (maybe spuriously). Task only. */
+MAG_HIDDEN void mag__park(void);
+/* Makes t runnable if it is parked, or notified if it is running. Any thread. */
+MAG_HIDDEN void mag__wake(mag_task_t *t);
+
+/* ---- waiters: one parked task or one blocked OS thread ------------------ */
+typedef struct mag__waiter {
+    mag_task_t *task;        /* NULL: a plain thread, parked on the futex below */
+    _Atomic uint32_t state;  /* 0 waiting, 1 signalled */
+} mag__waiter_t;
+
+/* Binds w to the calling task, or to the calling thread outside a task. */
+MAG_HIDDEN void mag__waiter_init(mag__waiter_t *w);
+/* Publishes the signal (release; pairs with the acquire in waiter_wait) and
+ * wakes the waiter. Follows the waker's rule above. */
+MAG_HIDDEN void mag__waiter_signal(mag__waiter_t *w);
+static inline bool mag__waiter_signalled(const mag__waiter_t *w)
+{
+    return atomic_load_explicit(&w->state, memory_order_acquire) != 0;
+}
+/* Waits until signalled. interruptible: a task also returns early with
+ * -ECANCELED or -ETIMEDOUT (and must then withdraw w itself); plain threads
+ * are never interrupted. Call between suspend_begin and suspend_end when
+ * interruptible; the uninterruptible form is self-contained. */
+MAG_HIDDEN int mag__waiter_wait(mag__waiter_t *w, bool interruptible);
+
+/* futex wrappers on a 32-bit word. */
+MAG_HIDDEN void mag__futex_wait(_Atomic uint32_t *addr, uint32_t expected);
+MAG_HIDDEN void mag__futex_wake(_Atomic uint32_t *addr, int n);
+
+/* ---- tasks as the other areas see them ---------------------------------- */
+MAG_HIDDEN bool mag__task_cancelled(mag_task_t *t);
+/* Joins t ignoring the caller's cancellation and deadline (used after a
+ * cancel, to wait for the task to unwind). */
+MAG_HIDDEN int mag__join_uninterruptible(mag_task_t *t, int *status);
+/* Spawns on rt from any thread (the inject queue when not on rt's worker). */
+MAG_HIDDEN int mag__spawn(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
+                          const mag_spawn_opts_t *opts);
+
+/* Diagnostics: message to stderr prefixed "magpie: ". */
+MAG_HIDDEN void mag__warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+MAG_HIDDEN _Noreturn void mag__fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif /* MAGPIE_RUNTIME_INTERNAL_H */

@@ -1,0 +1,81 @@
+/*
+ * test/test.h - typed assertions for the standalone test programs.
+ * A test is a program: exit 0 pass, 1 fail, 77 skip. A failed assertion
+ * prints both values and where, then exits 1.
+ */
+#ifndef MAGPIE_TEST_H
+#define MAGPIE_TEST_H
+
+#include <magpie.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TEST_FAIL(...)                                                       \
+    do {                                                                     \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                      \
+        fprintf(stderr, __VA_ARGS__);                                        \
+        fputc('\n', stderr);                                                 \
+        exit(1);                                                             \
+    } while (0)
+
+#define TEST_SKIP(...)                                                       \
+    do {                                                                     \
+        printf("skip: " __VA_ARGS__);                                        \
+        putchar('\n');                                                       \
+        exit(77);                                                            \
+    } while (0)
+
+#define ASSERT_CMP_(a, op, b, type, fmt)                                     \
+    do {                                                                     \
+        type a_ = (type)(a), b_ = (type)(b);                                 \
+        if (!(a_ op b_))                                                     \
+            TEST_FAIL("ASSERT(%s %s %s): %" fmt " vs %" fmt, #a, #op, #b,    \
+                      a_, b_);                                               \
+    } while (0)
+
+#define ASSERT_EQ(a, b) ASSERT_CMP_(a, ==, b, int64_t, PRId64)
+#define ASSERT_NE(a, b) ASSERT_CMP_(a, !=, b, int64_t, PRId64)
+#define ASSERT_LT(a, b) ASSERT_CMP_(a, <, b, int64_t, PRId64)
+#define ASSERT_LE(a, b) ASSERT_CMP_(a, <=, b, int64_t, PRId64)
+#define ASSERT_GT(a, b) ASSERT_CMP_(a, >, b, int64_t, PRId64)
+#define ASSERT_GE(a, b) ASSERT_CMP_(a, >=, b, int64_t, PRId64)
+#define ASSERT_UEQ(a, b) ASSERT_CMP_(a, ==, b, uint64_t, PRIu64)
+#define ASSERT_PTR_EQ(a, b) ASSERT_CMP_(a, ==, b, uintptr_t, PRIxPTR)
+#define ASSERT_PTR_NE(a, b) ASSERT_CMP_(a, !=, b, uintptr_t, PRIxPTR)
+#define ASSERT_TRUE(c)                                                       \
+    do {                                                                     \
+        if (!(c))                                                            \
+            TEST_FAIL("ASSERT_TRUE(%s)", #c);                                \
+    } while (0)
+#define ASSERT_STR_EQ(a, b)                                                  \
+    do {                                                                     \
+        const char *a_ = (a), *b_ = (b);                                     \
+        if (strcmp(a_, b_) != 0)                                             \
+            TEST_FAIL("ASSERT_STR_EQ(%s, %s): \"%s\" vs \"%s\"", #a, #b, a_, \
+                      b_);                                                   \
+    } while (0)
+
+/* Worker count for stress tests: MAG_WORKERS if set, else the given default. */
+static inline unsigned test_workers(unsigned dflt)
+{
+    const char *e = getenv("MAG_WORKERS");
+    return e && *e ? (unsigned)strtoul(e, NULL, 10) : dflt;
+}
+
+/* Sanitizer builds run smaller loads so the suite fits CI's time. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TEST_SANITIZED 1
+#endif
+#endif
+#ifndef TEST_SANITIZED
+#define TEST_SANITIZED 0
+#endif
+#define TEST_SCALE(n) (TEST_SANITIZED ? ((n) / 10 > 0 ? (n) / 10 : 1) : (n))
+
+#endif

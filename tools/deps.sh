@@ -1,0 +1,35 @@
+#!/bin/sh
+# Installs what magpie needs on Debian, or says exactly what to run.
+#   deps.sh build   liburing-dev, libck-dev (required)
+#   deps.sh bench   the peers' toolchains and tools (optional: missing ones
+#                   are reported in the benchmark table, never fatal)
+set -u
+mode=${1:-build}
+missing=""
+need() { # need PACKAGE TEST-COMMAND...
+    pkg=$1; shift
+    "$@" >/dev/null 2>&1 || missing="$missing $pkg"
+}
+if [ "$mode" = build ]; then
+    need liburing-dev test -f /usr/include/liburing.h
+    need libck-dev test -f /usr/include/ck_pr.h
+else
+    need librust-tokio-dev test -d /usr/share/cargo/registry/tokio-1.24.2
+    need cargo command -v cargo
+    need golang-go command -v go
+    need wrk command -v wrk
+    need python3-uvloop python3 -c 'import uvloop'
+    need gnuplot-nox command -v gnuplot
+fi
+[ -z "$missing" ] && exit 0
+cmd="apt-get install -y$missing"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "magpie: installing$missing"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive $cmd -qq; } >/dev/null 2>&1 ||
+        { echo "magpie: '$cmd' failed"; [ "$mode" = build ] && exit 1; }
+    exit 0
+fi
+echo "magpie: missing packages:$missing"
+echo "magpie: run as root:  apt-get update && $cmd"
+[ "$mode" = build ] && exit 1
+exit 0
