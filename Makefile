@@ -13,10 +13,10 @@ WERROR   ?=
 QUICK    ?=
 
 ifeq ($(SANITIZE),)
-BUILD    := build
+BUILD    ?= build
 OPT      := -O2
 else
-BUILD    := build/san-$(subst $(comma),-,$(SANITIZE))
+BUILD    ?= build/san-$(subst $(comma),-,$(SANITIZE))
 OPT      := -O1 -fno-omit-frame-pointer -fsanitize=$(SANITIZE)
 endif
 comma := ,
