@@ -1,5 +1,189 @@
-/* magpie/io.h - placeholder until its subsystem lands. */
+/*
+ * magpie/io.h - I/O operations on the worker's io_uring, sockets, servers
+ * and buffered streams.
+ *
+ * Every function here follows the conventions of magpie/runtime.h: it returns
+ * a count or 0 on success and a negative errno on failure, and never reports
+ * through errno.
+ *
+ * Called from a task, an operation suspends only the calling task: it is one
+ * io_uring request on the calling worker's ring, submitted with everything
+ * else the worker prepared in the same loop iteration. Called from a plain OS
+ * thread (no task), it performs the ordinary blocking system call instead.
+ *
+ * Cancellation and deadlines. When the calling task is cancelled, or its
+ * deadline passes, while an operation is in flight, the request is cancelled
+ * on the ring, and the call still waits for the kernel to finish with it
+ * before returning: the kernel never writes into a buffer after the call has
+ * returned. The call then returns -ECANCELED or -ETIMEDOUT. If the operation
+ * completed anyway (the result raced the cancellation), its real result is
+ * returned instead, so that received bytes or an accepted descriptor are never
+ * lost; the next suspension point reports the cancellation. A task that is
+ * already cancelled (or past its deadline) when it calls an operation gets
+ * -ECANCELED (-ETIMEDOUT) at once, and nothing is submitted.
+ *
+ * Errors of the operations themselves are the kernel's, negated: -EBADF for a
+ * bad descriptor, -EFAULT for a bad buffer, -EINVAL, -ECONNRESET, -EPIPE, ...
+ */
 #ifndef MAGPIE_IO_H
 #define MAGPIE_IO_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
 #include "magpie/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+/* ---- operations ----------------------------------------------------------
+ * Lengths above 0x7ffff000 bytes are clamped to it, as the kernel does for
+ * read(2) and write(2): a short count is then possible, as always.
+ * Suspends (task) or blocks (thread) until the operation completes. */
+
+/* read/pread. off == -1: at the file's current position (and advance it);
+ * off >= 0: at that offset, the position untouched. Sockets and pipes ignore
+ * off only when it is -1; pass -1 for them. Returns the count, 0 at EOF. */
+MAG_API ssize_t mag_read(int fd, void *buf, size_t n, off_t off);
+/* write/pwrite, offsets as mag_read. On a socket whose peer is gone this is
+ * write(2): it may raise SIGPIPE. Use mag_send for sockets. */
+MAG_API ssize_t mag_write(int fd, const void *buf, size_t n, off_t off);
+/* readv/preadv and writev/pwritev. cnt must be 0..IOV_MAX (else -EINVAL). */
+MAG_API ssize_t mag_readv(int fd, const struct iovec *iov, int cnt, off_t off);
+MAG_API ssize_t mag_writev(int fd, const struct iovec *iov, int cnt, off_t off);
+
+/* recv(2): the count, 0 when the peer has shut its side down. */
+MAG_API ssize_t mag_recv(int fd, void *buf, size_t n, int flags);
+/* send(2) with MSG_NOSIGNAL always added: a closed peer gives -EPIPE, never
+ * SIGPIPE. May send fewer than n bytes (as send(2) on a blocking socket can
+ * when interrupted); mag_stream_write / mag_send_all send everything. */
+MAG_API ssize_t mag_send(int fd, const void *buf, size_t n, int flags);
+/* send(2) until all n bytes are sent: returns n or the first error (bytes
+ * sent before an error are not reported). */
+MAG_API ssize_t mag_send_all(int fd, const void *buf, size_t n, int flags);
+/* recvfrom(2) and sendto(2) (MSG_NOSIGNAL added), through recvmsg/sendmsg on
+ * the ring. a/alen may be NULL (recvfrom: alen is in/out as in recvfrom). */
+MAG_API ssize_t mag_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a,
+                             socklen_t *alen);
+MAG_API ssize_t mag_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *a,
+                           socklen_t alen);
+
+/* accept4(2) with SOCK_CLOEXEC. Returns the new descriptor. a/alen may be
+ * NULL. The new socket is blocking, like every socket magpie creates: the
+ * ring does not need O_NONBLOCK, and plain threads get blocking calls. */
+MAG_API int mag_accept(int lfd, struct sockaddr *a, socklen_t *alen);
+/* connect(2); returns 0. */
+MAG_API int mag_connect(int fd, const struct sockaddr *a, socklen_t alen);
+/* openat(AT_FDCWD, path, flags, mode); returns the descriptor. flags are
+ * passed as given (add O_CLOEXEC yourself). */
+MAG_API int mag_open(const char *path, int flags, mode_t mode);
+/* Closes fd, through the ring from a task. Always closes: a task already
+ * cancelled (or past its deadline) gets a plain close(2), never -ECANCELED,
+ * so that no descriptor leaks on an unwinding path. Returns 0 or -EBADF
+ * (-EIO and the like from the file system). */
+MAG_API int mag_close(int fd);
+/* fsync(2); returns 0. */
+MAG_API int mag_fsync(int fd);
+/* Waits until fd is ready for one of events (POLLIN, POLLOUT, ...) and
+ * returns the ready events (revents, > 0; POLLHUP/POLLERR included). */
+MAG_API int mag_poll(int fd, short events);
+
+/* ---- sockets -------------------------------------------------------------
+ * Every socket is created blocking and close-on-exec. */
+
+/* A TCP listener with SO_REUSEADDR, bound to host:port. host NULL or "" means
+ * every address: "::" dual-stack (IPv4 clients too), or 0.0.0.0 where IPv6
+ * is unavailable. host may be a numeric IPv4/IPv6 address or a name (resolved
+ * as mag_tcp_connect does; the first address that binds wins). port 0 lets
+ * the kernel choose (see mag_local_port). backlog <= 0 means SOMAXCONN.
+ * Returns the descriptor, or -EADDRINUSE, -EACCES, -ENOENT (unknown name),
+ * -EADDRNOTAVAIL, ... Suspends only while resolving a name. */
+MAG_API int mag_tcp_listen(const char *host, uint16_t port, int backlog);
+/* A TCP connection to host:port, with TCP_NODELAY set. Numeric addresses are
+ * used directly; names are looked up (getaddrinfo) on another thread, never
+ * on a worker, and each address is tried in order until one connects.
+ * Returns the descriptor or a negative errno: -EINVAL (NULL/empty host, port
+ * 0), -ECONNREFUSED, -ENETUNREACH, ... of the last address tried, or a lookup
+ * failure mapped as mag_resolve_error documents (-ENOENT for an unknown
+ * name). Suspends while resolving and connecting. */
+MAG_API int mag_tcp_connect(const char *host, uint16_t port);
+/* A Unix stream listener at path. A stale socket file at path is removed
+ * first (anything else there gives -EADDRINUSE). A path starting with '@'
+ * names an abstract socket (no file). -ENAMETOOLONG past 107 bytes, -EINVAL
+ * for NULL or "". backlog <= 0 means SOMAXCONN. */
+MAG_API int mag_unix_listen(const char *path, int backlog);
+/* A Unix stream connection to path ('@' as above). Suspends while
+ * connecting. */
+MAG_API int mag_unix_connect(const char *path);
+/* The local port of a bound IPv4/IPv6 socket (for port 0), or a negative
+ * errno (-EBADF, -ENOTSOCK, -EAFNOSUPPORT for other families). */
+MAG_API int mag_local_port(int fd);
+
+/* How host-name lookup failures are reported (getaddrinfo's EAI_* codes):
+ * EAI_NONAME, EAI_NODATA, EAI_ADDRFAMILY, EAI_SERVICE -> -ENOENT;
+ * EAI_AGAIN -> -EAGAIN; EAI_MEMORY -> -ENOMEM; EAI_FAIL -> -EIO;
+ * EAI_SYSTEM -> the system errno; anything else -> -EINVAL.
+ * This function performs that mapping for callers that use getaddrinfo. */
+MAG_API int mag_resolve_error(int eai);
+
+/* The connection handler of mag_serve: runs as its own task with the
+ * accepted descriptor, which mag_serve closes after the handler returns (do
+ * not close it yourself). Its return value is ignored. */
+typedef int (*mag_conn_fn)(int fd, void *ctx);
+
+/* asyncio.start_server: accepts connections on listen_fd until the calling
+ * task is cancelled (or its deadline passes), each in a new task running
+ * handler(fd, ctx). Accepting uses one multishot accept on the ring. When
+ * accept fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+ * ENOMEM) the server sleeps (1 ms, doubling to 128 ms while the failure
+ * lasts) and keeps going; transient network errors are skipped.
+ * On cancellation it stops accepting, cancels every connection task still
+ * running and waits for them to return (so ctx may be freed afterwards),
+ * then returns -ECANCELED (-ETIMEDOUT). It returns earlier only on a fatal
+ * listener error (-EBADF, -EINVAL, -ENOTSOCK), also after draining its
+ * connections. -EINVAL for a NULL handler, -EPERM outside a task. listen_fd
+ * is not closed. */
+MAG_API int mag_serve(int listen_fd, mag_conn_fn handler, void *ctx);
+
+/* ---- buffered streams (asyncio StreamReader / StreamWriter) -------------
+ * A stream owns fd (closed by mag_stream_close) and two buffers of bufsize
+ * bytes. It is used by one task at a time. Reads use recv(2) and writes
+ * send(2) with MSG_NOSIGNAL on sockets, read(2)/write(2) on anything else. */
+typedef struct mag_stream mag_stream_t;
+
+#define MAG_STREAM_DEFAULT_BUFSIZE 16384u
+/* bufsize 0 means MAG_STREAM_DEFAULT_BUFSIZE. NULL when fd < 0 or out of
+ * memory. Does not suspend. */
+MAG_API mag_stream_t *mag_stream_new(int fd, size_t bufsize);
+/* The stream's descriptor. */
+MAG_API int mag_stream_fd(const mag_stream_t *s);
+/* Up to n bytes: what is buffered, else one read. 0 at EOF. */
+MAG_API ssize_t mag_stream_read(mag_stream_t *s, void *buf, size_t n);
+/* Exactly n bytes, or -EPIPE when EOF comes first. For n <= bufsize nothing
+ * is consumed on failure (-EPIPE, -ECANCELED, ...): the bytes stay buffered.
+ * For larger n, bytes read before a failure are lost. */
+MAG_API ssize_t mag_stream_read_exact(mag_stream_t *s, void *buf, size_t n);
+/* Bytes up to and including the first delim, at most max of them (the
+ * buffer grows to max when max > bufsize). Returns the count (delim
+ * included). -EMSGSIZE when max bytes hold no delim; -EPIPE when EOF comes
+ * after some bytes but before delim; 0 at a clean EOF. On any failure nothing
+ * is consumed: mag_stream_read can still take the bytes. */
+MAG_API ssize_t mag_stream_read_until(mag_stream_t *s, int delim, void *buf, size_t max);
+/* Bytes buffered for reading (no syscall). */
+MAG_API size_t mag_stream_buffered(const mag_stream_t *s);
+/* Buffers n bytes, writing out what does not fit. Returns n or an error
+ * (then the stream is broken: later writes return the same error). */
+MAG_API ssize_t mag_stream_write(mag_stream_t *s, const void *buf, size_t n);
+/* Writes out everything buffered (asyncio's drain). */
+MAG_API int mag_stream_flush(mag_stream_t *s);
+/* Flushes, closes fd and frees s, even when the flush fails (its error is
+ * returned) or the task is cancelled. s NULL is ignored (0). */
+MAG_API int mag_stream_close(mag_stream_t *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MAGPIE_IO_H */

@@ -1,0 +1,89 @@
+/*
+ * io/internal.h - what the files of io/ share.
+ *
+ * An operation is one io_uring request described by a record in a table of
+ * kinds (ops.c): how to prepare its SQE, the blocking system call that
+ * replaces it outside a task, and a name for dumps. The waiting task's record,
+ * mag__io_t, lives on the task's stack; the SQE's user_data points at its
+ * mag__op_t, and the completion stores the result and wakes the task.
+ */
+#ifndef MAGPIE_IO_INTERNAL_H
+#define MAGPIE_IO_INTERNAL_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "magpie/io.h"
+#include "runtime/internal.h"
+
+/* The arguments of one operation, interpreted by its kind. */
+typedef struct mag__io_args {
+    int fd;
+    int flags;       /* msg flags, open flags, poll events */
+    void *buf;       /* buffer, iovec array, path, sockaddr or msghdr */
+    uint64_t len;    /* byte count, iovec count, mode or socklen */
+    int64_t off;     /* file offset, -1 for the current position */
+    void *aux;       /* accept: socklen_t * */
+} mag__io_args_t;
+
+/* One record per operation kind (kernel io_uring/opdef.c style). The name is
+ * the first member so that a task dump given wait_obj can print it. */
+typedef struct mag__io_kind {
+    const char *name;
+    void (*prep)(struct io_uring_sqe *sqe, const mag__io_args_t *a);
+    int64_t (*sys)(const mag__io_args_t *a); /* blocking form: result or -errno */
+} mag__io_kind_t;
+
+/* The kinds, indexes into mag__io_kinds[]. */
+enum {
+    MAG__IO_READ,
+    MAG__IO_WRITE,
+    MAG__IO_READV,
+    MAG__IO_WRITEV,
+    MAG__IO_RECV,
+    MAG__IO_SEND,
+    MAG__IO_RECVMSG,
+    MAG__IO_SENDMSG,
+    MAG__IO_ACCEPT,
+    MAG__IO_CONNECT,
+    MAG__IO_OPEN,
+    MAG__IO_CLOSE,
+    MAG__IO_FSYNC,
+    MAG__IO_POLL,
+    MAG__IO_NKINDS
+};
+MAG_HIDDEN extern const mag__io_kind_t mag__io_kinds[MAG__IO_NKINDS];
+
+/* The record of one operation in flight; on the waiting task's stack. */
+typedef struct mag__io {
+    mag__op_t op;            /* first: the SQE's user_data */
+    mag_task_t *task;        /* woken by the completion */
+    int32_t res;             /* the CQE's result, valid once done */
+    uint32_t cqe_flags;
+    _Atomic uint32_t done;   /* 1 once res is set (release; pairs with the waiter's acquire) */
+} mag__io_t;
+
+/* Runs one operation: the ring from a task, the blocking call otherwise. */
+MAG_HIDDEN int64_t mag__io_run(int kind, const mag__io_args_t *a);
+
+/* Waits for io (whose SQE is prepared) to complete: parks the task; on
+ * cancellation or deadline cancels the request and keeps waiting for its
+ * completion. Ends the suspension begun by the caller. Returns the result,
+ * or the interruption's -ECANCELED/-ETIMEDOUT when the request was cancelled. */
+MAG_HIDDEN int64_t mag__io_wait(mag__io_t *io);
+
+/* The completion callback of mag__io_t records. */
+MAG_HIDDEN void mag__io_complete(mag__op_t *op, int res, uint32_t cqe_flags);
+
+/* Name resolution (socket.c). Fills out[0..max) with addresses for host and
+ * port (numeric port), family AF_UNSPEC/AF_INET/AF_INET6, SOCK_STREAM or
+ * SOCK_DGRAM, passive for listeners. Numeric hosts never leave the caller;
+ * names go to getaddrinfo on a short-lived thread (in a task) or on the
+ * calling thread (outside one). Returns the count (>= 1) or a negative errno
+ * (mag_resolve_error's mapping; -ECANCELED/-ETIMEDOUT from a task). */
+MAG_HIDDEN int mag__resolve(const char *host, uint16_t port, int socktype, bool passive,
+                            struct sockaddr_storage *out, socklen_t *lens, int max);
+
+#endif /* MAGPIE_IO_INTERNAL_H */

@@ -1,0 +1,436 @@
+/*
+ * io/ops.c - the operations: one io_uring request each, described by a table
+ * of kinds, and the wait that honours cancellation without ever returning
+ * while the kernel may still touch the caller's memory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/internal.h"
+
+/* The kernel clamps read/write counts to this (MAX_RW_COUNT); so do we, so
+ * that a size_t never truncates silently into the SQE's 32-bit length. */
+#define IO_MAX_COUNT 0x7ffff000u
+
+static inline unsigned clamp_len(size_t n)
+{
+    return n > IO_MAX_COUNT ? IO_MAX_COUNT : (unsigned)n;
+}
+
+static inline int64_t sys_result(ssize_t r)
+{
+    return r < 0 ? -(int64_t)errno : (int64_t)r;
+}
+
+/* ---- one prep and one blocking form per kind ---------------------------- */
+
+static void prep_read(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_read(sqe, a->fd, a->buf, (unsigned)a->len, (uint64_t)a->off);
+}
+static int64_t sys_read(const mag__io_args_t *a)
+{
+    ssize_t r;
+    do
+        r = a->off < 0 ? read(a->fd, a->buf, a->len) : pread(a->fd, a->buf, a->len, a->off);
+    while (r < 0 && errno == EINTR);
+    return sys_result(r);
+}
+
+static void prep_write(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_write(sqe, a->fd, a->buf, (unsigned)a->len, (uint64_t)a->off);
+}
+static int64_t sys_write(const mag__io_args_t *a)
+{
+    ssize_t r;
+    do
+        r = a->off < 0 ? write(a->fd, a->buf, a->len) : pwrite(a->fd, a->buf, a->len, a->off);
+    while (r < 0 && errno == EINTR);
+    return sys_result(r);
+}
+
+static void prep_readv(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_readv(sqe, a->fd, a->buf, (unsigned)a->len, (uint64_t)a->off);
+}
+static int64_t sys_readv(const mag__io_args_t *a)
+{
+    ssize_t r;
+    do
+        r = a->off < 0 ? readv(a->fd, a->buf, (int)a->len)
+                       : preadv(a->fd, a->buf, (int)a->len, a->off);
+    while (r < 0 && errno == EINTR);
+    return sys_result(r);
+}
+
+static void prep_writev(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_writev(sqe, a->fd, a->buf, (unsigned)a->len, (uint64_t)a->off);
+}
+static int64_t sys_writev(const mag__io_args_t *a)
+{
+    ssize_t r;
+    do
+        r = a->off < 0 ? writev(a->fd, a->buf, (int)a->len)
+                       : pwritev(a->fd, a->buf, (int)a->len, a->off);
+    while (r < 0 && errno == EINTR);
+    return sys_result(r);
+}
+
+static void prep_recv(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_recv(sqe, a->fd, a->buf, (size_t)a->len, a->flags);
+}
+static int64_t sys_recv(const mag__io_args_t *a)
+{
+    ssize_t r;
+    do
+        r = recv(a->fd, a->buf, a->len, a->flags);
+    while (r < 0 && errno == EINTR);
+    return sys_result(r);
+}
+
+static void prep_send(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_send(sqe, a->fd, a->buf, (size_t)a->len, a->flags);
+}
+static int64_t sys_send(const mag__io_args_t *a)
+{
+    ssize_t r;
+    do
+        r = send(a->fd, a->buf, a->len, a->flags);
+    while (r < 0 && errno == EINTR);
+    return sys_result(r);
+}
+
+static void prep_recvmsg(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_recvmsg(sqe, a->fd, a->buf, (unsigned)a->flags);
+}
+static int64_t sys_recvmsg(const mag__io_args_t *a)
+{
+    ssize_t r;
+    do
+        r = recvmsg(a->fd, a->buf, a->flags);
+    while (r < 0 && errno == EINTR);
+    return sys_result(r);
+}
+
+static void prep_sendmsg(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_sendmsg(sqe, a->fd, a->buf, (unsigned)a->flags);
+}
+static int64_t sys_sendmsg(const mag__io_args_t *a)
+{
+    ssize_t r;
+    do
+        r = sendmsg(a->fd, a->buf, a->flags);
+    while (r < 0 && errno == EINTR);
+    return sys_result(r);
+}
+
+static void prep_accept(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_accept(sqe, a->fd, a->buf, a->aux, a->flags);
+}
+static int64_t sys_accept(const mag__io_args_t *a)
+{
+    int r;
+    do
+        r = accept4(a->fd, a->buf, a->aux, a->flags);
+    while (r < 0 && errno == EINTR);
+    return sys_result(r);
+}
+
+static void prep_connect(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_connect(sqe, a->fd, a->buf, (socklen_t)a->len);
+}
+static int64_t sys_connect(const mag__io_args_t *a)
+{
+    /* connect(2) interrupted by a signal carries on in the background;
+     * finish it the way the man page says: poll, then SO_ERROR. */
+    if (connect(a->fd, a->buf, (socklen_t)a->len) == 0)
+        return 0;
+    if (errno != EINTR)
+        return -errno;
+    struct pollfd p = {.fd = a->fd, .events = POLLOUT};
+    while (poll(&p, 1, -1) < 0)
+        if (errno != EINTR)
+            return -errno;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return -errno;
+    return -err;
+}
+
+static void prep_open(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_openat(sqe, AT_FDCWD, a->buf, a->flags, (mode_t)a->len);
+}
+static int64_t sys_open(const mag__io_args_t *a)
+{
+    int r;
+    do
+        r = openat(AT_FDCWD, a->buf, a->flags, (mode_t)a->len);
+    while (r < 0 && errno == EINTR);
+    return sys_result(r);
+}
+
+static void prep_close(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_close(sqe, a->fd);
+}
+static int64_t sys_close(const mag__io_args_t *a)
+{
+    /* On Linux the descriptor is gone even when close(2) says EINTR. */
+    if (close(a->fd) < 0 && errno != EINTR)
+        return -errno;
+    return 0;
+}
+
+static void prep_fsync(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_fsync(sqe, a->fd, 0);
+}
+static int64_t sys_fsync(const mag__io_args_t *a)
+{
+    int r;
+    do
+        r = fsync(a->fd);
+    while (r < 0 && errno == EINTR);
+    return sys_result(r);
+}
+
+static void prep_poll(struct io_uring_sqe *sqe, const mag__io_args_t *a)
+{
+    io_uring_prep_poll_add(sqe, a->fd, (unsigned)(unsigned short)a->flags);
+}
+static int64_t sys_poll(const mag__io_args_t *a)
+{
+    struct pollfd p = {.fd = a->fd, .events = (short)a->flags};
+    int r;
+    do
+        r = poll(&p, 1, -1);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    return (p.revents & POLLNVAL) ? -EBADF : p.revents;
+}
+
+const mag__io_kind_t mag__io_kinds[MAG__IO_NKINDS] = {
+    [MAG__IO_READ] = {"read", prep_read, sys_read},
+    [MAG__IO_WRITE] = {"write", prep_write, sys_write},
+    [MAG__IO_READV] = {"readv", prep_readv, sys_readv},
+    [MAG__IO_WRITEV] = {"writev", prep_writev, sys_writev},
+    [MAG__IO_RECV] = {"recv", prep_recv, sys_recv},
+    [MAG__IO_SEND] = {"send", prep_send, sys_send},
+    [MAG__IO_RECVMSG] = {"recvmsg", prep_recvmsg, sys_recvmsg},
+    [MAG__IO_SENDMSG] = {"sendmsg", prep_sendmsg, sys_sendmsg},
+    [MAG__IO_ACCEPT] = {"accept", prep_accept, sys_accept},
+    [MAG__IO_CONNECT] = {"connect", prep_connect, sys_connect},
+    [MAG__IO_OPEN] = {"open", prep_open, sys_open},
+    [MAG__IO_CLOSE] = {"close", prep_close, sys_close},
+    [MAG__IO_FSYNC] = {"fsync", prep_fsync, sys_fsync},
+    [MAG__IO_POLL] = {"poll", prep_poll, sys_poll},
+};
+
+/* ---- the wait ------------------------------------------------------------ */
+
+void mag__io_complete(mag__op_t *op, int res, uint32_t cqe_flags)
+{
+    mag__io_t *io = (mag__io_t *)op;
+    /* Waker's rule: take the task first; after the release store below the
+     * waiter may return and its stack frame (io) is gone. */
+    mag_task_t *task = io->task;
+    io->res = res;
+    io->cqe_flags = cqe_flags;
+    atomic_store_explicit(&io->done, 1, memory_order_release); /* pairs with mag__io_wait */
+    mag__wake(task);
+}
+
+int64_t mag__io_wait(mag__io_t *io)
+{
+    int interrupted = 0;
+    /* acquire: pairs with the release store in mag__io_complete. */
+    while (!atomic_load_explicit(&io->done, memory_order_acquire)) {
+        if (!interrupted && (interrupted = mag__suspend_check()) != 0) {
+            /* Cancelled or past the deadline: ask the ring to cancel, then
+             * keep waiting, uninterruptibly, for the request's own CQE. */
+            mag__op_cancel(&io->op);
+            continue;
+        }
+        mag__park();
+    }
+    mag__suspend_end();
+    /* A request that completed before the cancel reached it keeps its real
+     * result (bytes received, a descriptor accepted): returning
+     * -ECANCELED then would lose them. */
+    if (interrupted && (io->res == -ECANCELED || io->res == -EINTR))
+        return interrupted;
+    return io->res;
+}
+
+int64_t mag__io_run(int kind, const mag__io_args_t *a)
+{
+    const mag__io_kind_t *k = &mag__io_kinds[kind];
+    mag_task_t *self = mag__task_current();
+    if (!self)
+        return k->sys(a);
+    int rc = mag__suspend_begin(MAG__WAIT_IO, k);
+    if (rc)
+        return rc;
+    mag__io_t io = {
+        .op = {.complete = mag__io_complete, .worker = mag__worker_current()},
+        .task = self,
+    };
+    struct io_uring_sqe *sqe = mag__sqe();
+    k->prep(sqe, a);
+    io_uring_sqe_set_data(sqe, &io.op);
+    return mag__io_wait(&io);
+}
+
+/* ---- the public operations ---------------------------------------------- */
+
+static inline int64_t norm_off(off_t off)
+{
+    return off < 0 ? -1 : (int64_t)off;
+}
+
+ssize_t mag_read(int fd, void *buf, size_t n, off_t off)
+{
+    mag__io_args_t a = {.fd = fd, .buf = buf, .len = clamp_len(n), .off = norm_off(off)};
+    return (ssize_t)mag__io_run(MAG__IO_READ, &a);
+}
+
+ssize_t mag_write(int fd, const void *buf, size_t n, off_t off)
+{
+    mag__io_args_t a = {.fd = fd, .buf = (void *)buf, .len = clamp_len(n), .off = norm_off(off)};
+    return (ssize_t)mag__io_run(MAG__IO_WRITE, &a);
+}
+
+ssize_t mag_readv(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+    if (cnt < 0 || cnt > IOV_MAX)
+        return -EINVAL;
+    mag__io_args_t a = {.fd = fd, .buf = (void *)iov, .len = (uint64_t)cnt, .off = norm_off(off)};
+    return (ssize_t)mag__io_run(MAG__IO_READV, &a);
+}
+
+ssize_t mag_writev(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+    if (cnt < 0 || cnt > IOV_MAX)
+        return -EINVAL;
+    mag__io_args_t a = {.fd = fd, .buf = (void *)iov, .len = (uint64_t)cnt, .off = norm_off(off)};
+    return (ssize_t)mag__io_run(MAG__IO_WRITEV, &a);
+}
+
+ssize_t mag_recv(int fd, void *buf, size_t n, int flags)
+{
+    mag__io_args_t a = {.fd = fd, .flags = flags, .buf = buf, .len = clamp_len(n)};
+    return (ssize_t)mag__io_run(MAG__IO_RECV, &a);
+}
+
+ssize_t mag_send(int fd, const void *buf, size_t n, int flags)
+{
+    mag__io_args_t a = {
+        .fd = fd, .flags = flags | MSG_NOSIGNAL, .buf = (void *)buf, .len = clamp_len(n)};
+    return (ssize_t)mag__io_run(MAG__IO_SEND, &a);
+}
+
+ssize_t mag_send_all(int fd, const void *buf, size_t n, int flags)
+{
+    const char *p = buf;
+    size_t left = n;
+    while (left > 0) {
+        ssize_t r = mag_send(fd, p, left, flags);
+        if (r < 0)
+            return r;
+        p += r;
+        left -= (size_t)r;
+    }
+    return (ssize_t)n;
+}
+
+ssize_t mag_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+                     socklen_t *alen)
+{
+    struct iovec iov = {.iov_base = buf, .iov_len = clamp_len(n)};
+    struct msghdr msg = {
+        .msg_name = alen ? addr : NULL,
+        .msg_namelen = alen ? *alen : 0,
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+    };
+    mag__io_args_t a = {.fd = fd, .flags = flags, .buf = &msg};
+    ssize_t r = (ssize_t)mag__io_run(MAG__IO_RECVMSG, &a);
+    if (r >= 0 && alen)
+        *alen = msg.msg_namelen;
+    return r;
+}
+
+ssize_t mag_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+                   socklen_t alen)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = clamp_len(n)};
+    struct msghdr msg = {
+        .msg_name = (void *)addr,
+        .msg_namelen = addr ? alen : 0,
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+    };
+    mag__io_args_t a = {.fd = fd, .flags = flags | MSG_NOSIGNAL, .buf = &msg};
+    return (ssize_t)mag__io_run(MAG__IO_SENDMSG, &a);
+}
+
+int mag_accept(int lfd, struct sockaddr *addr, socklen_t *alen)
+{
+    mag__io_args_t a = {
+        .fd = lfd, .flags = SOCK_CLOEXEC, .buf = alen ? addr : NULL, .aux = addr ? alen : NULL};
+    return (int)mag__io_run(MAG__IO_ACCEPT, &a);
+}
+
+int mag_connect(int fd, const struct sockaddr *addr, socklen_t alen)
+{
+    mag__io_args_t a = {.fd = fd, .buf = (void *)addr, .len = alen};
+    return (int)mag__io_run(MAG__IO_CONNECT, &a);
+}
+
+int mag_open(const char *path, int flags, mode_t mode)
+{
+    mag__io_args_t a = {.flags = flags, .buf = (void *)path, .len = mode};
+    return (int)mag__io_run(MAG__IO_OPEN, &a);
+}
+
+int mag_close(int fd)
+{
+    mag__io_args_t a = {.fd = fd};
+    if (fd < 0)
+        return -EBADF;
+    int64_t r = mag__io_run(MAG__IO_CLOSE, &a);
+    /* Cancelled before submission: close anyway (see io.h). A request that
+     * was submitted has closed the descriptor whatever it returned. */
+    if (r == -ECANCELED || r == -ETIMEDOUT)
+        r = mag__io_kinds[MAG__IO_CLOSE].sys(&a);
+    return (int)r;
+}
+
+int mag_fsync(int fd)
+{
+    mag__io_args_t a = {.fd = fd};
+    return (int)mag__io_run(MAG__IO_FSYNC, &a);
+}
+
+int mag_poll(int fd, short events)
+{
+    if (fd < 0)
+        return -EBADF;
+    mag__io_args_t a = {.fd = fd, .flags = (unsigned short)events};
+    return (int)mag__io_run(MAG__IO_POLL, &a);
+}
