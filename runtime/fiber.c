@@ -1,0 +1,233 @@
+/*
+ * runtime/fiber.c - fiber stacks, the first frame, switches that sanitizers
+ * understand, and stack-overflow reports.
+ *
+ * Stacks are mmap'd with MAP_NORESERVE, so only the pages a fiber touches
+ * cost memory. A guard page below a stack costs a VMA of its own (the mapping
+ * splits in two), and Linux allows vm.max_map_count (65,530 by default) VMAs
+ * per process. So guard pages are given out within a budget of a quarter of
+ * that limit; stacks beyond the budget have none. Every stack also has a
+ * canary word at its lowest usable address, checked at every switch out of
+ * the fiber: an overflow that the guard page did not stop (or that had no
+ * guard page) is reported then, naming the task, instead of corrupting memory
+ * silently.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "runtime/fiber.h"
+#include "runtime/sched.h"
+
+#define STACK_CANARY 0x6d61677069652121ull /* "magpie!!" */
+
+static size_t page_size(void)
+{
+    static size_t cached;
+    if (!cached)
+        cached = (size_t)sysconf(_SC_PAGESIZE);
+    return cached;
+}
+
+/* Guard-page budget: stacks with a guard page now, and the most allowed. */
+static _Atomic long guards_in_use;
+static long guard_budget = -1;
+
+static bool take_guard(void)
+{
+    long budget = __atomic_load_n(&guard_budget, __ATOMIC_RELAXED);
+    if (budget < 0) {
+        long max_maps = 65530;
+        FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+        if (f) {
+            if (fscanf(f, "%ld", &max_maps) != 1)
+                max_maps = 65530;
+            fclose(f);
+        }
+        budget = max_maps / 4;
+        __atomic_store_n(&guard_budget, budget, __ATOMIC_RELAXED);
+    }
+    /* relaxed: a counter, nothing is published through it. */
+    if (atomic_fetch_add_explicit(&guards_in_use, 1, memory_order_relaxed) < budget)
+        return true;
+    atomic_fetch_sub_explicit(&guards_in_use, 1, memory_order_relaxed);
+    return false;
+}
+
+mag__stack_t *mag__stack_alloc(size_t size)
+{
+    size_t page = page_size();
+    size = (size + page - 1) & ~(page - 1);
+    bool guard = take_guard();
+    size_t map = size + (guard ? page : 0);
+    char *base = mmap(NULL, map, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED) {
+        if (guard)
+            atomic_fetch_sub_explicit(&guards_in_use, 1, memory_order_relaxed);
+        return NULL;
+    }
+    if (guard && mprotect(base, page, PROT_NONE) != 0) {
+        atomic_fetch_sub_explicit(&guards_in_use, 1, memory_order_relaxed);
+        guard = false; /* out of VMAs: run unguarded, the canary still checks */
+    }
+    /* The record sits at the top of its own stack: no allocation besides. */
+    uintptr_t top = ((uintptr_t)base + map - sizeof(mag__stack_t)) & ~(uintptr_t)63;
+    mag__stack_t *s = (mag__stack_t *)top;
+    s->next = NULL;
+    s->base = base;
+    s->map_size = map;
+    s->guarded = guard;
+    s->lo = base + (guard ? page : 0);
+    s->usable = (size_t)((char *)s - s->lo);
+    memcpy(s->lo, &(uint64_t){STACK_CANARY}, sizeof(uint64_t));
+    return s;
+}
+
+void mag__stack_free(mag__stack_t *s)
+{
+    if (s->guarded)
+        atomic_fetch_sub_explicit(&guards_in_use, 1, memory_order_relaxed);
+    munmap(s->base, s->map_size);
+}
+
+bool mag__stack_canary_ok(const mag__stack_t *s)
+{
+    uint64_t v;
+    memcpy(&v, s->lo, sizeof v);
+    return v == STACK_CANARY;
+}
+
+void *mag__ctx_init(mag__stack_t *s, void (*entry)(void *), void *arg)
+{
+    uintptr_t top = (uintptr_t)s & ~(uintptr_t)15;
+    uint64_t *sp = (uint64_t *)top;
+#if defined(__x86_64__)
+    /* Mirror of mag__ctx_switch's frame, from high to low addresses: return
+     * address (the trampoline), rbp, rbx = entry, r12 = arg, r13, r14, r15,
+     * then MXCSR and the x87 control word. After its ret, rsp is 16-byte
+     * aligned, as the trampoline's call expects. */
+    uint32_t mxcsr;
+    uint16_t fpucw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+    *--sp = (uint64_t)(uintptr_t)mag__fiber_trampoline;
+    *--sp = 0;                         /* rbp */
+    *--sp = (uint64_t)(uintptr_t)entry; /* rbx */
+    *--sp = (uint64_t)(uintptr_t)arg;   /* r12 */
+    *--sp = 0;                         /* r13 */
+    *--sp = 0;                         /* r14 */
+    *--sp = 0;                         /* r15 */
+    sp -= 2;
+    memcpy((char *)sp + 8, &mxcsr, 4);
+    memcpy((char *)sp + 12, &fpucw, 2);
+    return sp;
+#elif defined(__aarch64__)
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    sp -= 22; /* 176 bytes, as mag__ctx_switch's frame */
+    memset(sp, 0, 176);
+    sp[0] = (uint64_t)(uintptr_t)entry;                 /* x19 */
+    sp[1] = (uint64_t)(uintptr_t)arg;                   /* x20 */
+    sp[11] = (uint64_t)(uintptr_t)mag__fiber_trampoline; /* x30 */
+    sp[20] = fpcr;
+    return sp;
+#endif
+}
+
+/* ---- stack-overflow reports ---------------------------------------------- */
+
+static struct sigaction previous_segv;
+static _Thread_local void *alt_stack;
+
+static void write_str(const char *s)
+{
+    ssize_t r = write(STDERR_FILENO, s, strlen(s));
+    (void)r;
+}
+
+static void on_segv(int sig, siginfo_t *info, void *uctx)
+{
+    mag__worker_t *w = mag__tls_worker;
+    mag_task_t *t = w ? w->current : NULL;
+    if (t && t->stack) {
+        char *addr = info->si_addr;
+        mag__stack_t *s = t->stack;
+        /* The guard page, or just below the canary of an unguarded stack. */
+        if (addr >= s->base && addr < s->lo + 256) {
+            char num[24];
+            int i = (int)sizeof num - 1;
+            uint64_t id = t->id;
+            num[i] = 0;
+            do
+                num[--i] = (char)('0' + id % 10);
+            while ((id /= 10) && i > 0);
+            write_str("magpie: stack overflow in task '");
+            write_str(t->name[0] ? t->name : "(unnamed)");
+            write_str("' (id ");
+            write_str(num + i);
+            write_str("): raise its stack_size (mag_spawn_ex) or MAG_STACK_SIZE\n");
+            signal(SIGABRT, SIG_DFL);
+            abort();
+        }
+    }
+    /* Not ours: hand it to whoever was there before us. */
+    if (previous_segv.sa_flags & SA_SIGINFO && previous_segv.sa_sigaction) {
+        previous_segv.sa_sigaction(sig, info, uctx);
+        return;
+    }
+    if (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN &&
+        !(previous_segv.sa_flags & SA_SIGINFO)) {
+        previous_segv.sa_handler(sig);
+        return;
+    }
+    signal(SIGSEGV, SIG_DFL); /* the faulting instruction runs again and dumps */
+}
+
+static void install_segv(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &previous_segv);
+}
+
+void mag__fiber_install_overflow_handler(void)
+{
+#if !MAG__SANITIZED /* sanitizers report stack overflows themselves */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install_segv);
+#endif
+}
+
+void mag__fiber_thread_init(void)
+{
+#if !MAG__SANITIZED
+    /* The handler needs a stack of its own: the faulting one is exhausted. */
+    if (alt_stack)
+        return;
+    size_t size = 64 * 1024;
+    alt_stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (alt_stack == MAP_FAILED) {
+        alt_stack = NULL;
+        return;
+    }
+    stack_t ss = {.ss_sp = alt_stack, .ss_size = size, .ss_flags = 0};
+    sigaltstack(&ss, NULL);
+#endif
+}
+
+void mag__fiber_thread_exit(void)
+{
+    if (!alt_stack)
+        return;
+    stack_t ss = {.ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    munmap(alt_stack, 64 * 1024);
+    alt_stack = NULL;
+}

@@ -1,0 +1,93 @@
+/*
+ * runtime/fiber.h - switching between a worker's scheduler and a task, told
+ * to AddressSanitizer, ThreadSanitizer and Valgrind so that they follow.
+ *
+ * A task may leave one worker and come back on another, so a switch always
+ * names the stack it is going to: the task's own, or the scheduler stack of
+ * the worker it is on now (recorded per worker at thread start).
+ */
+#ifndef MAGPIE_RUNTIME_FIBER_H
+#define MAGPIE_RUNTIME_FIBER_H
+
+#include "runtime/sched.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MAG__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MAG__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define MAG__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MAG__TSAN 1
+#endif
+#endif
+#ifndef MAG__ASAN
+#define MAG__ASAN 0
+#endif
+#ifndef MAG__TSAN
+#define MAG__TSAN 0
+#endif
+#define MAG__SANITIZED (MAG__ASAN || MAG__TSAN)
+
+#if MAG__ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
+                                     size_t *size_old);
+#endif
+#if MAG__TSAN
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void *fiber);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+void __tsan_set_fiber_name(void *fiber, const char *name);
+#endif
+
+/* Scheduler -> task. Returns when the task switches back. */
+static inline void mag__switch_into_task(mag__worker_t *w, mag_task_t *t)
+{
+#if MAG__TSAN
+    if (!t->tsan_fiber)
+        t->tsan_fiber = __tsan_create_fiber(0);
+    __tsan_switch_to_fiber(t->tsan_fiber, 0);
+#endif
+#if MAG__ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, t->stack->lo, t->stack->usable);
+#endif
+    mag__ctx_switch(&w->sched_sp, t->sp);
+#if MAG__ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+/* Task -> the scheduler of the worker it is on. exiting: never comes back. */
+static inline void mag__switch_out_of_task(mag__worker_t *w, mag_task_t *t, bool exiting)
+{
+#if MAG__TSAN
+    __tsan_switch_to_fiber(w->tsan_sched, 0);
+#endif
+#if MAG__ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(exiting ? NULL : &fake, w->asan_stack_bottom,
+                                   w->asan_stack_size);
+#endif
+    (void)exiting;
+    mag__ctx_switch(&t->sp, w->sched_sp);
+#if MAG__ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+/* First thing a new fiber does. */
+static inline void mag__fiber_started(void)
+{
+#if MAG__ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+}
+
+#endif /* MAGPIE_RUNTIME_FIBER_H */

@@ -1,0 +1,213 @@
+/*
+ * runtime/group.c - structured concurrency: asyncio.TaskGroup, gather,
+ * as_completed, Tokio's JoinSet.
+ *
+ * The group holds every member's handle. Members that finish move, in
+ * finishing order, from the running list to the done list, where
+ * mag_group_next collects them. One waiter at a time (the group's owner).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "runtime/group.h"
+
+struct mag_group {
+    mag_runtime_t *rt;
+    unsigned flags;
+    pthread_mutex_t lock; /* never held across a suspension */
+    mag_task_t *running;  /* doubly linked through group_next/group_prev */
+    mag_task_t *done_head, *done_tail;
+    unsigned nrunning;
+    int next_id;
+    bool cancelled;       /* mag_group_cancel, or the first error */
+    int first_error;      /* the error that cancelled the group */
+    mag__waiter_t *waiter;
+};
+
+mag_group_t *mag_group_create(unsigned flags)
+{
+    mag_runtime_t *rt = mag_runtime_current();
+    if (!rt || (flags & ~MAG_GROUP_CANCEL_ON_ERROR))
+        return NULL;
+    mag_group_t *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->rt = rt;
+    g->flags = flags;
+    pthread_mutex_init(&g->lock, NULL);
+    return g;
+}
+
+/* Under g->lock. */
+static void cancel_running(mag_group_t *g)
+{
+    g->cancelled = true;
+    for (mag_task_t *t = g->running; t; t = t->group_next)
+        mag_cancel(t);
+}
+
+void mag__group_link(mag_task_t *t)
+{
+    mag_group_t *g = t->group;
+    pthread_mutex_lock(&g->lock);
+    t->group_prev = NULL;
+    t->group_next = g->running;
+    if (g->running)
+        g->running->group_prev = t;
+    g->running = t;
+    g->nrunning++;
+    if (g->cancelled) /* raced with a cancel: start cancelled */
+        atomic_store_explicit(&t->cancelled, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&g->lock);
+}
+
+void mag__group_member_done(mag_task_t *t)
+{
+    mag_group_t *g = t->group;
+    pthread_mutex_lock(&g->lock);
+    if (t->group_prev)
+        t->group_prev->group_next = t->group_next;
+    else
+        g->running = t->group_next;
+    if (t->group_next)
+        t->group_next->group_prev = t->group_prev;
+    g->nrunning--;
+    t->group_next = NULL;
+    if (g->done_tail)
+        g->done_tail->group_next = t;
+    else
+        g->done_head = t;
+    g->done_tail = t;
+    if ((g->flags & MAG_GROUP_CANCEL_ON_ERROR) && t->result < 0 && !g->cancelled) {
+        g->first_error = t->result;
+        cancel_running(g);
+    }
+    mag__waiter_t *w = g->waiter;
+    g->waiter = NULL;
+    pthread_mutex_unlock(&g->lock);
+    if (w)
+        mag__waiter_signal(w);
+}
+
+int mag_group_spawn(mag_group_t *g, mag_fn fn, void *arg)
+{
+    if (!g || !fn)
+        return -EINVAL;
+    pthread_mutex_lock(&g->lock);
+    if (g->cancelled) {
+        pthread_mutex_unlock(&g->lock);
+        return -ECANCELED;
+    }
+    int id = g->next_id++;
+    pthread_mutex_unlock(&g->lock);
+    mag_task_t *t;
+    int rc = mag__spawn_member(g->rt, &t, fn, arg, NULL, g, id);
+    return rc ? rc : id;
+}
+
+static int next_common(mag_group_t *g, int *status, bool interruptible)
+{
+    pthread_mutex_lock(&g->lock);
+    for (;;) {
+        mag_task_t *t = g->done_head;
+        if (t) {
+            g->done_head = t->group_next;
+            if (!g->done_head)
+                g->done_tail = NULL;
+            pthread_mutex_unlock(&g->lock);
+            int id = t->group_id;
+            if (status)
+                *status = t->result;
+            atomic_store_explicit(&t->handle, MAG__HANDLE_RELEASED, memory_order_relaxed);
+            mag__task_release(t);
+            return id;
+        }
+        if (!g->nrunning) {
+            pthread_mutex_unlock(&g->lock);
+            return -ENOENT;
+        }
+        mag__waiter_t w;
+        mag__waiter_init(&w);
+        g->waiter = &w;
+        pthread_mutex_unlock(&g->lock);
+        int rc = 0;
+        if (w.task && interruptible) {
+            rc = mag__suspend_begin(MAG__WAIT_GROUP, g);
+            if (!rc) {
+                rc = mag__waiter_wait(&w, true);
+                mag__suspend_end();
+            }
+        } else {
+            mag__waiter_wait(&w, false);
+        }
+        pthread_mutex_lock(&g->lock);
+        if (rc) {
+            if (g->waiter == &w) {
+                g->waiter = NULL;
+            } else {
+                /* A member is signalling us: w is on this stack, wait. */
+                pthread_mutex_unlock(&g->lock);
+                mag__waiter_wait(&w, false);
+                pthread_mutex_lock(&g->lock);
+            }
+            pthread_mutex_unlock(&g->lock);
+            return rc;
+        }
+    }
+}
+
+int mag_group_next(mag_group_t *g, int *status)
+{
+    if (!g)
+        return -EINVAL;
+    return next_common(g, status, true);
+}
+
+static void drain(mag_group_t *g)
+{
+    while (next_common(g, NULL, false) != -ENOENT)
+        ;
+}
+
+int mag_group_wait(mag_group_t *g)
+{
+    if (!g)
+        return -EINVAL;
+    int first = 0, st;
+    for (;;) {
+        int rc = next_common(g, &st, true);
+        if (rc == -ENOENT)
+            break;
+        if (rc < 0) {
+            mag_group_cancel(g);
+            drain(g);
+            return rc;
+        }
+        if (st < 0 && !first)
+            first = st;
+    }
+    pthread_mutex_lock(&g->lock);
+    if (g->first_error)
+        first = g->first_error;
+    pthread_mutex_unlock(&g->lock);
+    return first;
+}
+
+void mag_group_cancel(mag_group_t *g)
+{
+    if (!g)
+        return;
+    pthread_mutex_lock(&g->lock);
+    cancel_running(g);
+    pthread_mutex_unlock(&g->lock);
+}
+
+void mag_group_destroy(mag_group_t *g)
+{
+    if (!g)
+        return;
+    mag_group_cancel(g);
+    drain(g);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}

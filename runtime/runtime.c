@@ -1,0 +1,394 @@
+/*
+ * runtime/runtime.c - configuration, creating and running a runtime, and
+ * shutting it down.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/fiber.h"
+#include "runtime/sched.h"
+
+#define RING_ENTRIES_DEFAULT 256u
+#define RING_ENTRIES_MAX 32768u
+
+static void env_unsigned(const char *name, unsigned long long max, void *out, size_t size)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 0);
+    /* Size suffixes for MAG_STACK_SIZE and friends: 64k, 1m. */
+    if (end != v && (*end == 'k' || *end == 'K'))
+        x <<= 10, end++;
+    else if (end != v && (*end == 'm' || *end == 'M'))
+        x <<= 20, end++;
+    if (errno || end == v || *end || v[0] == '-' || x > max) {
+        mag__warn("ignoring %s='%s': not a number from 0 to %llu", name, v, max);
+        return;
+    }
+    if (size == sizeof(unsigned))
+        *(unsigned *)out = (unsigned)x;
+    else
+        *(size_t *)out = (size_t)x;
+}
+
+void mag_config_init(mag_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->workers = 0;
+    cfg->stack_size = MAG_STACK_DEFAULT;
+    cfg->ring_entries = RING_ENTRIES_DEFAULT;
+    cfg->max_blocking_threads = 512;
+    cfg->blocking_keepalive_ms = 10000;
+    cfg->proc_workers = 0;
+    cfg->debug = false;
+    cfg->slow_task_ms = 100;
+    unsigned debug = 0;
+    env_unsigned("MAG_WORKERS", UINT_MAX, &cfg->workers, sizeof(unsigned));
+    env_unsigned("MAG_STACK_SIZE", SIZE_MAX, &cfg->stack_size, sizeof(size_t));
+    env_unsigned("MAG_RING_ENTRIES", UINT_MAX, &cfg->ring_entries, sizeof(unsigned));
+    env_unsigned("MAG_MAX_BLOCKING_THREADS", UINT_MAX, &cfg->max_blocking_threads,
+                 sizeof(unsigned));
+    env_unsigned("MAG_BLOCKING_KEEPALIVE_MS", UINT_MAX, &cfg->blocking_keepalive_ms,
+                 sizeof(unsigned));
+    env_unsigned("MAG_PROC_WORKERS", UINT_MAX, &cfg->proc_workers, sizeof(unsigned));
+    env_unsigned("MAG_DEBUG", 1, &debug, sizeof(unsigned));
+    env_unsigned("MAG_SLOW_TASK_MS", UINT_MAX, &cfg->slow_task_ms, sizeof(unsigned));
+    cfg->debug = debug != 0;
+}
+
+static int validate(const mag_config_t *in, mag_config_t *out)
+{
+    *out = *in;
+    if (out->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        out->workers = n > 0 ? (unsigned)n : 1;
+        if (out->workers > MAG_MAX_WORKERS)
+            out->workers = MAG_MAX_WORKERS;
+    }
+    if (out->workers > MAG_MAX_WORKERS)
+        return -EINVAL;
+    if (out->stack_size == 0)
+        out->stack_size = MAG_STACK_DEFAULT;
+    if (out->stack_size < MAG_STACK_MIN || out->stack_size > MAG_STACK_MAX)
+        return -EINVAL;
+    if (out->ring_entries == 0)
+        out->ring_entries = RING_ENTRIES_DEFAULT;
+    if (out->ring_entries > RING_ENTRIES_MAX)
+        return -EINVAL;
+    if (out->max_blocking_threads == 0)
+        out->max_blocking_threads = 512;
+    if (out->slow_task_ms == 0)
+        out->slow_task_ms = 100;
+    return 0;
+}
+
+static void record_thread_stack(mag__worker_t *w)
+{
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+            w->asan_stack_bottom = addr;
+            w->asan_stack_size = size;
+        }
+        pthread_attr_destroy(&attr);
+    }
+}
+
+/* Start-up handshake: each worker thread reports its ring setup. */
+struct start_report {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned reported;
+    int first_error;
+};
+
+struct thread_start {
+    mag__worker_t *w;
+    struct start_report *report;
+};
+
+void *mag__worker_thread(void *arg)
+{
+    struct thread_start *ts = arg;
+    mag__worker_t *w = ts->w;
+    struct start_report *rep = ts->report;
+    free(ts);
+    mag__fiber_thread_init();
+    record_thread_stack(w);
+    int rc = mag__worker_setup(w);
+    pthread_mutex_lock(&rep->lock);
+    rep->reported++;
+    if (rc && !rep->first_error)
+        rep->first_error = rc;
+    pthread_cond_broadcast(&rep->cond);
+    pthread_mutex_unlock(&rep->lock);
+    if (rc == 0) {
+        /* Wait for the go-ahead: every ring must exist before any worker
+         * may wake another through it. */
+        while (!atomic_load_explicit(&w->rt->started, memory_order_acquire) &&
+               !atomic_load_explicit(&w->rt->stopping, memory_order_acquire))
+            mag__futex_wait(&w->rt->started, 0);
+        if (!atomic_load_explicit(&w->rt->stopping, memory_order_acquire))
+            mag__worker_loop(w, NULL);
+    }
+    mag__worker_teardown(w);
+    mag__fiber_thread_exit();
+    return NULL;
+}
+
+static void free_runtime(mag_runtime_t *rt)
+{
+    if (rt->workers) {
+        for (unsigned i = 0; i < rt->nworkers; i++) {
+            mag__worker_t *w = rt->workers[i];
+            if (!w)
+                continue;
+            while (w->free_tasks) { /* records go back to the global pool */
+                mag_task_t *t = w->free_tasks;
+                w->free_tasks = t->next;
+                mag__task_pool_put(t);
+            }
+            free(w);
+        }
+        free(rt->workers);
+    }
+    if (rt->shards) {
+        for (unsigned i = 0; i < rt->nshards; i++)
+            pthread_mutex_destroy(&rt->shards[i].lock);
+        free(rt->shards);
+    }
+    free(rt->sleepers);
+    pthread_mutex_destroy(&rt->inject_lock);
+    pthread_mutex_destroy(&rt->idle_lock);
+    free(rt);
+}
+
+int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    mag_config_t defaults, cfg;
+    if (!cfg_in) {
+        mag_config_init(&defaults);
+        cfg_in = &defaults;
+    }
+    int rc = validate(cfg_in, &cfg);
+    if (rc)
+        return rc;
+    mag_runtime_t *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return -ENOMEM;
+    rt->cfg = cfg;
+    rt->nworkers = cfg.workers;
+    pthread_mutex_init(&rt->inject_lock, NULL);
+    pthread_mutex_init(&rt->idle_lock, NULL);
+    rt->workers = calloc(rt->nworkers, sizeof *rt->workers);
+    rt->sleepers = calloc(rt->nworkers, sizeof *rt->sleepers);
+    rt->nshards = rt->nworkers + 1;
+    rt->shards = calloc(rt->nshards, sizeof *rt->shards);
+    if (!rt->workers || !rt->sleepers || !rt->shards) {
+        free_runtime(rt);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < rt->nshards; i++)
+        pthread_mutex_init(&rt->shards[i].lock, NULL);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        mag__worker_t *w = aligned_alloc(MAG_CACHELINE, sizeof *w);
+        if (!w) {
+            free_runtime(rt);
+            return -ENOMEM;
+        }
+        memset(w, 0, sizeof *w);
+        w->rt = rt;
+        w->index = i;
+        w->rng = 0x9e3779b9u * (i + 1);
+        w->wake_fd = -1;
+        rt->workers[i] = w;
+    }
+    atomic_store_explicit(&rt->idle, rt->nworkers, memory_order_relaxed); /* all unparked */
+    mag__fiber_install_overflow_handler();
+    mag__debug_start(rt);
+
+    if (rt->nworkers > 1) {
+        struct start_report rep = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+        unsigned started = 0;
+        for (unsigned i = 0; i < rt->nworkers; i++) {
+            struct thread_start *ts = malloc(sizeof *ts);
+            if (!ts) {
+                rc = -ENOMEM;
+                break;
+            }
+            ts->w = rt->workers[i];
+            ts->report = &rep;
+            rt->workers[i]->is_thread = true;
+            int e = pthread_create(&rt->workers[i]->thread, NULL, mag__worker_thread, ts);
+            if (e) {
+                free(ts);
+                rt->workers[i]->is_thread = false;
+                rc = -e;
+                break;
+            }
+            started++;
+        }
+        pthread_mutex_lock(&rep.lock);
+        while (rep.reported < started)
+            pthread_cond_wait(&rep.cond, &rep.lock);
+        if (!rc)
+            rc = rep.first_error;
+        pthread_mutex_unlock(&rep.lock);
+        /* release: pairs with the workers' acquire loads of started/stopping. */
+        if (rc)
+            atomic_store_explicit(&rt->stopping, 1, memory_order_release);
+        else
+            atomic_store_explicit(&rt->started, 1, memory_order_release);
+        mag__futex_wake(&rt->started, INT32_MAX);
+        if (rc) {
+            for (unsigned i = 0; i < started; i++)
+                pthread_join(rt->workers[i]->thread, NULL);
+            mag__debug_stop(rt);
+            free_runtime(rt);
+            return rc;
+        }
+    }
+    *out = rt;
+    return 0;
+}
+
+/* Loop mode: the ring is made by, and belongs to, the first block_on thread. */
+static int claim_loop(mag_runtime_t *rt)
+{
+    mag__worker_t *w = rt->workers[0];
+    if (rt->loop_owned)
+        return pthread_equal(rt->loop_owner, pthread_self()) ? 0 : -EPERM;
+    mag__fiber_thread_init();
+    record_thread_stack(w);
+    int rc = mag__worker_setup(w);
+    if (rc)
+        return rc;
+    rt->loop_owner = pthread_self();
+    rt->loop_owned = true;
+    return 0;
+}
+
+int mag_runtime_block_on(mag_runtime_t *rt, mag_fn fn, void *arg, int *status)
+{
+    if (!rt || !fn)
+        return -EINVAL;
+    if (mag__worker_current())
+        return -EBUSY;
+    mag_task_t *t;
+    int rc;
+    if (rt->nworkers == 1) {
+        if ((rc = claim_loop(rt)))
+            return rc;
+        if ((rc = mag__spawn(rt, &t, fn, arg, NULL)))
+            return rc;
+        mag__worker_loop(rt->workers[0], t);
+    } else if ((rc = mag__spawn(rt, &t, fn, arg, NULL))) {
+        return rc;
+    }
+    return mag_join(t, status);
+}
+
+/* Cancels every live task; returns how many records are still registered. */
+static void cancel_all(mag_runtime_t *rt)
+{
+    for (unsigned i = 0; i < rt->nshards; i++) {
+        pthread_mutex_lock(&rt->shards[i].lock);
+        for (mag_task_t *t = rt->shards[i].head; t; t = t->reg_next)
+            mag_cancel(t);
+        pthread_mutex_unlock(&rt->shards[i].lock);
+    }
+}
+
+/* Handles nobody joined or detached: report them in debug mode, free them. */
+static void release_leftovers(mag_runtime_t *rt)
+{
+    for (unsigned i = 0; i < rt->nshards; i++) {
+        for (;;) {
+            pthread_mutex_lock(&rt->shards[i].lock);
+            mag_task_t *t = rt->shards[i].head;
+            pthread_mutex_unlock(&rt->shards[i].lock);
+            if (!t)
+                break;
+            if (rt->cfg.debug && !t->group)
+                mag__warn("task '%s' (id %llu) was never joined nor detached",
+                          t->name[0] ? t->name : "(unnamed)", (unsigned long long)t->id);
+            atomic_store_explicit(&t->handle, MAG__HANDLE_RELEASED, memory_order_relaxed);
+            mag__task_release(t); /* removes it from the shard */
+        }
+    }
+}
+
+int mag_runtime_shutdown(mag_runtime_t *rt)
+{
+    if (!rt)
+        return -EINVAL;
+    mag__worker_t *me = mag__worker_current();
+    if (me && me->rt == rt)
+        return -EBUSY;
+    if (rt->nworkers == 1 && atomic_load_explicit(&rt->live, memory_order_acquire) &&
+        claim_loop(rt))
+        return -EPERM;
+    /* release: spawns that see it refuse (acquire in mag__spawn). */
+    atomic_store_explicit(&rt->closing, 1, memory_order_release);
+    while (atomic_load_explicit(&rt->live, memory_order_acquire)) {
+        cancel_all(rt);
+        if (rt->nworkers == 1) {
+            rt->draining = true;
+            mag__worker_loop(rt->workers[0], NULL);
+            rt->draining = false;
+            continue;
+        }
+        uint32_t seen = atomic_load_explicit(&rt->live_zero, memory_order_acquire);
+        if (!atomic_load_explicit(&rt->live, memory_order_acquire))
+            break;
+        /* Re-sweep now and then for tasks spawned while we swept. */
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        syscall(SYS_futex, &rt->live_zero, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+    }
+    /* seq_cst: pairs with the sleeping flag in park() (see mag__worker_wake). */
+    atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (rt->workers[i]->is_thread)
+            mag__worker_wake(rt->workers[i]);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (rt->workers[i]->is_thread)
+            pthread_join(rt->workers[i]->thread, NULL);
+    mag__debug_stop(rt);
+    release_leftovers(rt);
+    if (rt->nworkers == 1)
+        mag__worker_teardown(rt->workers[0]);
+    free_runtime(rt);
+    return 0;
+}
+
+int mag_run(const mag_config_t *cfg, mag_fn main_fn, void *arg, int *status)
+{
+    if (!main_fn)
+        return -EINVAL;
+    if (mag__worker_current())
+        return -EBUSY;
+    mag_runtime_t *rt;
+    int rc = mag_runtime_create(cfg, &rt);
+    if (rc)
+        return rc;
+    rc = mag_runtime_block_on(rt, main_fn, arg, status);
+    int rc2 = mag_runtime_shutdown(rt);
+    return rc ? rc : rc2;
+}

@@ -1,0 +1,203 @@
+/*
+ * runtime/sched.h - the records of the runtime itself: runtime, worker, task,
+ * stacks, the timer wheel. Private to runtime/.
+ */
+#ifndef MAGPIE_RUNTIME_SCHED_H
+#define MAGPIE_RUNTIME_SCHED_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "runtime/deque.h"
+#include "runtime/internal.h"
+
+/* ---- fibers and stacks (fiber.c) ---------------------------------------- */
+typedef struct mag__stack {
+    struct mag__stack *next; /* in a worker's cache */
+    char *base;              /* start of the mapping (the guard page, if any) */
+    size_t map_size;         /* the whole mapping */
+    size_t usable;           /* bytes the fiber may use */
+    char *lo;                /* lowest usable byte: the canary lives here */
+    bool guarded;
+} mag__stack_t;
+
+MAG_HIDDEN mag__stack_t *mag__stack_alloc(size_t size);
+MAG_HIDDEN void mag__stack_free(mag__stack_t *s);
+MAG_HIDDEN bool mag__stack_canary_ok(const mag__stack_t *s);
+MAG_HIDDEN void mag__ctx_switch(void **save_sp, void *load_sp);
+MAG_HIDDEN void mag__fiber_trampoline(void);
+/* Prepares a fiber stack so the first switch to it calls entry(arg). */
+MAG_HIDDEN void *mag__ctx_init(mag__stack_t *s, void (*entry)(void *), void *arg);
+/* Installs the SIGSEGV handler that names the task whose stack overflowed. */
+MAG_HIDDEN void mag__fiber_install_overflow_handler(void);
+MAG_HIDDEN void mag__fiber_thread_init(void);
+MAG_HIDDEN void mag__fiber_thread_exit(void);
+
+/* ---- the timer wheel (timer.c) ------------------------------------------ */
+#define MAG__WHEEL_LEVELS 6
+#define MAG__WHEEL_SLOTS 64
+#define MAG__WHEEL_SHIFT 16 /* level-0 slot: 2^16 ns, about 65 us */
+
+typedef struct mag__wheel {
+    pthread_mutex_t lock;  /* any thread may disarm; see mag__timer_disarm */
+    uint64_t elapsed;      /* ticks (2^16 ns) processed so far */
+    uint64_t occupied[MAG__WHEEL_LEVELS];
+    mag__timer_t *slots[MAG__WHEEL_LEVELS][MAG__WHEEL_SLOTS];
+    _Atomic uint64_t count; /* armed timers (relaxed: metrics and fast path) */
+} mag__wheel_t;
+
+MAG_HIDDEN void mag__wheel_init(mag__wheel_t *w, uint64_t now_ns);
+MAG_HIDDEN void mag__wheel_destroy(mag__wheel_t *w);
+/* Fires every timer due at now_ns; returns how many tasks it woke. */
+MAG_HIDDEN unsigned mag__wheel_expire(mag__wheel_t *w, uint64_t now_ns);
+/* Absolute ns of the next expiry, or UINT64_MAX when empty. */
+MAG_HIDDEN uint64_t mag__wheel_next(mag__wheel_t *w);
+
+/* ---- tasks (task.c) ----------------------------------------------------- */
+#define MAG__TASK_MAGIC 0x6d61677461736b31ull /* "magtask1" */
+#define MAG__JOIN_DONE ((mag__waiter_t *)(uintptr_t)1)
+
+enum { MAG__HANDLE_JOINABLE = 0, MAG__HANDLE_DETACHED = 1, MAG__HANDLE_RELEASED = 2 };
+
+struct mag_task {
+    _Atomic uint32_t state;     /* MAG__RUNNABLE ... (the wake-up protocol) */
+    _Atomic uint32_t cancelled; /* sticky; release by mag_cancel, acquire by checks */
+    void *sp;                   /* saved stack pointer while switched out */
+    mag__stack_t *stack;        /* NULL until the task first runs */
+    size_t stack_size;
+    mag_fn fn;
+    void *arg;
+    int result;
+    mag_runtime_t *rt;
+    struct mag__worker *_Atomic worker; /* where it runs or last ran (dumps) */
+    mag_task_t *next;                   /* inject queue, free pools */
+    mag_task_t *reg_prev, *reg_next;    /* live-task registry shard */
+    unsigned reg_shard;
+    _Atomic uint32_t refs;          /* the running body + the handle */
+    _Atomic uint32_t handle;        /* MAG__HANDLE_* */
+    _Atomic(mag__waiter_t *) joiner; /* NULL, a waiter, or MAG__JOIN_DONE */
+    uint64_t magic;
+    uint64_t id;
+    uint64_t spawn_ns;
+    _Atomic uint64_t run_start_ns;  /* start of the current run (watchdog) */
+    uint64_t deadlines[MAG_DEADLINE_DEPTH];
+    unsigned ndeadlines;
+    uint64_t deadline;              /* earliest of deadlines[], or UINT64_MAX */
+    mag__timer_t deadline_timer;
+    bool deadline_armed;
+    bool started;
+    _Atomic int wait_kind;          /* MAG__WAIT_* (dumps) */
+    const void *_Atomic wait_obj;
+    struct mag_group *group;        /* group membership (group.c) */
+    mag_task_t *group_next, *group_prev;
+    int group_id;
+    void *tsan_fiber;
+    char name[32];
+};
+
+MAG_HIDDEN mag_task_t *mag__task_alloc(struct mag__worker *w);
+MAG_HIDDEN void mag__task_pool_put(mag_task_t *t);
+MAG_HIDDEN void mag__task_release(mag_task_t *t);
+MAG_HIDDEN void mag__task_entry(void *arg);
+/* Called by the scheduler after a task's body returned and its stack is free. */
+MAG_HIDDEN void mag__task_finish(mag_task_t *t);
+
+/* ---- workers (worker.c) ------------------------------------------------- */
+enum { MAG__SWITCH_PARK = 1, MAG__SWITCH_YIELD, MAG__SWITCH_EXIT };
+
+typedef struct mag__worker_stats {
+    /* Written by the owner only; read relaxed by mag_metrics. */
+    _Atomic uint64_t polls, steal_attempts, steals, stolen_tasks, parks, unparks, lifo_hits;
+    _Atomic uint64_t io_submitted, io_completed, overflows, remote_wakes;
+    _Atomic uint64_t busy_ns, parked_ns;
+} mag__worker_stats_t;
+
+typedef struct mag__worker {
+    mag__deque_t deque; /* first: its own cache lines */
+    mag_runtime_t *rt;
+    unsigned index;
+    mag_task_t *lifo;
+    unsigned lifo_streak;
+    mag_task_t *current;
+    void *sched_sp;
+    int switch_reason;
+    uint64_t tick;
+    uint32_t rng;
+    bool searching;
+    bool ring_ready;
+    bool is_thread;                /* its own OS thread (not loop mode) */
+    struct io_uring ring;
+    unsigned ring_flags;
+    int wake_fd;                   /* eventfd; a read on the ring is always armed */
+    uint64_t wake_buf;
+    mag__op_t wake_op;
+    bool wake_armed;
+    _Atomic uint32_t sleeping;     /* 1 while parked in the ring */
+    _Atomic(mag__op_t *) cancels;  /* MPSC stack of cancel requests */
+    unsigned inflight;             /* ring ops in flight */
+    mag__wheel_t wheel;
+    mag__stack_t *stack_cache;
+    unsigned stacks_cached;
+    mag_task_t *free_tasks;
+    unsigned free_count;
+    mag__worker_stats_t stats;
+    pthread_t thread;
+    void *tsan_sched;
+    const void *asan_stack_bottom; /* this thread's own stack, for ASan */
+    size_t asan_stack_size;
+} mag__worker_t;
+
+/* ---- the runtime (runtime.c) -------------------------------------------- */
+typedef struct mag__shard {
+    pthread_mutex_t lock;
+    mag_task_t *head;
+    char pad[MAG_CACHELINE];
+} mag__shard_t;
+
+struct mag_runtime {
+    mag_config_t cfg;
+    unsigned nworkers;
+    mag__worker_t **workers;
+
+    pthread_mutex_t inject_lock;
+    mag_task_t *inject_head, *inject_tail;
+    _Atomic size_t inject_len; /* relaxed hint; exact under inject_lock */
+
+    pthread_mutex_t idle_lock;
+    unsigned *sleepers;        /* parked worker indexes (under idle_lock) */
+    unsigned nsleepers;
+    _Atomic uint32_t idle;     /* searching << 16 | unparked */
+
+    mag__shard_t *shards;      /* live tasks; one shard per worker + 1 */
+    unsigned nshards;
+    _Atomic uint64_t live;     /* tasks spawned and not finished */
+    _Atomic uint32_t live_zero; /* futex word: bumped when live drops to 0 */
+    _Atomic uint32_t started;  /* futex word: every worker ring exists */
+    _Atomic uint32_t stopping; /* workers exit their loop */
+    bool draining;             /* loop mode shutdown: run until live == 0 */
+    void *debug;               /* debug.c: the watchdog's state */
+    _Atomic uint32_t closing;  /* shutdown started: spawns are refused */
+    pthread_t loop_owner;      /* loop mode: the block_on thread */
+    bool loop_owned;
+    _Atomic uint64_t spawned, completed;
+};
+
+MAG_HIDDEN extern _Thread_local mag__worker_t *mag__tls_worker;
+
+MAG_HIDDEN void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new);
+MAG_HIDDEN void mag__inject_push(mag_runtime_t *rt, mag_task_t *first, mag_task_t *last, size_t n);
+MAG_HIDDEN void mag__notify_parked(mag_runtime_t *rt);
+MAG_HIDDEN int mag__worker_setup(mag__worker_t *w);
+MAG_HIDDEN void mag__worker_teardown(mag__worker_t *w);
+MAG_HIDDEN void mag__worker_loop(mag__worker_t *w, mag_task_t *until);
+MAG_HIDDEN void *mag__worker_thread(void *arg);
+MAG_HIDDEN void mag__worker_wake(mag__worker_t *w);
+MAG_HIDDEN void mag__registry_add(mag_runtime_t *rt, mag_task_t *t, unsigned shard);
+MAG_HIDDEN void mag__registry_remove(mag_runtime_t *rt, mag_task_t *t);
+MAG_HIDDEN uint64_t mag__now(void);
+/* debug.c: the slow-task watchdog and friends (cfg.debug). */
+MAG_HIDDEN void mag__debug_start(mag_runtime_t *rt);
+MAG_HIDDEN void mag__debug_stop(mag_runtime_t *rt);
+
+#endif /* MAGPIE_RUNTIME_SCHED_H */

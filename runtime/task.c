@@ -1,0 +1,416 @@
+/*
+ * runtime/task.c - task records, spawn, join, detach, cancel.
+ *
+ * Task records are type-stable: they are carved from slabs, recycled through a
+ * per-worker cache and a global pool, and never handed back to malloc. A late
+ * mag__wake on a record that has moved on therefore touches a task record,
+ * never freed memory (see the wake-up protocol in internal.h), and joining a
+ * released handle finds MAG__FREE instead of garbage.
+ *
+ * A record holds two references: the running body and the handle. The body's
+ * goes when the task returns, the handle's at join or detach (or at shutdown
+ * for handles nobody joined).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/fiber.h"
+#include "runtime/group.h"
+#include "runtime/sched.h"
+
+#define SLAB_TASKS 64
+#define CACHE_MAX 256
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static mag_task_t *pool_head;
+static _Atomic uint64_t next_task_id = 1;
+
+void mag__warn(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "magpie: %s\n", buf);
+}
+
+_Noreturn void mag__fatal(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "magpie: %s\n", buf);
+    abort();
+}
+
+static mag_task_t *pool_take(void)
+{
+    pthread_mutex_lock(&pool_lock);
+    mag_task_t *t = pool_head;
+    if (t)
+        pool_head = t->next;
+    pthread_mutex_unlock(&pool_lock);
+    if (t)
+        return t;
+    /* A fresh slab: the first record is returned, the rest go to the pool. */
+    mag_task_t *slab = aligned_alloc(MAG_CACHELINE, sizeof(mag_task_t) * SLAB_TASKS);
+    if (!slab)
+        return NULL;
+    memset(slab, 0, sizeof(mag_task_t) * SLAB_TASKS);
+    for (unsigned i = 0; i < SLAB_TASKS; i++) {
+        slab[i].magic = MAG__TASK_MAGIC;
+        atomic_init(&slab[i].state, MAG__FREE);
+        slab[i].next = i + 1 < SLAB_TASKS ? &slab[i + 1] : NULL;
+    }
+    pthread_mutex_lock(&pool_lock);
+    slab[SLAB_TASKS - 1].next = pool_head;
+    pool_head = &slab[1];
+    pthread_mutex_unlock(&pool_lock);
+    return &slab[0];
+}
+
+mag_task_t *mag__task_alloc(mag__worker_t *w)
+{
+    mag_task_t *t;
+    if (w && w->free_tasks) {
+        t = w->free_tasks;
+        w->free_tasks = t->next;
+        w->free_count--;
+    } else {
+        t = pool_take();
+    }
+    return t;
+}
+
+void mag__task_pool_put(mag_task_t *t)
+{
+    pthread_mutex_lock(&pool_lock);
+    t->next = pool_head;
+    pool_head = t;
+    pthread_mutex_unlock(&pool_lock);
+}
+
+static void task_free(mag_task_t *t)
+{
+    mag__registry_remove(t->rt, t);
+    atomic_store_explicit(&t->state, MAG__FREE, memory_order_release);
+    mag__worker_t *w = mag__tls_worker;
+    if (w && w->free_count < CACHE_MAX) {
+        t->next = w->free_tasks;
+        w->free_tasks = t;
+        w->free_count++;
+        return;
+    }
+    mag__task_pool_put(t);
+}
+
+void mag__task_release(mag_task_t *t)
+{
+    /* acq_rel: the last holder sees every write the others made. */
+    if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+        task_free(t);
+}
+
+/* ---- the registry of live tasks (shutdown, dumps) -------------------------- */
+
+void mag__registry_add(mag_runtime_t *rt, mag_task_t *t, unsigned shard)
+{
+    mag__shard_t *s = &rt->shards[shard];
+    t->reg_shard = shard;
+    pthread_mutex_lock(&s->lock);
+    t->reg_prev = NULL;
+    t->reg_next = s->head;
+    if (s->head)
+        s->head->reg_prev = t;
+    s->head = t;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void mag__registry_remove(mag_runtime_t *rt, mag_task_t *t)
+{
+    mag__shard_t *s = &rt->shards[t->reg_shard];
+    pthread_mutex_lock(&s->lock);
+    if (t->reg_prev)
+        t->reg_prev->reg_next = t->reg_next;
+    else
+        s->head = t->reg_next;
+    if (t->reg_next)
+        t->reg_next->reg_prev = t->reg_prev;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- spawn ---------------------------------------------------------------- */
+
+int mag__spawn(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
+               const mag_spawn_opts_t *opts)
+{
+    return mag__spawn_member(rt, out, fn, arg, opts, NULL, -1);
+}
+
+int mag__spawn_member(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
+                      const mag_spawn_opts_t *opts, struct mag_group *group, int id)
+{
+    if (!fn || !rt)
+        return -EINVAL;
+    size_t stack = rt->cfg.stack_size;
+    if (opts && opts->stack_size) {
+        if (opts->stack_size < MAG_STACK_MIN || opts->stack_size > MAG_STACK_MAX)
+            return -EINVAL;
+        stack = opts->stack_size;
+    }
+    /* acquire: pairs with shutdown's release; a spawn that slips past is
+     * cancelled by shutdown's next sweep. */
+    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+        return -ESHUTDOWN;
+    mag__worker_t *w = mag__tls_worker;
+    if (w && w->rt != rt)
+        w = NULL;
+    mag_task_t *t = mag__task_alloc(w);
+    if (!t)
+        return -ENOMEM;
+    t->sp = NULL;
+    t->stack = NULL;
+    t->stack_size = stack;
+    t->fn = fn;
+    t->arg = arg;
+    t->result = 0;
+    t->rt = rt;
+    atomic_store_explicit(&t->worker, NULL, memory_order_relaxed);
+    t->next = NULL;
+    atomic_store_explicit(&t->refs, out ? 2 : 1, memory_order_relaxed);
+    atomic_store_explicit(&t->handle, out ? MAG__HANDLE_JOINABLE : MAG__HANDLE_DETACHED,
+                          memory_order_relaxed);
+    atomic_store_explicit(&t->joiner, NULL, memory_order_relaxed);
+    atomic_store_explicit(&t->cancelled, 0, memory_order_relaxed);
+    /* relaxed: a unique number, nothing is published through it. */
+    t->id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
+    t->spawn_ns = rt->cfg.debug ? mag__now() : 0;
+    atomic_store_explicit(&t->run_start_ns, 0, memory_order_relaxed);
+    t->ndeadlines = 0;
+    t->deadline = UINT64_MAX;
+    t->deadline_armed = false;
+    memset(&t->deadline_timer, 0, sizeof t->deadline_timer);
+    t->started = false;
+    atomic_store_explicit(&t->wait_kind, MAG__WAIT_NONE, memory_order_relaxed);
+    atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
+    t->group = group;
+    t->group_next = t->group_prev = NULL;
+    t->group_id = id;
+    t->tsan_fiber = NULL;
+    t->name[0] = 0;
+    if (opts && opts->name)
+        snprintf(t->name, sizeof t->name, "%s", opts->name);
+    atomic_store_explicit(&t->state, MAG__RUNNABLE, memory_order_relaxed);
+
+    /* relaxed: counters; shutdown waits on live through the futex below. */
+    atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
+    mag__registry_add(rt, t, w ? w->index : rt->nworkers);
+    if (group)
+        mag__group_link(t);
+    if (out)
+        *out = t;
+    /* The queues publish the record (release/acquire) to whoever runs it. */
+    mag__schedule(rt, t, true);
+    return 0;
+}
+
+int mag_spawn_ex(mag_task_t **out, mag_fn fn, void *arg, const mag_spawn_opts_t *opts)
+{
+    if (!out || !fn)
+        return -EINVAL;
+    mag__worker_t *w = mag__worker_current();
+    if (!w)
+        return -EPERM;
+    return mag__spawn(w->rt, out, fn, arg, opts);
+}
+
+mag_task_t *mag_spawn(mag_fn fn, void *arg)
+{
+    mag_task_t *t = NULL;
+    return mag_spawn_ex(&t, fn, arg, NULL) == 0 ? t : NULL;
+}
+
+mag_task_t *mag_runtime_spawn(mag_runtime_t *rt, mag_fn fn, void *arg)
+{
+    mag_task_t *t = NULL;
+    return mag__spawn(rt, &t, fn, arg, NULL) == 0 ? t : NULL;
+}
+
+/* ---- the body's life ------------------------------------------------------ */
+
+void mag__task_entry(void *arg)
+{
+    mag__fiber_started();
+    mag_task_t *t = arg;
+    t->result = t->fn(t->arg);
+    mag__worker_t *w = mag__worker_current();
+    w->switch_reason = MAG__SWITCH_EXIT;
+    mag__switch_out_of_task(w, t, true);
+    __builtin_unreachable();
+}
+
+void mag__task_finish(mag_task_t *t)
+{
+    mag_runtime_t *rt = t->rt;
+    /* release: the result and everything the body wrote, for joiners. */
+    atomic_store_explicit(&t->state, MAG__DONE, memory_order_release);
+    if (t->group)
+        mag__group_member_done(t);
+    /* acq_rel: release publishes the result to the joiner, which reads it
+     * after seeing MAG__JOIN_DONE or being signalled; acquire gets the
+     * joiner's waiter record. */
+    mag__waiter_t *jw = atomic_exchange_explicit(&t->joiner, MAG__JOIN_DONE, memory_order_acq_rel);
+    if (jw && jw != MAG__JOIN_DONE)
+        mag__waiter_signal(jw);
+    atomic_fetch_add_explicit(&rt->completed, 1, memory_order_relaxed);
+    mag__task_release(t);
+    /* acq_rel: the last one out wakes shutdown, which waits on live_zero. */
+    if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1) {
+        atomic_fetch_add_explicit(&rt->live_zero, 1, memory_order_release);
+        mag__futex_wake(&rt->live_zero, 1 << 30);
+    }
+}
+
+/* ---- join, detach, cancel ------------------------------------------------- */
+
+static bool handle_valid(mag_task_t *t, const char *what)
+{
+    if (!t)
+        return false;
+    if (t->magic != MAG__TASK_MAGIC) {
+        mag__warn("%s: %p is not a task handle", what, (void *)t);
+        return false;
+    }
+    uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire) & MAG__STATUS_MASK;
+    uint32_t h = atomic_load_explicit(&t->handle, memory_order_acquire);
+    if (s == MAG__FREE || h != MAG__HANDLE_JOINABLE) {
+        if (t->rt && t->rt->cfg.debug)
+            mag__warn("%s: handle %p was already %s", what, (void *)t,
+                      h == MAG__HANDLE_DETACHED ? "detached" : "joined (or freed)");
+        return false;
+    }
+    return true;
+}
+
+static int join_wait(mag_task_t *t, bool interruptible)
+{
+    if (atomic_load_explicit(&t->joiner, memory_order_acquire) == MAG__JOIN_DONE)
+        return 0;
+    mag__waiter_t w;
+    mag__waiter_init(&w);
+    int rc = 0;
+    if (w.task && interruptible && (rc = mag__suspend_begin(MAG__WAIT_JOIN, t)))
+        return rc;
+    if (w.task && !interruptible)
+        atomic_store_explicit(&w.task->wait_kind, MAG__WAIT_JOIN, memory_order_relaxed);
+    mag__waiter_t *expected = NULL;
+    /* acq_rel: release publishes w to the finisher; acquire on failure sees
+     * MAG__JOIN_DONE with the result. */
+    if (atomic_compare_exchange_strong_explicit(&t->joiner, &expected, &w, memory_order_acq_rel,
+                                                memory_order_acquire)) {
+        rc = mag__waiter_wait(&w, interruptible && w.task);
+        if (rc) {
+            expected = &w;
+            if (!atomic_compare_exchange_strong_explicit(&t->joiner, &expected, NULL,
+                                                         memory_order_acq_rel,
+                                                         memory_order_acquire)) {
+                /* The finisher took w and is signalling it: wait for that,
+                 * w lives on this stack. The task is done: join succeeds. */
+                mag__waiter_wait(&w, false);
+                rc = 0;
+            }
+        }
+    } else if (expected != MAG__JOIN_DONE) {
+        rc = -EINVAL; /* someone else is joining it */
+    }
+    if (w.task && interruptible)
+        mag__suspend_end();
+    else if (w.task)
+        atomic_store_explicit(&w.task->wait_kind, MAG__WAIT_NONE, memory_order_relaxed);
+    return rc;
+}
+
+static int join_common(mag_task_t *t, int *status, bool interruptible)
+{
+    if (!handle_valid(t, "mag_join"))
+        return -EINVAL;
+    if (t == mag__task_current())
+        return -EDEADLK;
+    int rc = join_wait(t, interruptible);
+    if (rc)
+        return rc;
+    uint32_t expected = MAG__HANDLE_JOINABLE;
+    if (!atomic_compare_exchange_strong_explicit(&t->handle, &expected, MAG__HANDLE_RELEASED,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return -EINVAL; /* joined concurrently by another caller */
+    if (status)
+        *status = t->result;
+    mag__task_release(t);
+    return 0;
+}
+
+int mag_join(mag_task_t *t, int *status)
+{
+    return join_common(t, status, true);
+}
+
+int mag__join_uninterruptible(mag_task_t *t, int *status)
+{
+    return join_common(t, status, false);
+}
+
+void mag_detach(mag_task_t *t)
+{
+    if (!handle_valid(t, "mag_detach"))
+        return;
+    uint32_t expected = MAG__HANDLE_JOINABLE;
+    if (atomic_compare_exchange_strong_explicit(&t->handle, &expected, MAG__HANDLE_DETACHED,
+                                                memory_order_acq_rel, memory_order_relaxed))
+        mag__task_release(t);
+}
+
+void mag_cancel(mag_task_t *t)
+{
+    if (!t || t->magic != MAG__TASK_MAGIC)
+        return;
+    uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire) & MAG__STATUS_MASK;
+    if (s == MAG__DONE || s == MAG__FREE)
+        return;
+    /* release: pairs with the acquire loads in the suspension checks; the
+     * wake's read-modify-write orders it before the task's next check. */
+    atomic_store_explicit(&t->cancelled, 1, memory_order_release);
+    mag__wake(t);
+}
+
+bool mag__task_cancelled(mag_task_t *t)
+{
+    return atomic_load_explicit(&t->cancelled, memory_order_acquire) != 0;
+}
+
+bool mag_cancelled(void)
+{
+    mag_task_t *t = mag__task_current();
+    return t && mag__task_cancelled(t);
+}
+
+mag_task_t *mag_self(void)
+{
+    return mag__task_current();
+}
+
+uint64_t mag_task_id(const mag_task_t *t)
+{
+    return t ? t->id : 0;
+}
+
+const char *mag_task_name(const mag_task_t *t)
+{
+    return t ? t->name : "";
+}
