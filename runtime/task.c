@@ -414,3 +414,28 @@ const char *mag_task_name(const mag_task_t *t)
 {
     return t ? t->name : "";
 }
+
+int mag_wait_for(mag_fn fn, void *arg, uint64_t timeout_ns, int *status)
+{
+    if (!fn)
+        return -EINVAL;
+    mag_runtime_t *rt = mag_runtime_current();
+    if (!rt || !mag__task_current())
+        return -EPERM;
+    mag_task_t *child;
+    int rc = mag__spawn(rt, &child, fn, arg, NULL);
+    if (rc)
+        return rc;
+    uint64_t now = mag__now();
+    uint64_t token =
+        mag_deadline_push(timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns);
+    rc = mag_join(child, status);
+    mag_deadline_pop(token);
+    if (rc == -ETIMEDOUT || rc == -ECANCELED) {
+        /* As asyncio.wait_for: cancel the inner task and wait until it has
+         * really finished, so nothing it owns outlives the call. */
+        mag_cancel(child);
+        mag__join_uninterruptible(child, NULL);
+    }
+    return rc;
+}

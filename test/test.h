@@ -8,7 +8,9 @@
 
 #include <magpie.h>
 
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
