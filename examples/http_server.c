@@ -1,0 +1,237 @@
+/*
+ * http_server - HTTP/1.1 hello world on mag_serve, with keep-alive and
+ * pipelining.
+ *
+ *   http_server [--port P] [--workers N]
+ *
+ * GET / (or HEAD /) answers 200 "Hello, World!"; other paths 404; other
+ * methods 405. A malformed request gets 400 and the connection is closed; a
+ * head over 8 KiB gets 431; HTTP/2+ on this port gets 505; a chunked body
+ * gets 501 (bodies with Content-Length are read and discarded).
+ *
+ * The per-request path allocates nothing and makes no system call of its
+ * own: each connection reads into a buffer on its task's stack, answers
+ * every complete request in it (pipelining) into a second buffer, and sends
+ * that with one send.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <magpie.h>
+#include <magpie/http1.h>
+
+#define IN_SIZE (2 * MAG_HTTP_MAX_HEAD)
+#define OUT_SIZE 16384
+#define OUT_SLACK 512 /* more than any one response head below */
+
+typedef struct opts {
+    long port;
+    long workers;
+} opts_t;
+
+typedef struct out {
+    char buf[OUT_SIZE];
+    size_t len;
+} out_t;
+
+#define LIT(s) s, sizeof(s) - 1
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+static const char hello_head[] = "HTTP/1.1 200 OK\r\n"
+                                 "Content-Type: text/plain\r\n"
+                                 "Content-Length: 13\r\n";
+static const char hello_body[] = "Hello, World!";
+static const char not_found_head[] = "HTTP/1.1 404 Not Found\r\n"
+                                     "Content-Type: text/plain\r\n"
+                                     "Content-Length: 10\r\n";
+static const char not_found_body[] = "Not Found\n";
+static const char not_allowed_head[] = "HTTP/1.1 405 Method Not Allowed\r\n"
+                                       "Allow: GET, HEAD\r\n"
+                                       "Content-Length: 0\r\n";
+
+/* Final answers: the connection closes after them. */
+static const char bad_request[] = "HTTP/1.1 400 Bad Request\r\n"
+                                  "Content-Length: 0\r\nConnection: close\r\n\r\n";
+static const char too_large[] = "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                                "Content-Length: 0\r\nConnection: close\r\n\r\n";
+static const char bad_version[] = "HTTP/1.1 505 HTTP Version Not Supported\r\n"
+                                  "Content-Length: 0\r\nConnection: close\r\n\r\n";
+static const char not_implemented[] = "HTTP/1.1 501 Not Implemented\r\n"
+                                      "Content-Length: 0\r\nConnection: close\r\n\r\n";
+
+/* Answers one parsed request into o. */
+static void respond(out_t *o, const mag_http_request_t *req, bool keep_alive)
+{
+    bool head = req->method_len == 4 && !memcmp(req->method, "HEAD", 4);
+    bool get = req->method_len == 3 && !memcmp(req->method, "GET", 3);
+    if (!get && !head) {
+        put(o, LIT(not_allowed_head));
+    } else if (req->target_len == 1 && req->target[0] == '/') {
+        put(o, LIT(hello_head));
+    } else {
+        put(o, LIT(not_found_head));
+    }
+    if (!keep_alive)
+        put(o, LIT("Connection: close\r\n"));
+    else if (req->minor_version == 0)
+        put(o, LIT("Connection: keep-alive\r\n"));
+    put(o, LIT("\r\n"));
+    if (head || (!get && !head))
+        return;
+    if (req->target_len == 1 && req->target[0] == '/')
+        put(o, LIT(hello_body));
+    else
+        put(o, LIT(not_found_body));
+}
+
+static int flush(int fd, out_t *o)
+{
+    if (o->len == 0)
+        return 0;
+    ssize_t r = mag_send_all(fd, o->buf, o->len, 0);
+    o->len = 0;
+    return r < 0 ? (int)r : 0;
+}
+
+/* Closing with unread input makes the kernel send a reset, which can destroy
+ * the answer just sent before the client reads it. So after a final answer:
+ * shut our side, then read and drop what the client still sends, for a
+ * bounded time and amount (nginx's lingering close). */
+static void linger(int fd)
+{
+    char buf[4096];
+    size_t total = 0;
+    shutdown(fd, SHUT_WR);
+    uint64_t token = mag_deadline_push(mag_now() + 500 * MAG_MS);
+    while (total < 256 * 1024) {
+        ssize_t n = mag_recv(fd, buf, sizeof buf, 0);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+    mag_deadline_pop(token);
+}
+
+static int http_conn(int fd, void *ctx)
+{
+    (void)ctx;
+    char in[IN_SIZE];
+    out_t out;
+    mag_http_request_t req;
+    size_t ilen = 0;
+    uint64_t body_left = 0; /* bytes of a request body still to discard */
+    out.len = 0;
+    for (;;) {
+        ssize_t n = mag_recv(fd, in + ilen, sizeof in - ilen, 0);
+        if (n <= 0)
+            return (int)n; /* EOF, reset, or cancelled */
+        ilen += (size_t)n;
+        size_t pos = 0;
+        bool done = false;
+        while (pos < ilen && !done) {
+            if (body_left) {
+                size_t k = ilen - pos < body_left ? ilen - pos : (size_t)body_left;
+                pos += k;
+                body_left -= k;
+                continue;
+            }
+            int h = mag_http_parse_request(in + pos, ilen - pos, &req);
+            if (h == 0)
+                break; /* incomplete: read more */
+            if (h < 0) {
+                if (h == -EMSGSIZE)
+                    put(&out, LIT(too_large));
+                else if (h == -EPROTONOSUPPORT)
+                    put(&out, LIT(bad_version));
+                else
+                    put(&out, LIT(bad_request));
+                done = true;
+                break;
+            }
+            pos += (size_t)h;
+            if (req.flags & MAG_HTTP_TRANSFER_ENCODING) {
+                put(&out, LIT(not_implemented));
+                done = true;
+                break;
+            }
+            body_left = req.content_length;
+            bool keep = (req.flags & MAG_HTTP_KEEP_ALIVE) != 0;
+            respond(&out, &req, keep);
+            if (!keep)
+                done = true;
+            else if (out.len > OUT_SIZE - OUT_SLACK && flush(fd, &out) < 0)
+                return -EPIPE;
+        }
+        if (flush(fd, &out) < 0)
+            return 0;
+        if (done) {
+            linger(fd);
+            return 0;
+        }
+        /* Keep the incomplete head (< MAG_HTTP_MAX_HEAD bytes, else the
+         * parser said 431) at the front. */
+        memmove(in, in + pos, ilen - pos);
+        ilen -= pos;
+    }
+}
+
+static int serve_main(void *arg)
+{
+    opts_t *o = arg;
+    int lfd = mag_tcp_listen(NULL, (uint16_t)o->port, 4096);
+    if (lfd < 0) {
+        fprintf(stderr, "http_server: listen on port %ld: %s\n", o->port, strerror(-lfd));
+        return lfd;
+    }
+    printf("listening on %d\n", mag_local_port(lfd));
+    fflush(stdout);
+    int rc = mag_serve(lfd, http_conn, NULL);
+    mag_close(lfd);
+    return rc;
+}
+
+static long parse_num(const char *flag, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || *end || end == s || v < lo || v > hi) {
+        fprintf(stderr, "http_server: %s wants a number in %ld..%ld\n", flag, lo, hi);
+        exit(2);
+    }
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    opts_t o = {.port = 0, .workers = 0};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--port"))
+            o.port = parse_num("--port", i + 1 < argc ? argv[++i] : NULL, 0, 65535);
+        else if (!strcmp(argv[i], "--workers"))
+            o.workers = parse_num("--workers", i + 1 < argc ? argv[++i] : NULL, 1, MAG_MAX_WORKERS);
+        else {
+            fprintf(stderr, "usage: http_server [--port P] [--workers N]\n");
+            return 2;
+        }
+    }
+    mag_config_t cfg;
+    mag_config_init(&cfg);
+    if (o.workers)
+        cfg.workers = (unsigned)o.workers;
+    int status = 0;
+    int rc = mag_run(&cfg, serve_main, &o, &status);
+    if (rc < 0) {
+        fprintf(stderr, "http_server: %s\n", strerror(-rc));
+        return 1;
+    }
+    return status < 0 ? 1 : 0;
+}
