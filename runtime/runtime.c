@@ -145,7 +145,8 @@ void *mag__worker_thread(void *arg)
         if (!atomic_load_explicit(&w->rt->stopping, memory_order_acquire))
             mag__worker_loop(w, NULL);
     }
-    mag__worker_teardown(w);
+    /* The ring and eventfd are closed by whoever frees the runtime, after
+     * joining this thread: other threads may still write our eventfd now. */
     mag__fiber_thread_exit();
     return NULL;
 }
@@ -157,6 +158,7 @@ static void free_runtime(mag_runtime_t *rt)
             mag__worker_t *w = rt->workers[i];
             if (!w)
                 continue;
+            mag__worker_teardown(w);
             while (w->free_tasks) { /* records go back to the global pool */
                 mag_task_t *t = w->free_tasks;
                 w->free_tasks = t->next;
@@ -208,7 +210,8 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     for (unsigned i = 0; i < rt->nshards; i++)
         pthread_mutex_init(&rt->shards[i].lock, NULL);
     for (unsigned i = 0; i < rt->nworkers; i++) {
-        mag__worker_t *w = aligned_alloc(MAG_CACHELINE, sizeof *w);
+        size_t wsize = (sizeof(mag__worker_t) + MAG_CACHELINE - 1) & ~(size_t)(MAG_CACHELINE - 1);
+        mag__worker_t *w = aligned_alloc(MAG_CACHELINE, wsize);
         if (!w) {
             free_runtime(rt);
             return -ENOMEM;
@@ -372,8 +375,6 @@ int mag_runtime_shutdown(mag_runtime_t *rt)
             pthread_join(rt->workers[i]->thread, NULL);
     mag__debug_stop(rt);
     release_leftovers(rt);
-    if (rt->nworkers == 1)
-        mag__worker_teardown(rt->workers[0]);
     free_runtime(rt);
     return 0;
 }
