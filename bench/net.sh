@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# bench/net.sh - one network benchmark against one server, as one line.
+#
+#   bench/net.sh echo|http|c10k NAME CMD...
+#
+# Starts `CMD... --port 0`, waits (10 s at most) for the server to print
+# "listening on <port>", runs the load against 127.0.0.1:<port>, and prints
+#
+#   NAME kind requests_per_s user_us_per_req sys_us_per_req rss_kib errors
+#
+#   requests_per_s   from the load generator, over its measured window
+#   user_us_per_req  the server's own user and system CPU time (utime and
+#   sys_us_per_req   stime of all its threads, /proc/PID/stat) spent while the
+#                    load ran, divided by every request it answered
+#   rss_kib          echo, http: the server's peak resident set (VmHWM), KiB
+#                    c10k: KiB per connection instead, i.e. (VmHWM under load
+#                    - VmRSS before any connection) / connections; same
+#                    column, so every kind has the same seven fields
+#   errors           connect failures, resets, short or corrupt replies,
+#                    idle connections closed by the server; non-2xx for http
+#
+# Loads:
+#   echo  loadgen --conns $CONNS (50) --size $SIZE (64) --duration $DURATION (5)
+#         [--pipeline $PIPELINE]
+#   http  wrk -t1 -c$CONNS (50) -d$DURATION (5)s http://127.0.0.1:<port>/
+#   c10k  loadgen --conns $C10K_ACTIVE (100) --idle $C10K_IDLE (9900)
+#         --size $SIZE (64) --duration $DURATION (5)
+# Environment: LOADGEN (default $BUILD/tools/loadgen, BUILD=build; built from
+# tools/loadgen.c into a temporary directory when missing), LOAD_THREADS
+# (loadgen --threads, 1), WRK (wrk), PIN_SERVER and PIN_LOAD (taskset CPU
+# lists; give both, the same for every contestant).
+#
+# A server that does not start, or a load that fails, still gives one line,
+# with "-" in the measured fields and the reason on stderr; the exit status is
+# 0 either way so that one broken contestant does not stop a suite.
+set -u
+
+usage() {
+    echo "usage: bench/net.sh echo|http|c10k NAME CMD..." >&2
+    exit 2
+}
+[ $# -ge 3 ] || usage
+kind=$1 name=$2
+shift 2
+case $kind in echo | http | c10k) ;; *) usage ;; esac
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/magpie-net.XXXXXX")
+pid=
+cleanup() {
+    stop_server
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { # fail REASON: the line with "-" fields, the reason on stderr
+    echo "net.sh: $name $kind: $1" >&2
+    echo "$name $kind - - - - -"
+    exit 0
+}
+
+stop_server() {
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null
+    # Three seconds to exit cleanly, then SIGKILL.
+    for _ in $(seq 30); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    pid=
+}
+
+# utime+stime of the whole process (all threads), in clock ticks. The command
+# name in field 2 may hold spaces, so split what follows its closing ")".
+cpu_ticks() {
+    local stat rest f
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    rest=${stat##*) }
+    read -r -a f <<<"$rest"
+    # f[0] is field 3 (state): utime is field 14, stime field 15.
+    echo "${f[11]} ${f[12]}"
+}
+
+status_kib() { # status_kib FIELD: a VmXXX line of /proc/PID/status, in KiB
+    awk -v k="$1:" '$1 == k { print $2 }' "/proc/$pid/status" 2>/dev/null
+}
+
+value() { # value KEY FILE: the number after "KEY " in loadgen's output
+    awk -v k="$1" '$1 == k { print $2 }' "$2"
+}
+
+loadgen=${LOADGEN:-$root/${BUILD:-build}/tools/loadgen}
+if [ "$kind" != http ] && [ ! -x "$loadgen" ]; then
+    # The Makefile links tools against libmagpie; loadgen needs only liburing.
+    ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -pthread "$root/tools/loadgen.c" -o "$tmp/loadgen" -luring ||
+        fail "no loadgen at $loadgen, and building it failed"
+    loadgen=$tmp/loadgen
+fi
+wrk=${WRK:-wrk}
+if [ "$kind" = http ] && ! command -v "$wrk" >/dev/null 2>&1; then
+    fail "wrk not found (apt-get install wrk)"
+fi
+
+pin_server=() pin_load=()
+[ -n "${PIN_SERVER:-}" ] && pin_server=(taskset -c "$PIN_SERVER")
+[ -n "${PIN_LOAD:-}" ] && pin_load=(taskset -c "$PIN_LOAD")
+
+duration=${DURATION:-5}
+conns=${CONNS:-50}
+size=${SIZE:-64}
+# Every load is bounded: the measured time, plus time to connect and report.
+limit=$(awk -v d="$duration" 'BEGIN { printf "%d", d + 60 }')
+
+# taskset and the Python servers exec, so $! stays the server's PID.
+${pin_server[@]+"${pin_server[@]}"} "$@" --port 0 >"$tmp/server.out" 2>"$tmp/server.err" &
+pid=$!
+port=
+for _ in $(seq 100); do
+    port=$(awk '$1 == "listening" && $2 == "on" { print $3; exit }' "$tmp/server.out")
+    [ -n "$port" ] && break
+    if ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid" 2>/dev/null
+        pid=
+        fail "server exited before listening: $(tail -n 3 "$tmp/server.err" | tr '\n' ' ')"
+    fi
+    sleep 0.1
+done
+[ -n "$port" ] || fail "server did not print 'listening on <port>' within 10 s"
+
+rss_before=$(status_kib VmRSS)
+read -r user0 sys0 < <(cpu_ticks) || fail "cannot read /proc/$pid/stat"
+
+case $kind in
+echo)
+    total=$conns
+    timeout "$limit" ${pin_load[@]+"${pin_load[@]}"} "$loadgen" --host 127.0.0.1 --port "$port" \
+        --conns "$conns" --size "$size" --duration "$duration" \
+        ${PIPELINE:+--pipeline "$PIPELINE"} --threads "${LOAD_THREADS:-1}" \
+        >"$tmp/load.out" 2>"$tmp/load.err"
+    ;;
+c10k)
+    active=${C10K_ACTIVE:-100} idle=${C10K_IDLE:-9900}
+    total=$((active + idle))
+    timeout "$limit" ${pin_load[@]+"${pin_load[@]}"} "$loadgen" --host 127.0.0.1 --port "$port" \
+        --conns "$active" --idle "$idle" --size "$size" --duration "$duration" \
+        --threads "${LOAD_THREADS:-1}" >"$tmp/load.out" 2>"$tmp/load.err"
+    ;;
+http)
+    total=$conns
+    timeout "$limit" ${pin_load[@]+"${pin_load[@]}"} "$wrk" -t1 -c"$conns" -d"${duration}s" \
+        "http://127.0.0.1:$port/" >"$tmp/wrk.out" 2>"$tmp/load.err"
+    # wrk's summary: "N requests in Xs", "Requests/sec: R", and when
+    # something went wrong "Socket errors: connect A, read B, write C,
+    # timeout D" and "Non-2xx or 3xx responses: N".
+    awk '
+        / requests in / { all = $1 }
+        /^Requests\/sec:/ { rate = $2 }
+        /Socket errors:/ { gsub(",", ""); errs += $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx responses:/ { errs += $5 }
+        END {
+            if (rate != "") printf "requests/s %s\nrequests_all %s\nerrors %d\n", rate, all, errs
+        }' "$tmp/wrk.out" >"$tmp/load.out"
+    ;;
+esac
+
+read -r user1 sys1 < <(cpu_ticks) || fail "server died during the load: $(tail -n 3 "$tmp/server.err" | tr '\n' ' ')"
+hwm=$(status_kib VmHWM)
+[ -n "$hwm" ] || hwm=$(status_kib VmRSS)
+stop_server
+
+rate=$(value requests/s "$tmp/load.out")
+requests=$(value requests_all "$tmp/load.out")
+errors=$(value errors "$tmp/load.out")
+if [ -z "$rate" ] || [ -z "$requests" ] || [ -z "$errors" ]; then
+    fail "load failed: $(tail -n 3 "$tmp/load.err" | tr '\n' ' ')"
+fi
+[ "$requests" -gt 0 ] || fail "no request completed (errors $errors): $(tail -n 3 "$tmp/load.err" | tr '\n' ' ')"
+[ "$errors" -eq 0 ] || echo "net.sh: $name $kind: $(tr '\n' ' ' <"$tmp/load.err")" >&2
+
+awk -v name="$name" -v kind="$kind" -v rate="$rate" -v n="$requests" -v errors="$errors" \
+    -v u0="$user0" -v u1="$user1" -v s0="$sys0" -v s1="$sys1" -v hz="$(getconf CLK_TCK)" \
+    -v hwm="$hwm" -v before="$rss_before" -v total="$total" 'BEGIN {
+        user = (u1 - u0) / hz * 1e6 / n
+        sys = (s1 - s0) / hz * 1e6 / n
+        if (kind == "c10k")
+            rss = sprintf("%.2f", (hwm - before) / total)
+        else
+            rss = sprintf("%d", hwm)
+        printf "%s %s %.0f %.2f %.2f %s %d\n", name, kind, rate, user, sys, rss, errors
+    }'
