@@ -28,9 +28,20 @@ mag__ctx_switch:
     fnstcw  12(%rsp)            /* x87 control word */
     movq    %rsp, (%rdi)
     movq    %rsi, %rsp
+    /* Loading MXCSR and the x87 control word is slow (tens of cycles), and
+     * they almost never differ between fibers: compare, load only if not
+     * equal. The red zone below the new rsp is scratch space. */
+    stmxcsr -8(%rsp)
+    movl    -8(%rsp), %eax
+    cmpl    8(%rsp), %eax
+    je      1f
     ldmxcsr 8(%rsp)
+1:  fnstcw  -8(%rsp)
+    movzwl  -8(%rsp), %eax
+    cmpw    12(%rsp), %ax
+    je      2f
     fldcw   12(%rsp)
-    addq    $16, %rsp
+2:  addq    $16, %rsp
     popq    %r15
     popq    %r14
     popq    %r13

@@ -16,6 +16,7 @@
 
 #include "runtime/fiber.h"
 #include "runtime/sched.h"
+#include "runtime/trace.h"
 
 #define FAIRNESS_INTERVAL 61
 #define LIFO_MAX_STREAK 3
@@ -102,12 +103,10 @@ static mag_task_t *inject_take(mag_runtime_t *rt, size_t max, size_t *taken)
 
 /* ---- local queue ------------------------------------------------------------ */
 
-/* Pushes to the back of the local queue; when full, half of it and t go to
- * the inject queue in one batch. */
-static void push_back(mag__worker_t *w, mag_task_t *t)
+/* The local queue is full: half of it and t go to the inject queue in one
+ * batch. Out of line, so the hot push below stays small. */
+__attribute__((noinline)) static void push_overflow(mag__worker_t *w, mag_task_t *t)
 {
-    if (MAG_LIKELY(mag__deque_push(&w->deque, t)))
-        return;
     mag_task_t *batch[MAG__DEQUE_CAP / 2];
     unsigned n = mag__deque_take(&w->deque, batch, MAG__DEQUE_CAP / 2, false);
     for (unsigned i = 0; i + 1 < n; i++)
@@ -121,11 +120,17 @@ static void push_back(mag__worker_t *w, mag_task_t *t)
     stat_inc(&w->stats.overflows, 1);
 }
 
+static inline void push_back(mag__worker_t *w, mag_task_t *t)
+{
+    if (MAG_UNLIKELY(!mag__deque_push(&w->deque, t)))
+        push_overflow(w, t);
+}
+
 void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new)
 {
-    (void)is_new;
     mag__worker_t *w = mag__tls_worker;
     if (w && w->rt == rt) {
+        mag__obs_wake(w, t, is_new);
         /* The task just woken or spawned runs next here (cache-warm); the one
          * it displaces goes to the back, where others may steal it. */
         mag_task_t *prev = w->lifo;
@@ -162,6 +167,8 @@ void mag__worker_wake(mag__worker_t *w)
 
 void mag__notify_parked(mag_runtime_t *rt)
 {
+    if (rt->nworkers == 1) /* loop mode: nobody else to wake */
+        return;
     /* seq_cst: pairs with the seq_cst updates in transition_to_parked, so a
      * worker that is about to park either sees the work we queued or is seen
      * here. Cheap when nobody is parked or someone is already searching. */
@@ -444,10 +451,15 @@ static void stack_put(mag__worker_t *w, mag__stack_t *s, size_t size)
 
 static void run_task(mag__worker_t *w, mag_task_t *t)
 {
-    /* acq_rel: acquire pairs with wakers' release (their condition), and the
-     * exchange clears a NOTIFY that arrived while queued: the task is about
-     * to look at its conditions anyway. */
-    atomic_exchange_explicit(&t->state, MAG__RUNNING, memory_order_acq_rel);
+    /* A task woken from PARKED is RUNNABLE: the exchange (acq_rel) orders
+     * us after the waker's read-modify-write, so the task sees what the
+     * waker published, and clears a NOTIFY that came while it was queued.
+     * A task that yielded stayed RUNNING: a waker meanwhile set NOTIFY with
+     * a read-modify-write, which makes its next park run it again rather
+     * than lose the wake, so the plain load suffices and the common yield
+     * costs no locked instruction. */
+    if (atomic_load_explicit(&t->state, memory_order_acquire) != MAG__RUNNING)
+        atomic_exchange_explicit(&t->state, MAG__RUNNING, memory_order_acq_rel);
     if (MAG_UNLIKELY(!t->stack)) {
         t->stack = stack_get(w, t->stack_size);
         if (!t->stack)
@@ -457,14 +469,13 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
     for (;;) {
         w->current = t;
         atomic_store_explicit(&t->worker, w, memory_order_relaxed);
-        if (w->rt->cfg.debug)
-            atomic_store_explicit(&t->run_start_ns, mag__now(), memory_order_relaxed);
+        mag__obs_run_begin(w, t);
         stat_inc(&w->stats.polls, 1);
         mag__switch_into_task(w, t);
         w->current = NULL;
-        if (w->rt->cfg.debug)
-            atomic_store_explicit(&t->run_start_ns, 0, memory_order_relaxed);
-        if (MAG_UNLIKELY(!mag__stack_canary_ok(t->stack)))
+        mag__obs_run_end(w, t);
+        /* Guarded stacks fault on overflow; the canary covers the rest. */
+        if (MAG_UNLIKELY(!t->stack->guarded && !mag__stack_canary_ok(t->stack)))
             mag__fatal("stack overflow in task '%s' (id %llu): its %zu-byte stack was "
                        "overrun; raise its stack_size (mag_spawn_ex) or MAG_STACK_SIZE",
                        t->name[0] ? t->name : "(unnamed)", (unsigned long long)t->id,
@@ -483,7 +494,7 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
             continue;
         }
         case MAG__SWITCH_YIELD:
-            atomic_exchange_explicit(&t->state, MAG__RUNNABLE, memory_order_acq_rel);
+            /* The state stays RUNNING while queued: see the top of run_task. */
             push_back(w, t);
             mag__notify_parked(w->rt);
             return;
@@ -558,6 +569,7 @@ static mag_task_t *steal(mag__worker_t *w)
         if (n) {
             stat_inc(&w->stats.steals, 1);
             stat_inc(&w->stats.stolen_tasks, n);
+            mag__obs_steal(w, v->index, n);
             for (unsigned k = 1; k < n; k++)
                 push_back(w, batch[k]);
             return batch[0];
@@ -585,6 +597,7 @@ static void park(mag__worker_t *w)
         mag__notify_parked(rt);
     stat_inc(&w->stats.parks, 1);
     uint64_t t0 = mag__now();
+    mag__obs_park_begin(w, t0);
     for (;;) {
         arm_wake_read(w);
         /* seq_cst: pairs with mag__worker_wake's exchange (see there). */
@@ -625,8 +638,10 @@ static void park(mag__worker_t *w)
             break;
         }
     }
+    uint64_t t1 = mag__now();
+    mag__obs_park_end(w, t0, t1);
     stat_inc(&w->stats.unparks, 1);
-    stat_inc(&w->stats.parked_ns, mag__now() - t0);
+    stat_inc(&w->stats.parked_ns, t1 - t0);
 }
 
 static bool task_done(mag_task_t *t)
