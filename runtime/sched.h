@@ -87,6 +87,7 @@ struct mag_task {
     mag__timer_t deadline_timer;
     bool deadline_armed;
     bool started;
+    uint8_t trace_flow;             /* a traced wake-up awaits its flow end (trace.c) */
     _Atomic int wait_kind;          /* MAG__WAIT_* (dumps) */
     const void *_Atomic wait_obj;
     struct mag_group *group;        /* group membership (group.c) */
@@ -111,6 +112,7 @@ typedef struct mag__worker_stats {
     _Atomic uint64_t polls, steal_attempts, steals, stolen_tasks, parks, unparks, lifo_hits;
     _Atomic uint64_t io_submitted, io_completed, overflows, remote_wakes;
     _Atomic uint64_t busy_ns, parked_ns;
+    _Atomic uint64_t park_start_ns; /* when the current park began; 0 while not parked */
 } mag__worker_stats_t;
 
 typedef struct mag__worker {
@@ -127,6 +129,8 @@ typedef struct mag__worker {
     bool searching;
     bool ring_ready;
     bool is_thread;                /* its own OS thread (not loop mode) */
+    uint8_t obs;                   /* MAG__OBS_* hooks on (trace.h); fixed before it starts */
+    struct mag__obs_worker *obs_rec; /* its observability record (debug.c) */
     struct io_uring ring;
     unsigned ring_flags;
     int wake_fd;                   /* eventfd; a read on the ring is always armed */
@@ -181,6 +185,8 @@ struct mag_runtime {
     pthread_t loop_owner;      /* loop mode: the block_on thread */
     bool loop_owned;
     _Atomic uint64_t spawned, completed;
+    uint8_t obs;               /* MAG__OBS_* (trace.h), fixed at create */
+    uint64_t start_ns;         /* mag__now() at create (metrics) */
 };
 
 MAG_HIDDEN extern _Thread_local mag__worker_t *mag__tls_worker;
@@ -199,5 +205,9 @@ MAG_HIDDEN uint64_t mag__now(void);
 /* debug.c: the slow-task watchdog and friends (cfg.debug). */
 MAG_HIDDEN void mag__debug_start(mag_runtime_t *rt);
 MAG_HIDDEN void mag__debug_stop(mag_runtime_t *rt);
+/* The pools fill m->blocking and m->proc of a mag_metrics snapshot (magpie/
+ * metrics.h) by defining this; weak, so that a build without them links. */
+struct mag_metrics;
+MAG_HIDDEN void mag__pool_metrics(mag_runtime_t *rt, struct mag_metrics *m) __attribute__((weak));
 
 #endif /* MAGPIE_RUNTIME_SCHED_H */

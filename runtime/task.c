@@ -190,13 +190,14 @@ int mag__spawn_member(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
     atomic_store_explicit(&t->cancelled, 0, memory_order_relaxed);
     /* relaxed: a unique number, nothing is published through it. */
     t->id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
-    t->spawn_ns = rt->cfg.debug ? mag__now() : 0;
+    t->spawn_ns = rt->obs ? mag__now() : 0; /* task ages, when tracked (trace.h) */
     atomic_store_explicit(&t->run_start_ns, 0, memory_order_relaxed);
     t->ndeadlines = 0;
     t->deadline = UINT64_MAX;
     t->deadline_armed = false;
     memset(&t->deadline_timer, 0, sizeof t->deadline_timer);
     t->started = false;
+    t->trace_flow = 0;
     atomic_store_explicit(&t->wait_kind, MAG__WAIT_NONE, memory_order_relaxed);
     atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
     t->group = group;
