@@ -349,7 +349,7 @@ static void snap_task(mag_task_t *t, task_snap_t *s)
     s->stack = peek_stack(t);
 }
 
-static void print_task(FILE *out, const task_snap_t *s, uint64_t now, size_t hwm)
+static void print_task(FILE *out, const task_snap_t *s, uint64_t now, size_t hwm, bool tracked)
 {
     char state[96], age[24], stack[24];
     uint32_t st = s->state & MAG__STATUS_MASK;
@@ -357,11 +357,14 @@ static void print_task(FILE *out, const task_snap_t *s, uint64_t now, size_t hwm
         char d[24];
         fmt_ns(d, sizeof d, now > s->run_start ? now - s->run_start : 0);
         snprintf(state, sizeof state, "running for %s", d);
+    } else if (st == MAG__RUNNING && tracked) {
+        /* A task that yielded stays RUNNING while it waits in a queue. */
+        snprintf(state, sizeof state, "runnable (yielded)");
     } else if (st == MAG__RUNNING) {
-        snprintf(state, sizeof state, "running");
+        snprintf(state, sizeof state, "running or yielded");
     } else if (st == MAG__PARKED && s->wait_kind != MAG__WAIT_NONE) {
-        snprintf(state, sizeof state, "waiting on %s %p", mag__wait_name(s->wait_kind),
-                 s->wait_obj);
+        snprintf(state, sizeof state, s->wait_obj ? "waiting on %s %p" : "waiting on %s",
+                 mag__wait_name(s->wait_kind), s->wait_obj);
     } else if (st == MAG__PARKED) {
         snprintf(state, sizeof state, "parked");
     } else if (st == MAG__RUNNABLE) {
@@ -430,7 +433,8 @@ int mag_dump_tasks(mag_runtime_t *rt, FILE *out)
         }
         pthread_mutex_unlock(&rt->shards[i].lock);
         for (size_t k = 0; k < n; k++) {
-            print_task(out, &snaps[k], now, stack_hwm(snaps[k].stack, page_buf, page));
+            print_task(out, &snaps[k], now, stack_hwm(snaps[k].stack, page_buf, page),
+                       (rt->obs & MAG__OBS_TRACK) != 0);
             count++;
         }
     }

@@ -260,6 +260,9 @@ void mag__task_entry(void *arg)
 void mag__task_finish(mag_task_t *t)
 {
     mag_runtime_t *rt = t->rt;
+    /* relaxed: a counter; counted before joiners can see the task done, so
+     * that once everything is joined, spawned == completed (metrics). */
+    atomic_fetch_add_explicit(&rt->completed, 1, memory_order_relaxed);
     /* release: the result and everything the body wrote, for joiners. */
     atomic_store_explicit(&t->state, MAG__DONE, memory_order_release);
     if (t->group)
@@ -270,7 +273,6 @@ void mag__task_finish(mag_task_t *t)
     mag__waiter_t *jw = atomic_exchange_explicit(&t->joiner, MAG__JOIN_DONE, memory_order_acq_rel);
     if (jw && jw != MAG__JOIN_DONE)
         mag__waiter_signal(jw);
-    atomic_fetch_add_explicit(&rt->completed, 1, memory_order_relaxed);
     mag__task_release(t);
     /* acq_rel: the last one out wakes shutdown, which waits on live_zero. */
     if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1) {
