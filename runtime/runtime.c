@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "runtime/fiber.h"
+#include "runtime/pool_internal.h"
 #include "runtime/sched.h"
 
 #define RING_ENTRIES_DEFAULT 256u
@@ -225,6 +226,11 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     }
     atomic_store_explicit(&rt->idle, rt->nworkers, memory_order_relaxed); /* all unparked */
     mag__fiber_install_overflow_handler();
+    /* Before any thread: the process pool forks its zygote here. */
+    if ((rc = mag__pools_start(rt))) {
+        free_runtime(rt);
+        return rc;
+    }
     mag__debug_start(rt);
 
     if (rt->nworkers > 1) {
@@ -264,6 +270,7 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
             for (unsigned i = 0; i < started; i++)
                 pthread_join(rt->workers[i]->thread, NULL);
             mag__debug_stop(rt);
+            mag__pools_stop(rt);
             free_runtime(rt);
             return rc;
         }
@@ -365,6 +372,8 @@ int mag_runtime_shutdown(mag_runtime_t *rt)
         struct timespec ts = {0, 50 * 1000 * 1000};
         syscall(SYS_futex, &rt->live_zero, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
     }
+    /* No task is live: stop the blocking threads, reap every process. */
+    mag__pools_stop(rt);
     /* seq_cst: pairs with the sleeping flag in park() (see mag__worker_wake). */
     atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
     for (unsigned i = 0; i < rt->nworkers; i++)

@@ -181,6 +181,7 @@ struct mag_runtime {
     _Atomic uint32_t stopping; /* workers exit their loop */
     bool draining;             /* loop mode shutdown: run until live == 0 */
     void *debug;               /* debug.c: the watchdog's state */
+    struct mag__pools *pools;  /* blocking and process pools (pool_internal.h) */
     _Atomic uint32_t closing;  /* shutdown started: spawns are refused */
     pthread_t loop_owner;      /* loop mode: the block_on thread */
     bool loop_owned;

@@ -1,0 +1,384 @@
+/*
+ * runtime/blocking.c - the blocking pool (mag_spawn_blocking,
+ * mag_run_blocking), and the glue that starts and stops both pools.
+ *
+ * A blocking job is an ordinary task record that the scheduler never runs:
+ * it is registered and counted live like any task (so shutdown waits for it,
+ * and mag_join / mag_detach work on its handle unchanged), but it is queued
+ * here instead of on a run queue, and a pool thread calls fn(arg) on its own
+ * stack and then mag__task_finish, which signals the joiner. The record's
+ * state goes RUNNABLE -> RUNNING -> DONE and is never PARKED, so a stray
+ * mag__wake (mag_cancel, shutdown's cancel sweep) only sets NOTIFY on it and
+ * never queues it on a worker.
+ *
+ * Threads: started on demand while no thread is idle, up to
+ * max_blocking_threads; beyond that jobs wait in a FIFO queue. An idle
+ * thread waits on a condition variable for blocking_keepalive_ms and exits
+ * when nothing came. The notify protocol counts idle threads and pending
+ * notifications (as Tokio's pool does), so one job wakes one thread and a
+ * thread never exits while a notification is meant for it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/pool_internal.h"
+#include "runtime/sched.h"
+
+struct mag__blocking {
+    mag_runtime_t *rt;
+    pthread_mutex_t lock;
+    pthread_cond_t work;     /* idle threads wait here (CLOCK_MONOTONIC) */
+    pthread_cond_t exited;   /* stop waits here for the last thread */
+    mag_task_t *head, *tail; /* queued jobs, linked through ->next */
+    size_t queued;
+    unsigned threads;        /* alive */
+    unsigned idle;           /* waiting on `work` and not yet notified */
+    unsigned notified;       /* notifications not yet taken by a thread */
+    unsigned peak;
+    unsigned max;
+    uint64_t keepalive_ns;
+    uint64_t jobs;
+    bool stopping;
+};
+
+/* The runtime whose pool the calling thread belongs to (pool threads only:
+ * no fiber ever runs on them, so reading it directly is safe). */
+static _Thread_local mag_runtime_t *tls_blocking_rt;
+
+/* Blocking jobs take ids from their own sequence, with the top bit set, so
+ * that they never collide with task ids (task.c owns that counter). */
+static _Atomic uint64_t next_blocking_id = 1;
+
+__attribute__((noinline)) mag_runtime_t *mag__context_runtime(void)
+{
+    mag_runtime_t *rt = mag_runtime_current();
+    return rt ? rt : tls_blocking_rt;
+}
+
+/* ---- pool threads ---------------------------------------------------------- */
+
+/* Runs one job on the calling pool thread and completes its record. */
+static void run_job(mag_runtime_t *rt, mag_task_t *t)
+{
+    /* acq_rel: an exchange like the scheduler's, so that a concurrent
+     * mag__wake's read-modify-write is ordered with it (it only sets NOTIFY). */
+    atomic_exchange_explicit(&t->state, MAG__RUNNING, memory_order_acq_rel);
+    t->result = t->fn(t->arg);
+    /* Publishes the result (release inside), signals the joiner, releases the
+     * body's reference and drops rt->live: t may be gone after this. */
+    mag__task_finish(t);
+    /* Loop mode: a shutdown draining the loop sleeps in worker 0's ring and
+     * only a task's wake-up would rouse it; a detached job that was the last
+     * live one must wake it so that it sees live == 0. rt stays valid: stop
+     * waits for this thread. seq_cst fence: orders our live decrement before
+     * the sleeping flag's exchange in mag__worker_wake, against the worker's
+     * seq_cst store of that flag before it reads live. */
+    if (rt->nworkers == 1 && atomic_load_explicit(&rt->closing, memory_order_acquire)) {
+        atomic_thread_fence(memory_order_seq_cst);
+        mag__worker_wake(rt->workers[0]);
+    }
+}
+
+/* Waits on b->work (lock held) until notified, stopping, or the keep-alive
+ * runs out (returns false: the thread should exit). */
+static bool wait_for_work(struct mag__blocking *b)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    uint64_t ns = (uint64_t)dl.tv_nsec + b->keepalive_ns;
+    dl.tv_sec += (time_t)(ns / 1000000000ull);
+    dl.tv_nsec = (long)(ns % 1000000000ull);
+    b->idle++;
+    for (;;) {
+        int rc = pthread_cond_timedwait(&b->work, &b->lock, &dl);
+        if (b->notified) { /* the notifier took us off b->idle */
+            b->notified--;
+            return true;
+        }
+        if (b->stopping) {
+            b->idle--;
+            return true;
+        }
+        if (rc == ETIMEDOUT) {
+            b->idle--;
+            return false;
+        }
+    }
+}
+
+static void *blocking_thread(void *arg)
+{
+    struct mag__blocking *b = arg;
+    tls_blocking_rt = b->rt;
+    pthread_mutex_lock(&b->lock);
+    for (;;) {
+        mag_task_t *t = b->head;
+        if (t) {
+            b->head = t->next;
+            if (!b->head)
+                b->tail = NULL;
+            b->queued--;
+            pthread_mutex_unlock(&b->lock);
+            run_job(b->rt, t);
+            pthread_mutex_lock(&b->lock);
+            b->jobs++;
+            continue;
+        }
+        if (b->stopping || !wait_for_work(b))
+            break;
+    }
+    /* The last touch of b: stop frees it once threads reaches 0. */
+    if (--b->threads == 0)
+        pthread_cond_broadcast(&b->exited);
+    pthread_mutex_unlock(&b->lock);
+    tls_blocking_rt = NULL;
+    return NULL;
+}
+
+/* Starts one more pool thread (lock held). Every asynchronous signal is
+ * blocked in it, so that process-directed signals (SIGINT, SIGTERM, SIGCHLD)
+ * go to the application's threads, never to a thread busy in a library
+ * call. Faults (SIGSEGV, ...) stay deliverable. */
+static int start_thread(struct mag__blocking *b)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT};
+    for (size_t i = 0; i < sizeof sync_signals / sizeof sync_signals[0]; i++)
+        sigdelset(&all, sync_signals[i]);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_t tid;
+    int e = pthread_create(&tid, &attr, blocking_thread, b);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (e)
+        return -e;
+    if (++b->threads > b->peak)
+        b->peak = b->threads;
+    return 0;
+}
+
+/* ---- spawn ------------------------------------------------------------------- */
+
+/* Fills a fresh record the way mag__spawn does, minus the stack. */
+static void init_record(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool joinable)
+{
+    t->sp = NULL;
+    t->stack = NULL;
+    t->stack_size = 0;
+    t->fn = fn;
+    t->arg = arg;
+    t->result = 0;
+    t->rt = rt;
+    atomic_store_explicit(&t->worker, NULL, memory_order_relaxed);
+    t->next = NULL;
+    atomic_store_explicit(&t->refs, joinable ? 2 : 1, memory_order_relaxed);
+    atomic_store_explicit(&t->handle, joinable ? MAG__HANDLE_JOINABLE : MAG__HANDLE_DETACHED,
+                          memory_order_relaxed);
+    atomic_store_explicit(&t->joiner, NULL, memory_order_relaxed);
+    atomic_store_explicit(&t->cancelled, 0, memory_order_relaxed);
+    /* relaxed: a unique number, nothing is published through it. */
+    t->id = (1ull << 63) | atomic_fetch_add_explicit(&next_blocking_id, 1, memory_order_relaxed);
+    t->spawn_ns = 0;
+    atomic_store_explicit(&t->run_start_ns, 0, memory_order_relaxed);
+    t->ndeadlines = 0;
+    t->deadline = UINT64_MAX;
+    t->deadline_armed = false;
+    memset(&t->deadline_timer, 0, sizeof t->deadline_timer);
+    t->started = true;
+    atomic_store_explicit(&t->wait_kind, MAG__WAIT_BLOCKING, memory_order_relaxed);
+    atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
+    t->group = NULL;
+    t->group_next = t->group_prev = NULL;
+    t->group_id = -1;
+    t->tsan_fiber = NULL;
+    memcpy(t->name, "spawn_blocking", sizeof "spawn_blocking");
+    atomic_store_explicit(&t->state, MAG__RUNNABLE, memory_order_relaxed);
+}
+
+int mag__spawn_blocking(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg)
+{
+    if (!rt || !fn)
+        return -EINVAL;
+    struct mag__pools *pools = rt->pools;
+    /* acquire: pairs with shutdown's release store of closing. */
+    if (!pools || atomic_load_explicit(&rt->closing, memory_order_acquire))
+        return -ESHUTDOWN;
+    struct mag__blocking *b = pools->blocking;
+    mag__worker_t *w = mag__worker_current();
+    if (w && w->rt != rt)
+        w = NULL;
+    mag_task_t *t = mag__task_alloc(w);
+    if (!t)
+        return -ENOMEM;
+    init_record(t, rt, fn, arg, out != NULL);
+    /* relaxed: counters; shutdown waits on live through its futex. */
+    atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
+    mag__registry_add(rt, t, w ? w->index : rt->nworkers);
+
+    int rc = 0;
+    pthread_mutex_lock(&b->lock);
+    /* The queue and the mutex publish the record to the thread that runs it. */
+    if (b->tail)
+        b->tail->next = t;
+    else
+        b->head = t;
+    b->tail = t;
+    b->queued++;
+    if (b->idle) {
+        b->idle--;
+        b->notified++;
+        pthread_cond_signal(&b->work);
+    } else if (b->threads < b->max) {
+        rc = start_thread(b);
+        if (rc && b->threads > 0)
+            rc = 0; /* a running thread will get to it */
+        if (rc) {   /* no thread at all: t is the only job queued */
+            b->head = b->tail = NULL;
+            b->queued = 0;
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (rc) {
+        /* Undo: complete the record as if it had run, nobody holds it. */
+        if (out) {
+            atomic_store_explicit(&t->handle, MAG__HANDLE_RELEASED, memory_order_relaxed);
+            mag__task_release(t);
+        }
+        t->result = rc;
+        mag__task_finish(t);
+        return rc;
+    }
+    if (out)
+        *out = t;
+    return 0;
+}
+
+mag_task_t *mag_runtime_spawn_blocking(mag_runtime_t *rt, mag_fn fn, void *arg)
+{
+    mag_task_t *t = NULL;
+    return mag__spawn_blocking(rt, &t, fn, arg) == 0 ? t : NULL;
+}
+
+mag_task_t *mag_spawn_blocking(mag_fn fn, void *arg)
+{
+    return mag_runtime_spawn_blocking(mag__context_runtime(), fn, arg);
+}
+
+int mag_run_blocking(mag_fn fn, void *arg, int *status)
+{
+    if (!fn)
+        return -EINVAL;
+    mag_task_t *self = mag__task_current();
+    if (!self) { /* a plain thread may block: run it here */
+        int r = fn(arg);
+        if (status)
+            *status = r;
+        return 0;
+    }
+    /* A cancelled (or late) task does not start the job. */
+    int rc = mag__suspend_begin(MAG__WAIT_BLOCKING, NULL);
+    if (rc)
+        return rc;
+    mag__suspend_end();
+    mag_task_t *t;
+    if ((rc = mag__spawn_blocking(self->rt, &t, fn, arg)))
+        return rc;
+    /* fn may use the caller's stack: wait for it whatever happens. */
+    return mag__join_uninterruptible(t, status);
+}
+
+/* ---- create, destroy, statistics ------------------------------------------- */
+
+int mag__blocking_create(mag_runtime_t *rt, struct mag__blocking **out)
+{
+    struct mag__blocking *b = calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    b->rt = rt;
+    b->max = rt->cfg.max_blocking_threads ? rt->cfg.max_blocking_threads : 512;
+    b->keepalive_ns = (uint64_t)rt->cfg.blocking_keepalive_ms * MAG_MS;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->work, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&b->exited, NULL);
+    pthread_mutex_init(&b->lock, NULL);
+    *out = b;
+    return 0;
+}
+
+void mag__blocking_destroy(struct mag__blocking *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->stopping = true;
+    pthread_cond_broadcast(&b->work);
+    while (b->threads)
+        pthread_cond_wait(&b->exited, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+    pthread_cond_destroy(&b->work);
+    pthread_cond_destroy(&b->exited);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+int mag__pools_start(mag_runtime_t *rt)
+{
+    mag__pools_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    int rc = mag__blocking_create(rt, &p->blocking);
+    if (rc == 0 && rt->cfg.proc_workers)
+        rc = mag__procpool_start(rt, rt->cfg.proc_workers, &p->proc);
+    if (rc) {
+        mag__blocking_destroy(p->blocking);
+        free(p);
+        return rc;
+    }
+    rt->pools = p;
+    return 0;
+}
+
+void mag__pools_stop(mag_runtime_t *rt)
+{
+    mag__pools_t *p = rt->pools;
+    if (!p)
+        return;
+    /* Processes first: nothing live uses them now, and their stop needs no
+     * pool thread. Then the threads, which may still be on their way out of
+     * their last job. */
+    mag__procpool_stop(p->proc);
+    mag__blocking_destroy(p->blocking);
+    rt->pools = NULL;
+    free(p);
+}
+
+void mag_pool_stats(mag_runtime_t *rt, mag_pool_stats_t *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    mag__pools_t *p = rt ? rt->pools : NULL;
+    if (!p)
+        return;
+    struct mag__blocking *b = p->blocking;
+    pthread_mutex_lock(&b->lock);
+    out->blocking_threads = b->threads;
+    out->blocking_idle = b->idle;
+    out->blocking_peak = b->peak;
+    out->blocking_queued = b->queued;
+    out->blocking_jobs = b->jobs;
+    pthread_mutex_unlock(&b->lock);
+    if (p->proc)
+        mag__procpool_stats(p->proc, out);
+}
