@@ -10,8 +10,9 @@
 #
 #   requests_per_s   from the load generator, over its measured window
 #   user_us_per_req  the server's own user and system CPU time (utime and
-#   sys_us_per_req   stime of all its threads, /proc/PID/stat) spent while the
-#                    load ran, divided by every request it answered
+#   sys_us_per_req   stime of all its threads, /proc/PID/stat, in clock ticks
+#                    of 1/CLK_TCK s) spent while the load ran, connecting and
+#                    warm-up included, divided by every request it answered
 #   rss_kib          echo, http: the server's peak resident set (VmHWM), KiB
 #                    c10k: KiB per connection instead, i.e. (VmHWM under load
 #                    - VmRSS before any connection) / connections; same
@@ -104,6 +105,10 @@ if [ "$kind" = http ] && ! command -v "$wrk" >/dev/null 2>&1; then
     fail "wrk not found (apt-get install wrk)"
 fi
 
+# Every contestant may use as many descriptors as the hard limit allows;
+# c10k needs more than the usual soft limit of 1024.
+ulimit -S -n "$(ulimit -H -n)" 2>/dev/null
+
 pin_server=() pin_load=()
 [ -n "${PIN_SERVER:-}" ] && pin_server=(taskset -c "$PIN_SERVER")
 [ -n "${PIN_LOAD:-}" ] && pin_load=(taskset -c "$PIN_LOAD")
@@ -114,7 +119,9 @@ size=${SIZE:-64}
 # Every load is bounded: the measured time, plus time to connect and report.
 limit=$(awk -v d="$duration" 'BEGIN { printf "%d", d + 60 }')
 
-# taskset and the Python servers exec, so $! stays the server's PID.
+# taskset and the Python servers exec, so $! stays the server's PID. The
+# output file exists before the server starts, so polling it never races.
+: >"$tmp/server.out"
 ${pin_server[@]+"${pin_server[@]}"} "$@" --port 0 >"$tmp/server.out" 2>"$tmp/server.err" &
 pid=$!
 port=

@@ -7,6 +7,7 @@
  * Prints "listening on <port>" when ready; exits 0 on SIGINT or SIGTERM.
  */
 #include "floor.h"
+#include "floor_main.h"
 
 static int app_recv(struct worker *w, struct conn *c, char *data, uint32_t len, int bid)
 {

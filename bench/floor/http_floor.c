@@ -10,6 +10,7 @@
  * Prints "listening on <port>" when ready; exits 0 on SIGINT or SIGTERM.
  */
 #include "floor.h"
+#include "floor_main.h"
 
 static const char RESPONSE[] = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\n"
 			       "Content-Type: text/plain\r\n\r\nHello, World!";

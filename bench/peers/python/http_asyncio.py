@@ -13,6 +13,7 @@ port) and exits cleanly on SIGINT or SIGTERM.
 import argparse
 import asyncio
 import os
+import resource
 import signal
 import sys
 
@@ -80,6 +81,9 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--uvloop", action="store_true")
     args = ap.parse_args()
+    # One descriptor per connection: allow as many as the hard limit does.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.uvloop:
         use_uvloop()
     asyncio.run(serve(args.port))
