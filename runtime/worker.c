@@ -138,6 +138,8 @@ void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new)
         if (!prev)
             return;
         push_back(w, prev);
+        if (rt->nworkers == 1) /* loop mode: no other worker to wake */
+            return;
     } else {
         mag__inject_push(rt, t, t, 1);
         if (w)
@@ -167,8 +169,6 @@ void mag__worker_wake(mag__worker_t *w)
 
 void mag__notify_parked(mag_runtime_t *rt)
 {
-    if (rt->nworkers == 1) /* loop mode: nobody else to wake */
-        return;
     /* seq_cst: pairs with the seq_cst updates in transition_to_parked, so a
      * worker that is about to park either sees the work we queued or is seen
      * here. Cheap when nobody is parked or someone is already searching. */
@@ -496,7 +496,8 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
         case MAG__SWITCH_YIELD:
             /* The state stays RUNNING while queued: see the top of run_task. */
             push_back(w, t);
-            mag__notify_parked(w->rt);
+            if (w->rt->nworkers > 1)
+                mag__notify_parked(w->rt);
             return;
         case MAG__SWITCH_EXIT:
         default:
