@@ -294,14 +294,10 @@ static void on_connect(struct thread *t, struct lconn *c, int res)
 	if (c->state == S_CONNECTING && !t->running)
 		t->resolved++;
 	if (res < 0) {
+		/* Closed by conn_cleanup, which also retries while running;
+		 * in the connect phase the connection just stays dead. */
 		t->st.errors[E_CONNECT]++;
-		close(c->fd);
-		c->fd = -1;
 		c->state = S_BROKEN;
-		if (!t->running) {
-			c->state = S_DEAD;
-			return;
-		}
 		conn_cleanup(t, c);
 		return;
 	}
@@ -495,9 +491,11 @@ fail:
 	exit(2);
 }
 
+/* The host's address; when it has several (IPv6 and IPv4), the first that
+ * accepts a connection, so the server is found whichever one it is on. */
 static int resolve(const struct opts *o, struct sockaddr_storage *ss, socklen_t *len)
 {
-	struct addrinfo hints, *res;
+	struct addrinfo hints, *res, *ai, *pick;
 	int ret;
 
 	memset(&hints, 0, sizeof(hints));
@@ -508,8 +506,21 @@ static int resolve(const struct opts *o, struct sockaddr_storage *ss, socklen_t 
 		fprintf(stderr, "loadgen: %s:%s: %s\n", o->host, o->port, gai_strerror(ret));
 		return -EINVAL;
 	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
+	pick = res;
+	for (ai = res; ai && res->ai_next; ai = ai->ai_next) {
+		int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int ok = fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+
+		if (fd >= 0)
+			close(fd);
+		if (ok) {
+			pick = ai;
+			break;
+		}
+	}
+	/* If none answers, the connections fail and are counted as errors. */
+	memcpy(ss, pick->ai_addr, pick->ai_addrlen);
+	*len = pick->ai_addrlen;
 	freeaddrinfo(res);
 	return 0;
 }
