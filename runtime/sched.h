@@ -145,6 +145,7 @@ typedef struct mag__worker {
     unsigned stacks_cached;
     mag_task_t *free_tasks;
     unsigned free_count;
+    uint64_t id_next, id_end; /* a block of task ids (task.c) */
     mag__worker_stats_t stats;
     pthread_t thread;
     void *tsan_sched;
