@@ -81,7 +81,7 @@ $(BUILD)/tools/%: tools/%.c $(BUILD)/libmagpie.a
 	@mkdir -p $(@D)
 	$(LINK)
 # The floor is a hand-written io_uring program: no runtime linked in.
-$(BUILD)/bench/floor/%: bench/floor/%.c $(DEPS_OK)
+$(BUILD)/bench/floor/%: bench/floor/%.c $(wildcard bench/floor/*.h) $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(LDFLAGS) -luring
 
