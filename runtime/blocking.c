@@ -37,6 +37,7 @@ struct mag__blocking {
     unsigned threads;        /* alive */
     unsigned idle;           /* waiting on `work` and not yet notified */
     unsigned notified;       /* notifications not yet taken by a thread */
+    unsigned finishing;      /* done with fn, about to look at the queue */
     unsigned peak;
     unsigned max;
     uint64_t keepalive_ns;
@@ -60,13 +61,9 @@ __attribute__((noinline)) mag_runtime_t *mag__context_runtime(void)
 
 /* ---- pool threads ---------------------------------------------------------- */
 
-/* Runs one job on the calling pool thread and completes its record. */
-static void run_job(mag_runtime_t *rt, mag_task_t *t)
+/* Completes a job's record once fn has returned. */
+static void complete_job(mag_runtime_t *rt, mag_task_t *t)
 {
-    /* acq_rel: an exchange like the scheduler's, so that a concurrent
-     * mag__wake's read-modify-write is ordered with it (it only sets NOTIFY). */
-    atomic_exchange_explicit(&t->state, MAG__RUNNING, memory_order_acq_rel);
-    t->result = t->fn(t->arg);
     /* Publishes the result (release inside), signals the joiner, releases the
      * body's reference and drops rt->live: t may be gone after this. */
     mag__task_finish(t);
@@ -122,9 +119,21 @@ static void *blocking_thread(void *arg)
                 b->tail = NULL;
             b->queued--;
             pthread_mutex_unlock(&b->lock);
-            run_job(b->rt, t);
+            /* acq_rel: an exchange like the scheduler's, so that a concurrent
+             * mag__wake's read-modify-write is ordered with it (it only sets
+             * NOTIFY, never queues the record). */
+            atomic_exchange_explicit(&t->state, MAG__RUNNING, memory_order_acq_rel);
+            t->result = t->fn(t->arg);
+            /* Counted as finishing before the joiner can see the result: a
+             * joiner that spawns again at once finds us about to take its
+             * job and starts no thread of its own. */
             pthread_mutex_lock(&b->lock);
+            b->finishing++;
             b->jobs++;
+            pthread_mutex_unlock(&b->lock);
+            complete_job(b->rt, t);
+            pthread_mutex_lock(&b->lock);
+            b->finishing--;
             continue;
         }
         if (b->stopping || !wait_for_work(b))
@@ -236,7 +245,11 @@ int mag__spawn_blocking(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *ar
         b->idle--;
         b->notified++;
         pthread_cond_signal(&b->work);
-    } else if (b->threads < b->max) {
+    } else if (b->queued > b->notified + b->finishing && b->threads < b->max) {
+        /* Nobody idle, and the jobs queued outnumber the threads that will
+         * look at the queue without blocking (notified or finishing): one
+         * more thread. A busy thread is never counted on: its job may wait
+         * for this one. */
         rc = start_thread(b);
         if (rc && b->threads > 0)
             rc = 0; /* a running thread will get to it */
