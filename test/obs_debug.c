@@ -8,6 +8,7 @@
 #include "test.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -146,8 +147,29 @@ static int sigquit_main(void *arg)
     return 0;
 }
 
+/* Takes the process's SIGQUIT: every other thread blocks it. Sleeping in
+ * an intercepted call lets ThreadSanitizer, which defers signal handlers to
+ * such calls, run the handler at once (a worker in io_uring_enter would
+ * hold it back until shutdown). */
+static void *signal_taker(void *arg)
+{
+    sigset_t quit;
+    sigemptyset(&quit);
+    sigaddset(&quit, SIGQUIT);
+    pthread_sigmask(SIG_UNBLOCK, &quit, NULL);
+    for (;;)
+        usleep(1000);
+    return arg;
+}
+
 static void case_sigquit(void)
 {
+    sigset_t quit;
+    sigemptyset(&quit);
+    sigaddset(&quit, SIGQUIT);
+    pthread_sigmask(SIG_BLOCK, &quit, NULL); /* inherited by the workers */
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, signal_taker, NULL), 0);
     run_debug(sigquit_main, 2);
 }
 
