@@ -124,6 +124,7 @@ class Row:
         self.metric, self.unit, self.higher = metric, unit, higher
         self.values = {}  # (contestant, workers) -> value
         self.runs = {}    # (contestant, workers) -> how many runs
+        self.rates = {}   # network: (contestant, workers) -> requests/s
 
 
 def read_raw(path):
@@ -207,6 +208,9 @@ def build_rows(bench, net):
                 if vs:
                     r.values[k] = statistics.median(vs)
                     r.runs[k] = len(vs)
+                    rates = [x["rps"] for x in runs if x["rps"]]
+                    if rates:
+                        r.rates[k] = statistics.median(rates)
     errors = {}
     for rid, per in by_net.items():
         for k, runs in per.items():
@@ -297,10 +301,31 @@ class Notes:
 
 
 WARNS = {}  # (row id, contestant, workers) -> caveat
+MACHINE = {}
+
+
+def tick_us(row, c, w):
+    """CPU µs/req that one clock tick of /proc accounting is worth in this
+    cell's run, or None: the resolution of a CPU-per-request figure."""
+    rate = row.rates.get((c, w))
+    if row.unit != "µs/req" or not rate:
+        return None
+    hz = num(MACHINE.get("clk_tck", "100")) or 100
+    d = num(MACHINE.get("duration_c10k" if row.id == "c10k" else
+                        "duration_http" if row.id.startswith("http") else "duration_echo", "1")) or 1
+    return 1e6 / hz / (rate * d)
+
+
+def below_tick(row, c, w):
+    """A CPU figure of 0: less than one tick was counted in the run."""
+    v = row.values.get((c, w))
+    return v == 0 and tick_us(row, c, w) is not None
 
 
 def cell(row, c, w, notes, foot):
     v = row.values.get((c, w))
+    if v is not None and below_tick(row, c, w):
+        return "<%s" % fmt(tick_us(row, c, w))
     if v is not None:
         caveat = WARNS.get((row.id, c, w)) if row.group != "net" else None
         return fmt(v, row.unit) + (" " + foot.mark(caveat)[3:] if caveat else "")
@@ -349,6 +374,8 @@ def table(rows, cols, notes, foot, n, errors, loop_mode=False):
                 line.append("" if s is None else "%.2f×" % s)
         m = r.values.get(("magpie", cmp_w))
         t = r.values.get(("tokio", cmp_w))
+        if below_tick(r, "magpie", cmp_w) or below_tick(r, "tokio", cmp_w):
+            m = t = None  # no ratio of a figure under the accounting's resolution
         q = ratio(m, t)
         line.append("" if q is None else "%.2f" % q)
         ft = None
@@ -546,7 +573,9 @@ def how_to_read(m):
         "divided by the requests it answered. The kernel's TCP work lands in system CPU "
         "and is about the same for every server; user CPU is what the runtime itself adds. "
         "The load generator runs on the same machine, so on a small machine requests/s "
-        "is bounded by it as much as by the server: compare CPU per request.",
+        "is bounded by it as much as by the server: compare CPU per request. /proc counts "
+        "CPU time in clock ticks (10 ms), so a short run rounds small figures: `<x` means "
+        "less than one tick, i.e. under x µs per request, and has no ratio.",
         "- **floor**: a hand-written io_uring server with no runtime at all (bench/floor): "
         "the least CPU per request this kernel allows; the distance to it is the cost of "
         "the runtime.",
@@ -562,8 +591,13 @@ def how_to_read(m):
 def machine_lines(m):
     out = ["- Machine: %s, %s cores, %s, %s memory" % (
         m.get("cpu", "?"), m.get("cores", "?"), m.get("kernel", "?"), m.get("mem", "?"))]
-    out.append("- Date: %s; commit %s; load average at the end %s" % (
-        m.get("date", "?"), m.get("commit", "?"), m.get("load", "?")))
+    loads = [num(x.split()[0]) if x.split() else None
+             for x in (m.get("load_start", ""), m.get("load", ""))]
+    busy = any(x is not None and x > (num(m.get("cores", "0")) or 0) for x in loads)
+    out.append("- Date: %s; commit %s; load average %s at the start, %s at the end%s" % (
+        m.get("date", "?"), m.get("commit", "?"), m.get("load_start", "?"), m.get("load", "?"),
+        " (above the core count: other work shared the machine, so the figures are noisier)"
+        if busy else ""))
     out.append("- Run: `make bench%s` (%s mode), N = %s workers, %s s in all; "
                "servers and load generators %s" % (
                    " QUICK=1" if m.get("mode") == "quick" else "", m.get("mode", "?"),
@@ -571,7 +605,16 @@ def machine_lines(m):
                    ("pinned: " + m["pinning"]) if m.get("pinning") else
                    "not pinned (the same for every contestant)"))
     tools = [m.get("cc", ""), m.get("python", "")]
-    pb = [x.strip() for x in m.get("peers_build", "").split(";") if x.strip()]
+    pb = []
+    for x in m.get("peers_build", "").split(";"):
+        # "peer tokio: built DIR/... (rustc 1.63.0)" -> "Tokio: rustc 1.63.0"
+        x = x.strip()
+        if not x:
+            continue
+        name, _, rest = x[len("peer "):].partition(": ")
+        if rest.startswith("built") and rest.endswith(")") and "(" in rest:
+            rest = rest[rest.rindex("(") + 1:-1]
+        pb.append("%s: %s" % (name, rest))
     out.append("- Toolchains: %s" % "; ".join([t for t in tools if t] + pb))
     return out
 
@@ -589,6 +632,7 @@ def main():
     n = m.get("workers_n", str(os.cpu_count() or 1))
     bench, net, notes, warns = read_raw(a.raw)
     WARNS.update(warns)
+    MACHINE.update(m)
     rows, errors = build_rows(bench, net)
     os.makedirs(a.out, exist_ok=True)
 
@@ -666,8 +710,9 @@ def update_readme(path, m, main_t, note_lines):
     except FileNotFoundError:
         text = ""
     body = ["## Benchmarks", "",
-            "`make bench` runs the whole suite (about 5 minutes on 2 cores; "
-            "`make bench QUICK=1` about one minute) and writes "
+            "`make bench` runs the whole suite (about 5 minutes on an idle 2-core machine; "
+            "`make bench QUICK=1` about one minute; building the Tokio peer the first "
+            "time adds a minute or two) and writes "
             "[bench/results/latest.md](bench/results/latest.md), "
             "[latest.csv](bench/results/latest.csv) and "
             "[latest.svg](bench/results/latest.svg); "

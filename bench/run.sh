@@ -47,12 +47,14 @@ RESULTS=${RESULTS:-$ROOT/bench/results}
 RAW=$BUILD/bench-run
 N=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 export BUILD # bench/net.sh finds BUILD/tools/loadgen through it
+B=${BUILD#"$ROOT"/} # for messages
 
 rm -rf "$RAW"
 mkdir -p "$RAW" "$RESULTS" || exit 1
 DB=$RAW/results.tsv # raw records, one per line, tab-separated (see report.py)
 : >"$DB"
 START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Worker counts: magpie always runs both modes; in quick mode the peers run
 # at N only (the main table compares at N).
@@ -188,7 +190,7 @@ plan() {
         for p in tokio go; do
             why=$(sed -n "s/^peer $p: not built: //p" "$RAW/peers-build.out" | head -n 1)
             if [ ! -x "$PEERS_DIR/${p}_bench" ] || [ -n "$why" ]; then
-                [ -n "$why" ] || why="$PEERS_DIR/${p}_bench missing"
+                [ -n "$why" ] || why="${PEERS_DIR#"$ROOT"/}/${p}_bench missing"
                 # A stale binary from an earlier build is not used either.
                 na "$p" "*" "*" "not built: $why"
                 echo "run.sh: peer $p not built: $why" >&2
@@ -209,7 +211,7 @@ plan() {
             case $src in micro) g=sched ;; sync_bench) g=sync ;; pool_bench) g=pool ;; esac
             step "$src workers=$w" || continue
             if [ ! -x "$BUILD/bench/$src" ]; then
-                na magpie "$w" "$g" "not available: $BUILD/bench/$src not built (bench/$src.c missing)"
+                na magpie "$w" "$g" "not available: $B/bench/$src not built (bench/$src.c missing)"
             elif [ $src = micro ] && [ "$MODE" = full ] && [ "$w" != "$N" ]; then
                 # parked_1m at workers N only (see the top of this file).
                 names=$("$BUILD/bench/micro" --list 2>/dev/null | grep -v '^parked_1m$')
@@ -242,7 +244,7 @@ plan() {
             if [ -x "$BUILD/examples/${srv}_server" ]; then
                 run_net "$id" "$kind" "$conns" magpie "$w" "$BUILD/examples/${srv}_server" --workers "$w"
             else
-                na magpie "$w" "$id" "not available: $BUILD/examples/${srv}_server not built"
+                na magpie "$w" "$id" "not available: $B/examples/${srv}_server not built"
             fi
         done
         # The peers at 1 worker on the 50-connection loads only: the full
@@ -260,7 +262,7 @@ plan() {
                 if [ $p = floor ]; then
                     bin=$BUILD/bench/floor/${srv}_floor
                     if [ ! -x "$bin" ]; then
-                        na floor "$w" "$id" "not available: $bin not built"
+                        na floor "$w" "$id" "not available: ${bin#"$ROOT"/} not built"
                         continue
                     fi
                 else
@@ -302,7 +304,9 @@ plan
     printf 'cores\t%s\n' "$(getconf _NPROCESSORS_ONLN)"
     printf 'kernel\t%s\n' "$(uname -sr)"
     printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+    printf 'load_start\t%s\n' "$LOAD_START"
     printf 'load\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf 'clk_tck\t%s\n' "$(getconf CLK_TCK)"
     printf 'mem\t%s\n' "$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
     printf 'cc\t%s\n' "$(${CC:-cc} --version 2>/dev/null | head -n 1)"
     printf 'commit\t%s\n' "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"
