@@ -59,13 +59,13 @@ static double ns_per(uint64_t start, size_t ops)
     return (double)(mag_now() - start) / (double)ops;
 }
 
-#define CHECK(ctx, expr)                                                     \
-    do {                                                                     \
-        int rc_ = (expr);                                                    \
-        if (rc_ < 0) {                                                       \
-            (ctx)->error = rc_;                                              \
-            return rc_;                                                      \
-        }                                                                    \
+#define CHECK(ctx, expr)                                                                           \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ < 0) {                                                                             \
+            (ctx)->error = rc_;                                                                    \
+            return rc_;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* ------------------------------------------------------------- ping_pong */
@@ -94,7 +94,7 @@ static int pp_partner(void *arg)
 static int pp_round(void *arg)
 {
     pp_batch_t *b = arg;
-    pp_round_t r = { mag_chan_create(1, 1), mag_chan_create(1, 1) };
+    pp_round_t r = {mag_chan_create(1, 1), mag_chan_create(1, 1)};
     if (!r.c1 || !r.c2)
         abort();
     mag_task_t *p = mag_spawn(pp_partner, &r);
@@ -312,13 +312,13 @@ typedef struct bench {
 } bench_t;
 
 static const bench_t benches[] = {
-    { "ping_pong", bench_ping_pong },
-    { "chan_contention_bounded", bench_chan_bounded },
-    { "chan_contention_unbounded", bench_chan_unbounded },
-    { "mutex_contention", bench_mutex_contention },
-    { "sem_concurrent", bench_sem_concurrent },
-    { "rwlock_read_concurrent", bench_rwlock_read },
-    { "notify_one", bench_notify_one },
+    {"ping_pong", bench_ping_pong},
+    {"chan_contention_bounded", bench_chan_bounded},
+    {"chan_contention_unbounded", bench_chan_unbounded},
+    {"mutex_contention", bench_mutex_contention},
+    {"sem_concurrent", bench_sem_concurrent},
+    {"rwlock_read_concurrent", bench_rwlock_read},
+    {"notify_one", bench_notify_one},
 };
 #define NBENCH (sizeof benches / sizeof benches[0])
 
@@ -359,7 +359,7 @@ static int run_bench(const bench_t *b, unsigned workers, int reps)
     double v[REPS_FULL];
     int err = 0;
     for (int i = 0; i < reps && !err; i++) {
-        bench_ctx_t c = { 0, 0 };
+        bench_ctx_t c = {0, 0};
         int st = 0;
         r = mag_runtime_block_on(rt, b->fn, &c, &st);
         err = r < 0 ? r : c.error;
@@ -387,7 +387,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     unsigned workers = online_cpus();
-    bool quick = false, want[NBENCH] = { false }, any = false;
+    bool quick = false, want[NBENCH] = {false}, any = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--workers") == 0 || strncmp(a, "--workers=", 10) == 0) {

@@ -42,16 +42,16 @@ static int app(void *arg)
 {
     (void)arg;
     mag_bcast_t *bus = mag_bcast_create(sizeof(event_t), 16);
-    handler_t hs[] = { { "audit", NULL, 0 }, { "mailer", NULL, 0 }, { "metrics", NULL, 0 } };
+    handler_t hs[] = {{"audit", NULL, 0}, {"mailer", NULL, 0}, {"metrics", NULL, 0}};
     enum { NH = sizeof hs / sizeof hs[0] };
     mag_task_t *t[NH];
     for (int i = 0; i < NH; i++) {
         hs[i].sub = mag_bcast_subscribe(bus); /* before emitting: sees everything */
         t[i] = mag_spawn(handle, &hs[i]);
     }
-    const char *topics[] = { "user.created", "user.login", "user.deleted" };
+    const char *topics[] = {"user.created", "user.login", "user.deleted"};
     for (int i = 0; i < 3; i++) {
-        event_t ev = { .user = 40 + i };
+        event_t ev = {.user = 40 + i};
         strncpy(ev.topic, topics[i], sizeof ev.topic - 1);
         int n = mag_bcast_send(bus, &ev);
         printf("emit %s -> %d handlers\n", ev.topic, n);

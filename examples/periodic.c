@@ -39,7 +39,7 @@ static int tick_loop(void *arg)
 static int app(void *arg)
 {
     (void)arg;
-    ticker_t t = { 0, 0 };
+    ticker_t t = {0, 0};
     mag_task_t *task = mag_spawn(tick_loop, &t);
     if (!task)
         return 1;

@@ -43,12 +43,12 @@ static int app(void *arg)
     if (!q)
         return -1;
     for (int i = 0; i < CONSUMERS; i++) {
-        cons[i] = (consumer_t){ q, i, 0, 0 };
+        cons[i] = (consumer_t){q, i, 0, 0};
         tasks[i] = mag_spawn(consume, &cons[i]);
     }
     for (int i = 1; i <= ITEMS; i++)
         mag_chan_send(q, &i); /* waits while 5 items are queued */
-    mag_chan_join(q); /* every item taken and task_done'd */
+    mag_chan_join(q);         /* every item taken and task_done'd */
     printf("all %d items processed\n", ITEMS);
     for (int i = 0; i < CONSUMERS; i++) {
         int pill = POISON;

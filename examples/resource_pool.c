@@ -15,7 +15,7 @@ typedef struct conn {
 } conn_t;
 
 typedef struct pool {
-    mag_sem_t free;  /* idle connections */
+    mag_sem_t free;   /* idle connections */
     mag_chan_t *idle; /* conn_t *, capacity POOL */
 } pool_t;
 

@@ -35,7 +35,7 @@ int mag_barrier_wait(mag_barrier_t *b)
     mag__spin_lock(&b->q.lock);
     if (++b->arrived == b->parties) {
         /* The last party: release the round and reset for the next. */
-        mag__wake_t wk = { NULL };
+        mag__wake_t wk = {NULL};
         b->arrived = 0;
         mag__wl_drain(&b->q.list, &wk, 0);
         mag__spin_unlock(&b->q.lock);
@@ -62,7 +62,7 @@ int mag_wg_add(mag_wg_t *wg, int64_t delta)
 {
     if (!wg)
         return -EINVAL;
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(&wg->q.lock);
     /* relaxed load: writes happen only under this lock. */
     int64_t c = atomic_load_explicit(&wg->count, memory_order_relaxed);

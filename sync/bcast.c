@@ -18,8 +18,8 @@ typedef int (*poll_fn)(void *obj, void *arg);
 
 /* The loop shared by every blocking call here: poll under the lock; if it
  * says -EAGAIN, wait for the next wake-up and poll again. */
-static int wait_loop(ck_spinlock_fas_t *lock, mag__wlist_t *list, int kind, void *obj,
-                     poll_fn poll, void *arg, bool blocking)
+static int wait_loop(ck_spinlock_fas_t *lock, mag__wlist_t *list, int kind, void *obj, poll_fn poll,
+                     void *arg, bool blocking)
 {
     mag__wnode_t n;
     bool prepared = false;
@@ -131,7 +131,7 @@ int mag_bcast_send(mag_bcast_t *b, const void *elem)
 {
     if (!b || !elem)
         return -EINVAL;
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(&b->lock);
     if (b->closed) {
         mag__spin_unlock(&b->lock);
@@ -176,7 +176,7 @@ static int bcast_recv(mag_bcast_sub_t *s, void *elem, uint64_t *missed, bool blo
 {
     if (!s || !elem)
         return -EINVAL;
-    struct bcast_recv_arg a = { elem, missed };
+    struct bcast_recv_arg a = {elem, missed};
     return wait_loop(&s->b->lock, &s->b->waiters, MAG__WAIT_CHAN, s, bcast_poll, &a, blocking);
 }
 
@@ -194,7 +194,7 @@ int mag_bcast_close(mag_bcast_t *b)
 {
     if (!b)
         return -EINVAL;
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(&b->lock);
     b->closed = true;
     mag__wl_drain(&b->waiters, &wk, 0);
@@ -245,7 +245,7 @@ int mag_watch_send(mag_watch_t *w, const void *elem)
 {
     if (!w || !elem)
         return -EINVAL;
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(&w->lock);
     if (w->closed) {
         mag__spin_unlock(&w->lock);
@@ -294,7 +294,7 @@ int mag_watch_wait(mag_watch_t *w, uint64_t *seen, void *elem)
 {
     if (!w || !seen)
         return -EINVAL;
-    struct watch_arg a = { seen, elem };
+    struct watch_arg a = {seen, elem};
     return wait_loop(&w->lock, &w->waiters, MAG__WAIT_CHAN, w, watch_poll, &a, true);
 }
 
@@ -302,7 +302,7 @@ int mag_watch_close(mag_watch_t *w)
 {
     if (!w)
         return -EINVAL;
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(&w->lock);
     w->closed = true;
     mag__wl_drain(&w->waiters, &wk, 0);

@@ -136,7 +136,7 @@ static int chan_op(mag_chan_t *c, void *elem, bool send, bool blocking)
 {
     if (!c || !elem)
         return -EINVAL;
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__wnode_t n;
     bool prepared = false;
     int rc;
@@ -190,7 +190,7 @@ int mag_chan_close(mag_chan_t *c)
 {
     if (!c)
         return -EINVAL;
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(&c->lock);
     if (!c->closed) {
         c->closed = true;
@@ -208,7 +208,7 @@ int mag_chan_task_done(mag_chan_t *c)
 {
     if (!c)
         return -EINVAL;
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(&c->lock);
     if (c->unfinished == 0) {
         mag__spin_unlock(&c->lock);

@@ -35,7 +35,7 @@ int mag_event_set(mag_event_t *e)
     uint32_t prev = atomic_fetch_or_explicit(&e->state, E_SET, memory_order_release);
     if (!(prev & E_WAITERS))
         return 0;
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(&e->q.lock);
     mag__wl_drain(&e->q.list, &wk, 0);
     /* relaxed: under the queue lock, where waiters set it. */
@@ -105,7 +105,9 @@ int mag_notify_wait(mag_notify_t *nt)
     if (rc)
         return rc;
     mag__spin_lock(&nt->q.lock);
-    if (atomic_exchange_explicit(&nt->permit, 0, memory_order_acquire)) {
+    /* The load first: most waits find no permit, and then skip the RMW. */
+    if (atomic_load_explicit(&nt->permit, memory_order_relaxed) &&
+        atomic_exchange_explicit(&nt->permit, 0, memory_order_acquire)) {
         mag__spin_unlock(&nt->q.lock);
         mag__wnode_end(&n);
         return 0;
@@ -134,7 +136,7 @@ int mag_notify_all(mag_notify_t *nt)
 {
     if (!nt)
         return -EINVAL;
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(&nt->q.lock);
     mag__wl_drain(&nt->q.list, &wk, 0);
     mag__spin_unlock(&nt->q.lock);

@@ -176,8 +176,7 @@ static inline mag__wnode_t *mag__wl_pop_live(mag__wlist_t *l)
         /* acq_rel: pairs with the selector's own CAS when it leaves, and
          * orders our copy into its buffer after the claim. */
         if (atomic_compare_exchange_strong_explicit(&n->sel->state, &expect, n->index + 1,
-                                                    memory_order_acq_rel,
-                                                    memory_order_acquire))
+                                                    memory_order_acq_rel, memory_order_acquire))
             return n;
     }
     return NULL;

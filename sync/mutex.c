@@ -25,8 +25,8 @@ int mag_mutex_trylock(mag_mutex_t *m)
         return -EINVAL;
     uint32_t expect = 0;
     /* acquire: pairs with the release in unlock (fast path or hand-off). */
-    if (atomic_compare_exchange_strong_explicit(&m->state, &expect, M_LOCKED,
-                                                memory_order_acquire, memory_order_relaxed))
+    if (atomic_compare_exchange_strong_explicit(&m->state, &expect, M_LOCKED, memory_order_acquire,
+                                                memory_order_relaxed))
         return 0;
     return -EAGAIN;
 }
@@ -53,14 +53,12 @@ static bool mutex_take_or_mark(mag_mutex_t *m)
         if (!(s & M_LOCKED)) {
             /* acquire: pairs with the unlocker's release. */
             if (atomic_compare_exchange_weak_explicit(&m->state, &s, s | M_LOCKED,
-                                                      memory_order_acquire,
-                                                      memory_order_relaxed))
+                                                      memory_order_acquire, memory_order_relaxed))
                 return true;
         } else if (s & M_WAITERS) {
             return false;
-        } else if (atomic_compare_exchange_weak_explicit(&m->state, &s, s | M_WAITERS,
-                                                         memory_order_relaxed,
-                                                         memory_order_relaxed)) {
+        } else if (atomic_compare_exchange_weak_explicit(
+                       &m->state, &s, s | M_WAITERS, memory_order_relaxed, memory_order_relaxed)) {
             /* relaxed: the CAS only has to make the unlocker's fast-path CAS
              * fail; the hand-off itself is ordered by the queue lock. */
             return false;
@@ -83,13 +81,12 @@ static int mutex_lock_slow(mag_mutex_t *m, bool interruptible)
     }
     /* A short optimistic spin: critical sections are often tiny and the
      * holder may be running on another core right now. */
-    for (int i = 0; i < 32; i++) {
+    for (int i = 0; i < 16; i++) {
         uint32_t s = atomic_load_explicit(&m->state, memory_order_relaxed);
         if (s & M_WAITERS)
             break; /* others queued first: do not barge */
-        if (s == 0 && atomic_compare_exchange_weak_explicit(&m->state, &s, M_LOCKED,
-                                                            memory_order_acquire,
-                                                            memory_order_relaxed)) {
+        if (s == 0 && atomic_compare_exchange_weak_explicit(
+                          &m->state, &s, M_LOCKED, memory_order_acquire, memory_order_relaxed)) {
             mag__wnode_end(&n);
             return 0;
         }
@@ -125,8 +122,8 @@ int mag_mutex_lock(mag_mutex_t *m)
 void mag__mutex_lock_uninterruptible(mag_mutex_t *m)
 {
     uint32_t expect = 0;
-    if (atomic_compare_exchange_strong_explicit(&m->state, &expect, M_LOCKED,
-                                                memory_order_acquire, memory_order_relaxed))
+    if (atomic_compare_exchange_strong_explicit(&m->state, &expect, M_LOCKED, memory_order_acquire,
+                                                memory_order_relaxed))
         return;
     mutex_lock_slow(m, false);
 }
@@ -210,7 +207,7 @@ int mag_cond_broadcast(mag_cond_t *c)
 {
     if (!c)
         return -EINVAL;
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(&c->q.lock);
     mag__wl_drain(&c->q.list, &wk, 0);
     mag__spin_unlock(&c->q.lock);

@@ -93,9 +93,8 @@ static int rw_lock_slow(mag_rwlock_t *l, uintptr_t mode)
             }
         } else if (s & RW_WAITERS) {
             break;
-        } else if (atomic_compare_exchange_weak_explicit(&l->state, &s, s | RW_WAITERS,
-                                                         memory_order_relaxed,
-                                                         memory_order_relaxed)) {
+        } else if (atomic_compare_exchange_weak_explicit(
+                       &l->state, &s, s | RW_WAITERS, memory_order_relaxed, memory_order_relaxed)) {
             /* The CAS (rather than an OR) fails if an unlock slipped in
              * since we read s, so we never queue behind a free lock that
              * nobody will grant. */
@@ -113,9 +112,8 @@ int mag_rwlock_rdlock(mag_rwlock_t *l)
         return -EINVAL;
     uint32_t s = atomic_load_explicit(&l->state, memory_order_relaxed);
     if (MAG_LIKELY(!(s & (RW_WRITER | RW_WAITERS)) && (s & RW_READERS) != RW_READERS &&
-                   atomic_compare_exchange_strong_explicit(&l->state, &s, s + 1,
-                                                           memory_order_acquire,
-                                                           memory_order_relaxed)))
+                   atomic_compare_exchange_strong_explicit(
+                       &l->state, &s, s + 1, memory_order_acquire, memory_order_relaxed)))
         return 0; /* acquire: pairs with the writer's release in unlock */
     return rw_lock_slow(l, RW_READ);
 }
@@ -126,9 +124,8 @@ int mag_rwlock_wrlock(mag_rwlock_t *l)
         return -EINVAL;
     uint32_t s = 0;
     /* acquire: pairs with the release of the last unlock. */
-    if (MAG_LIKELY(atomic_compare_exchange_strong_explicit(&l->state, &s, RW_WRITER,
-                                                           memory_order_acquire,
-                                                           memory_order_relaxed)))
+    if (MAG_LIKELY(atomic_compare_exchange_strong_explicit(
+            &l->state, &s, RW_WRITER, memory_order_acquire, memory_order_relaxed)))
         return 0;
     return rw_lock_slow(l, RW_WRITE);
 }
@@ -159,7 +156,7 @@ int mag_rwlock_trywrlock(mag_rwlock_t *l)
 
 static void rw_unlock_slow(mag_rwlock_t *l)
 {
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(&l->q.lock);
     rw_grant(l, &wk);
     mag__spin_unlock(&l->q.lock);
@@ -176,8 +173,8 @@ int mag_rwlock_unlock(mag_rwlock_t *l)
             /* release: publishes the writer's critical section. The writer
              * alone can clear WRITER, so an RMW is safe against readers'
              * concurrent failed CASes. */
-            uint32_t prev = atomic_fetch_and_explicit(&l->state, ~(uint32_t)RW_WRITER,
-                                                      memory_order_release);
+            uint32_t prev =
+                atomic_fetch_and_explicit(&l->state, ~(uint32_t)RW_WRITER, memory_order_release);
             if (prev & RW_WAITERS)
                 rw_unlock_slow(l);
             return 0;

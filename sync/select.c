@@ -91,8 +91,8 @@ static int try_cases(mag_select_case_t *cases, size_t n, size_t start, mag__wake
 }
 
 /* Step 3: unlinks the nodes still queued. */
-static void dequeue_all(mag_select_case_t *cases, size_t n, mag__wnode_t *nodes,
-                        mag_chan_t **chans, size_t u)
+static void dequeue_all(mag_select_case_t *cases, size_t n, mag__wnode_t *nodes, mag_chan_t **chans,
+                        size_t u)
 {
     for (size_t j = 0; j < u; j++) {
         mag__spin_lock(&chans[j]->lock);
@@ -106,10 +106,10 @@ static void dequeue_all(mag_select_case_t *cases, size_t n, mag__wnode_t *nodes,
     }
 }
 
-static int select_wait(mag_select_case_t *cases, size_t n, mag__wnode_t *nodes,
-                       mag_chan_t **chans, size_t u, bool blocking)
+static int select_wait(mag_select_case_t *cases, size_t n, mag__wnode_t *nodes, mag_chan_t **chans,
+                       size_t u, bool blocking)
 {
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__select_t sel;
     bool prepared = false, in_task = false;
     size_t start = n > 1 ? mag__sync_rand() % n : 0;
@@ -156,8 +156,7 @@ static int select_wait(mag_select_case_t *cases, size_t n, mag__wnode_t *nodes,
         nd->result = 0;
         nd->index = (uint32_t)i;
         nd->linked = false;
-        mag__wl_push(cases[i].op == MAG_SELECT_SEND ? &cases[i].chan->sendq
-                                                    : &cases[i].chan->recvq,
+        mag__wl_push(cases[i].op == MAG_SELECT_SEND ? &cases[i].chan->sendq : &cases[i].chan->recvq,
                      nd);
     }
     unlock_all(chans, u);
@@ -172,8 +171,7 @@ static int select_wait(mag_select_case_t *cases, size_t n, mag__wnode_t *nodes,
         uint32_t expect = MAG__SEL_WAITING;
         /* acq_rel: pairs with a waker's claim (mag__wl_pop_live). */
         if (!atomic_compare_exchange_strong_explicit(&sel.state, &expect, MAG__SEL_GONE,
-                                                     memory_order_acq_rel,
-                                                     memory_order_acquire)) {
+                                                     memory_order_acq_rel, memory_order_acquire)) {
             /* A waker claimed a case first: its hand-off is on the way. */
             mag__waiter_wait(&sel.w, false);
             rc = 0;

@@ -33,8 +33,8 @@ int mag_sem_tryacquire(mag_sem_t *s)
     uint32_t v = atomic_load_explicit(&s->state, memory_order_relaxed);
     while (!(v & S_WAITERS) && v >= S_ONE) {
         /* acquire: pairs with the release in mag_sem_release. */
-        if (atomic_compare_exchange_weak_explicit(&s->state, &v, v - S_ONE,
-                                                  memory_order_acquire, memory_order_relaxed))
+        if (atomic_compare_exchange_weak_explicit(&s->state, &v, v - S_ONE, memory_order_acquire,
+                                                  memory_order_relaxed))
             return 0;
     }
     return -EAGAIN;
@@ -65,17 +65,15 @@ int mag_sem_acquire(mag_sem_t *s)
     for (;;) {
         if (!(v & S_WAITERS) && v >= S_ONE) {
             if (atomic_compare_exchange_weak_explicit(&s->state, &v, v - S_ONE,
-                                                      memory_order_acquire,
-                                                      memory_order_relaxed)) {
+                                                      memory_order_acquire, memory_order_relaxed)) {
                 mag__spin_unlock(&s->q.lock);
                 mag__wnode_end(&n);
                 return 0;
             }
         } else if (v & S_WAITERS) {
             break;
-        } else if (atomic_compare_exchange_weak_explicit(&s->state, &v, v | S_WAITERS,
-                                                         memory_order_relaxed,
-                                                         memory_order_relaxed)) {
+        } else if (atomic_compare_exchange_weak_explicit(
+                       &s->state, &v, v | S_WAITERS, memory_order_relaxed, memory_order_relaxed)) {
             /* A CAS, so a release that slipped in since the load is seen. */
             break;
         }
@@ -94,8 +92,8 @@ int mag_sem_release(mag_sem_t *s)
         if ((v >> 1) >= MAG_SEM_MAX)
             return -EOVERFLOW;
         /* release: pairs with the acquirer's acquire CAS. */
-        if (atomic_compare_exchange_weak_explicit(&s->state, &v, v + S_ONE,
-                                                  memory_order_release, memory_order_relaxed))
+        if (atomic_compare_exchange_weak_explicit(&s->state, &v, v + S_ONE, memory_order_release,
+                                                  memory_order_relaxed))
             return 0;
     }
 
@@ -109,8 +107,7 @@ int mag_sem_release(mag_sem_t *s)
          * release: as the fast path. */
         v = atomic_load_explicit(&s->state, memory_order_relaxed);
         while (!atomic_compare_exchange_weak_explicit(&s->state, &v, (v & ~S_WAITERS) + S_ONE,
-                                                      memory_order_release,
-                                                      memory_order_relaxed))
+                                                      memory_order_release, memory_order_relaxed))
             ;
     }
     mag__spin_unlock(&s->q.lock);

@@ -80,7 +80,7 @@ int mag__wnode_wait(ck_spinlock_fas_t *lock, mag__wlist_t *list, mag__wnode_t *n
         return n->result; /* ordered by the signal's release/acquire */
 
     /* Cancelled or past the deadline: leave, unless a waker got here first. */
-    mag__wake_t wk = { NULL };
+    mag__wake_t wk = {NULL};
     mag__spin_lock(lock);
     if (n->linked) {
         mag__wl_remove(list, n);
@@ -107,8 +107,8 @@ uint32_t mag__sync_rand(void)
     uint32_t x = rand_state;
     if (MAG_UNLIKELY(x == 0)) {
         /* relaxed: any distinct value will do. */
-        uint32_t c = atomic_fetch_add_explicit(&rand_seed_counter, 0x9e3779b9u,
-                                               memory_order_relaxed);
+        uint32_t c =
+            atomic_fetch_add_explicit(&rand_seed_counter, 0x9e3779b9u, memory_order_relaxed);
         x = (uint32_t)(uintptr_t)&x ^ c ^ 0x6d2b79f5u;
         if (x == 0)
             x = 1;

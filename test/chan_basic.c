@@ -107,21 +107,19 @@ static void flow(size_t cap, bool threads_produce, bool threads_consume)
     pthread_t pth[PRODUCERS], cth[CONSUMERS];
     mag_task_t *pt[PRODUCERS], *ct[CONSUMERS];
     for (int i = 0; i < CONSUMERS; i++) {
-        cf[i] = (struct flow){ .c = c, .id = i };
+        cf[i] = (struct flow){.c = c, .id = i};
         if (threads_consume && i % 2 == 0) {
             mag_wg_add(&threads_wg, 1);
             ASSERT_EQ(pthread_create(&cth[i], NULL, consume_thread, &cf[i]), 0);
-        }
-        else
+        } else
             ASSERT_PTR_NE(ct[i] = mag_spawn(consume_task, &cf[i]), NULL);
     }
     for (int i = 0; i < PRODUCERS; i++) {
-        pf[i] = (struct flow){ .c = c, .id = i };
+        pf[i] = (struct flow){.c = c, .id = i};
         if (threads_produce && i % 2 == 0) {
             mag_wg_add(&producers_wg, 1);
             ASSERT_EQ(pthread_create(&pth[i], NULL, produce_thread, &pf[i]), 0);
-        }
-        else
+        } else
             ASSERT_PTR_NE(pt[i] = mag_spawn(produce_task, &pf[i]), NULL);
     }
     for (int i = 0; i < PRODUCERS; i++)
@@ -178,7 +176,7 @@ static void fifo(size_t cap)
     mag_task_t *t[N];
     /* Receivers queue in order 0..N-1 and get messages in the same order. */
     for (int i = 0; i < N; i++) {
-        w[i] = (struct waiter){ c, i, -1, 1 };
+        w[i] = (struct waiter){c, i, -1, 1};
         t[i] = mag_spawn(recv_task, &w[i]);
         wait_list(c, &c->recvq, i + 1);
     }
@@ -197,7 +195,7 @@ static void fifo(size_t cap)
         ASSERT_EQ(mag_chan_send(c, &v), 0);
     }
     for (int i = 0; i < N; i++) {
-        w[i] = (struct waiter){ c, i, -1, 1 };
+        w[i] = (struct waiter){c, i, -1, 1};
         t[i] = mag_spawn(send_task, &w[i]);
         wait_list(c, &c->sendq, i + 1);
     }
@@ -223,7 +221,7 @@ static void close_while_waiting(size_t cap)
     struct waiter w[N];
     mag_task_t *t[N];
     for (int i = 0; i < N; i++) {
-        w[i] = (struct waiter){ c, i, -1, 1 };
+        w[i] = (struct waiter){c, i, -1, 1};
         t[i] = mag_spawn(recv_task, &w[i]);
     }
     wait_list(c, &c->recvq, N);
@@ -240,7 +238,7 @@ static void close_while_waiting(size_t cap)
     for (size_t i = 0; i < cap; i++)
         ASSERT_EQ(mag_chan_send(c, &w[0].id), 0);
     for (int i = 0; i < N; i++) {
-        w[i] = (struct waiter){ c, 7, -1, 1 };
+        w[i] = (struct waiter){c, 7, -1, 1};
         t[i] = mag_spawn(send_task, &w[i]);
     }
     wait_list(c, &c->sendq, N);
@@ -251,7 +249,7 @@ static void close_while_waiting(size_t cap)
     }
     int v;
     for (size_t i = 0; i < cap; i++)
-        ASSERT_EQ(mag_chan_recv(c, &v), 0); /* drained ... */
+        ASSERT_EQ(mag_chan_recv(c, &v), 0);  /* drained ... */
     ASSERT_EQ(mag_chan_recv(c, &v), -EPIPE); /* ... then closed */
     mag_chan_destroy(c);
 }
@@ -268,7 +266,7 @@ static int recv_deadline_task(void *p)
 static void leave_early(size_t cap)
 {
     mag_chan_t *c = mag_chan_create(sizeof(int), cap);
-    struct waiter a = { c, 0, -1, 1 }, b = { c, 1, -1, 1 };
+    struct waiter a = {c, 0, -1, 1}, b = {c, 1, -1, 1};
     mag_task_t *ta = mag_spawn(recv_task, &a);
     wait_list(c, &c->recvq, 1);
     mag_task_t *tb = mag_spawn(recv_deadline_task, &b);
@@ -281,7 +279,7 @@ static void leave_early(size_t cap)
     /* The next message is still there for a live receiver. */
     int v = 5;
     if (cap == 0) {
-        struct waiter r = { c, 2, -1, 1 };
+        struct waiter r = {c, 2, -1, 1};
         mag_task_t *tr = mag_spawn(recv_task, &r);
         ASSERT_EQ(mag_chan_send(c, &v), 0);
         ASSERT_EQ(mag_join(tr, NULL), 0);
@@ -296,7 +294,7 @@ static void leave_early(size_t cap)
 static int main_task(void *arg)
 {
     (void)arg;
-    size_t caps[] = { 0, 1, 8, MAG_CHAN_UNBOUNDED };
+    size_t caps[] = {0, 1, 8, MAG_CHAN_UNBOUNDED};
     for (int i = 0; i < 4; i++) {
         flow(caps[i], false, false);
         flow(caps[i], true, false);
@@ -314,7 +312,7 @@ static int main_task(void *arg)
 static void threads_only(void)
 {
     mag_chan_t *c = mag_chan_create(sizeof(int), 0);
-    struct flow pf = { .c = c, .id = 0 }, cf = { .c = c, .id = 0 };
+    struct flow pf = {.c = c, .id = 0}, cf = {.c = c, .id = 0};
     pthread_t p, q;
     mag_wg_add(&threads_wg, 1);
     mag_wg_add(&producers_wg, 1);
@@ -332,7 +330,7 @@ int main(void)
 {
     per_producer = TEST_SCALE(2000);
     threads_only();
-    unsigned modes[] = { 1, 2, test_workers(4) };
+    unsigned modes[] = {1, 2, test_workers(4)};
     for (int i = 0; i < 3; i++)
         run_main(modes[i], main_task, NULL);
     printf("chan_basic: ok\n");

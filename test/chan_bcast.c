@@ -63,7 +63,7 @@ static void bcast_all(size_t cap)
     mag_task_t *t[SUBS];
     pthread_t th;
     for (int i = 0; i < SUBS; i++)
-        subs[i] = (struct sub){ mag_bcast_subscribe(b), 0, 0 };
+        subs[i] = (struct sub){mag_bcast_subscribe(b), 0, 0};
     mag_wg_add(&thread_wg, 1);
     ASSERT_EQ(pthread_create(&th, NULL, sub_thread, &subs[0]), 0);
     for (int i = 1; i < SUBS; i++)
@@ -179,7 +179,7 @@ static int main_task(void *arg)
 
 int main(void)
 {
-    unsigned modes[] = { 1, 2, test_workers(4) };
+    unsigned modes[] = {1, 2, test_workers(4)};
     for (int i = 0; i < 3; i++)
         run_main(modes[i], main_task, NULL);
     printf("chan_bcast: ok\n");

@@ -34,8 +34,8 @@ static int do_send(int *v, uint32_t *seed)
     int rc;
     if (r % 8 < 2) {
         int dummy;
-        mag_select_case_t cs[2] = { { ch, MAG_SELECT_SEND, v, 0 },
-                                    { never, MAG_SELECT_RECV, &dummy, 0 } };
+        mag_select_case_t cs[2] = {{ch, MAG_SELECT_SEND, v, 0},
+                                   {never, MAG_SELECT_RECV, &dummy, 0}};
         rc = mag_select(cs, 2);
         if (rc >= 0) {
             ASSERT_EQ(rc, 0);
@@ -57,8 +57,8 @@ static int do_recv(int *v, uint32_t *seed)
     int rc;
     if (r % 8 >= 5) {
         int dummy;
-        mag_select_case_t cs[2] = { { never, MAG_SELECT_RECV, &dummy, 0 },
-                                    { ch, MAG_SELECT_RECV, v, 0 } };
+        mag_select_case_t cs[2] = {{never, MAG_SELECT_RECV, &dummy, 0},
+                                   {ch, MAG_SELECT_RECV, v, 0}};
         rc = mag_select(cs, 2);
         if (rc >= 0) {
             ASSERT_EQ(rc, 1);
@@ -132,7 +132,7 @@ static int round_main(void *arg)
     /* Chaos: cancel a random consumer (replacing it) or, rarely, a
      * producer, at random short intervals. */
     uint32_t seed = 12345u + (uint32_t)cap;
-    bool prod_cancelled[P] = { false };
+    bool prod_cancelled[P] = {false};
     for (int k = 0; k < 1000 && ncons < 64 && atomic_load(&producers_done) < P; k++) {
         mag_sleep((rnd(&seed) % 100) * MAG_US);
         uint32_t r = rnd(&seed);
@@ -149,7 +149,8 @@ static int round_main(void *arg)
             mag_task_t *t = cons[victim];
             cons[victim] = cons[live_from];
             cons[live_from++] = t;
-            ASSERT_PTR_NE(cons[ncons] = mag_spawn(consumer, (void *)(uintptr_t)(ncons + 100)), NULL);
+            ASSERT_PTR_NE(cons[ncons] = mag_spawn(consumer, (void *)(uintptr_t)(ncons + 100)),
+                          NULL);
             ncons++;
         }
     }
@@ -175,8 +176,8 @@ static int round_main(void *arg)
 int main(void)
 {
     per_producer = TEST_SCALE(20000);
-    size_t caps[] = { 0, 1, 16, MAG_CHAN_UNBOUNDED };
-    unsigned modes[] = { 1, 2, test_workers(8) };
+    size_t caps[] = {0, 1, 16, MAG_CHAN_UNBOUNDED};
+    unsigned modes[] = {1, 2, test_workers(8)};
     for (int m = 0; m < 3; m++) {
         for (int c = 0; c < 4; c++) {
             mag_config_t cfg;

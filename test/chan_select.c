@@ -44,13 +44,13 @@ static void fairness(void)
 {
     enum { K = 3, ROUNDS = 3000 };
     mag_chan_t *c[K];
-    int hits[K] = { 0 }, v = 0, out[K];
+    int hits[K] = {0}, v = 0, out[K];
     mag_select_case_t cs[K];
     for (int i = 0; i < K; i++) {
         c[i] = mag_chan_create(sizeof(int), 4);
         for (int j = 0; j < 4; j++)
             ASSERT_EQ(mag_chan_send(c[i], &v), 0);
-        cs[i] = (mag_select_case_t){ c[i], MAG_SELECT_RECV, &out[i], 0 };
+        cs[i] = (mag_select_case_t){c[i], MAG_SELECT_RECV, &out[i], 0};
     }
     for (int r = 0; r < ROUNDS; r++) {
         int idx = mag_select(cs, K);
@@ -78,8 +78,8 @@ static int pair_side(void *arg)
     for (int r = 0; r < pair_rounds; r++) {
         int out = side * 1000000 + r, in = -1;
         mag_select_case_t cs[2] = {
-            { side ? xb : xa, MAG_SELECT_SEND, &out, 0 },
-            { side ? xa : xb, MAG_SELECT_RECV, &in, 0 },
+            {side ? xb : xa, MAG_SELECT_SEND, &out, 0},
+            {side ? xa : xb, MAG_SELECT_RECV, &in, 0},
         };
         int idx = mag_select(cs, 2);
         ASSERT_TRUE(idx == 0 || idx == 1);
@@ -117,8 +117,8 @@ static int sel_wait_task(void *p)
 {
     struct sel_wait *s = p;
     int dummy = 77;
-    mag_select_case_t cs[2] = { { s->a, MAG_SELECT_RECV, &s->got, 0 },
-                                { s->b, s->op_b, s->op_b == MAG_SELECT_SEND ? &dummy : &s->got, 0 } };
+    mag_select_case_t cs[2] = {{s->a, MAG_SELECT_RECV, &s->got, 0},
+                               {s->b, s->op_b, s->op_b == MAG_SELECT_SEND ? &dummy : &s->got, 0}};
     uint64_t tok = s->timeout ? mag_deadline_push(mag_now() + s->timeout) : 0;
     s->idx = mag_select(cs, 2);
     mag_deadline_pop(tok);
@@ -141,7 +141,7 @@ static void endings(void)
     mag_chan_t *a = mag_chan_create(sizeof(int), 0), *b = mag_chan_create(sizeof(int), 2);
 
     /* A send on the first channel. */
-    s = (struct sel_wait){ a, b, -9, -9, -1, MAG_SELECT_RECV, 0 };
+    s = (struct sel_wait){a, b, -9, -9, -1, MAG_SELECT_RECV, 0};
     t = mag_spawn(sel_wait_task, &s);
     wait_recvq(a, 1);
     ASSERT_EQ(mag_chan_send(a, &v), 0);
@@ -153,7 +153,7 @@ static void endings(void)
     /* A receiver makes room for the select's send on a full channel. */
     ASSERT_EQ(mag_chan_send(b, &v), 0);
     ASSERT_EQ(mag_chan_send(b, &v), 0);
-    s = (struct sel_wait){ a, b, -9, -9, -1, MAG_SELECT_SEND, 0 };
+    s = (struct sel_wait){a, b, -9, -9, -1, MAG_SELECT_SEND, 0};
     t = mag_spawn(sel_wait_task, &s);
     wait_recvq(a, 1);
     int out;
@@ -167,14 +167,14 @@ static void endings(void)
     ASSERT_EQ(out, 77);
 
     /* A deadline: nothing is taken. */
-    s = (struct sel_wait){ a, b, -9, -9, -1, MAG_SELECT_RECV, 10 * MAG_MS };
+    s = (struct sel_wait){a, b, -9, -9, -1, MAG_SELECT_RECV, 10 * MAG_MS};
     t = mag_spawn(sel_wait_task, &s);
     ASSERT_EQ(mag_join(t, NULL), 0);
     ASSERT_EQ(s.idx, -ETIMEDOUT);
     ASSERT_EQ(recvq_len(a), 0);
 
     /* A cancellation. */
-    s = (struct sel_wait){ a, b, -9, -9, -1, MAG_SELECT_RECV, 0 };
+    s = (struct sel_wait){a, b, -9, -9, -1, MAG_SELECT_RECV, 0};
     t = mag_spawn(sel_wait_task, &s);
     wait_recvq(a, 1);
     mag_cancel(t);
@@ -183,7 +183,7 @@ static void endings(void)
     ASSERT_EQ(mag_chan_try_send(a, &v), -EAGAIN); /* no receiver left behind */
 
     /* A thread selects; a task's send completes it. */
-    s = (struct sel_wait){ a, b, -9, -9, -1, MAG_SELECT_RECV, 0 };
+    s = (struct sel_wait){a, b, -9, -9, -1, MAG_SELECT_RECV, 0};
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, sel_wait_thread, &s), 0);
     wait_recvq(b, 1);
@@ -197,7 +197,7 @@ static void endings(void)
     ASSERT_EQ(s.got, 9);
 
     /* A close. */
-    s = (struct sel_wait){ a, b, -9, -9, -1, MAG_SELECT_RECV, 0 };
+    s = (struct sel_wait){a, b, -9, -9, -1, MAG_SELECT_RECV, 0};
     t = mag_spawn(sel_wait_task, &s);
     wait_recvq(a, 1);
     mag_chan_close(a);
@@ -206,7 +206,7 @@ static void endings(void)
     ASSERT_EQ(s.result, -EPIPE);
 
     /* Disabled cases: a NULL channel never fires. */
-    mag_select_case_t cs[2] = { { NULL, MAG_SELECT_RECV, NULL, 0 }, { b, MAG_SELECT_SEND, &v, 0 } };
+    mag_select_case_t cs[2] = {{NULL, MAG_SELECT_RECV, NULL, 0}, {b, MAG_SELECT_SEND, &v, 0}};
     ASSERT_EQ(mag_select(cs, 2), 1);
     mag_chan_destroy(a);
     mag_chan_destroy(b);
@@ -217,9 +217,9 @@ static int many_consumer(void *arg)
 {
     mag_chan_t **c = arg;
     int v, n = 0;
-    mag_select_case_t cs[3] = { { c[0], MAG_SELECT_RECV, &v, 0 },
-                                { c[1], MAG_SELECT_RECV, &v, 0 },
-                                { c[2], MAG_SELECT_RECV, &v, 0 } };
+    mag_select_case_t cs[3] = {{c[0], MAG_SELECT_RECV, &v, 0},
+                               {c[1], MAG_SELECT_RECV, &v, 0},
+                               {c[2], MAG_SELECT_RECV, &v, 0}};
     for (;;) {
         int idx = mag_select(cs, 3);
         ASSERT_TRUE(idx >= 0);
@@ -236,8 +236,8 @@ static int many_consumer(void *arg)
 static void many(void)
 {
     enum { CONS = 4, MSGS = 3000 };
-    mag_chan_t *c[3] = { mag_chan_create(sizeof(int), 0), mag_chan_create(sizeof(int), 3),
-                         mag_chan_create(sizeof(int), MAG_CHAN_UNBOUNDED) };
+    mag_chan_t *c[3] = {mag_chan_create(sizeof(int), 0), mag_chan_create(sizeof(int), 3),
+                        mag_chan_create(sizeof(int), MAG_CHAN_UNBOUNDED)};
     mag_task_t *t[CONS];
     for (int i = 0; i < CONS; i++)
         t[i] = mag_spawn(many_consumer, c);
@@ -268,7 +268,7 @@ static int main_task(void *arg)
 int main(void)
 {
     pair_rounds = TEST_SCALE(5000);
-    unsigned modes[] = { 1, 2, test_workers(4) };
+    unsigned modes[] = {1, 2, test_workers(4)};
     for (int i = 0; i < 3; i++)
         run_main(modes[i], main_task, NULL);
     printf("chan_select: ok\n");

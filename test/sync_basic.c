@@ -74,12 +74,12 @@ static void bad_inputs(bool thread)
     ASSERT_EQ(mag_chan_recv(ch, NULL), -EINVAL);
     ASSERT_EQ(mag_chan_task_done(ch), -EINVAL); /* nothing sent */
     ASSERT_EQ(mag_select(NULL, 1), -EINVAL);
-    mag_select_case_t sc[2] = { { ch, 99, &s, 0 }, { NULL, 0, NULL, 0 } };
+    mag_select_case_t sc[2] = {{ch, 99, &s, 0}, {NULL, 0, NULL, 0}};
     ASSERT_EQ(mag_select(sc, 0), -EINVAL);
     ASSERT_EQ(mag_select(sc, 1), -EINVAL); /* bad op */
     sc[0].op = MAG_SELECT_RECV;
     sc[0].elem = NULL;
-    ASSERT_EQ(mag_select(sc, 1), -EINVAL); /* NULL elem */
+    ASSERT_EQ(mag_select(sc, 1), -EINVAL);         /* NULL elem */
     ASSERT_EQ(mag_select_try(&sc[1], 1), -EAGAIN); /* all disabled */
     if (thread)
         ASSERT_EQ(mag_select(&sc[1], 1), -EDEADLK); /* a thread would hang */
@@ -218,7 +218,7 @@ static void single_caller(void)
     v = 42;
     ASSERT_EQ(mag_chan_send(a, &v), 0);
     int ra = 0, rz = 0;
-    mag_select_case_t cs[2] = { { z, MAG_SELECT_RECV, &rz, 0 }, { a, MAG_SELECT_RECV, &ra, 0 } };
+    mag_select_case_t cs[2] = {{z, MAG_SELECT_RECV, &rz, 0}, {a, MAG_SELECT_RECV, &ra, 0}};
     ASSERT_EQ(mag_select_try(cs, 2), 1);
     ASSERT_EQ(cs[1].result, 0);
     ASSERT_EQ(ra, 42);
@@ -280,7 +280,7 @@ static int in_task(void *arg)
     ASSERT_EQ(mag_chan_recv(c, &x), -ECANCELED);
     ASSERT_EQ(mag_chan_send(c, &x), 0);
     ASSERT_EQ(mag_chan_send(c, &x), -ECANCELED);
-    mag_select_case_t none = { NULL, 0, NULL, 0 };
+    mag_select_case_t none = {NULL, 0, NULL, 0};
     ASSERT_EQ(mag_select(&none, 1), -ECANCELED);
     mag_chan_destroy(c);
     return 0;

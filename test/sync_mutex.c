@@ -147,13 +147,13 @@ static void *fifo_thread(void *p)
 static void fifo_run(bool rw)
 {
     struct fifo_arg args[FIFO_N];
-    mag_task_t *tasks[FIFO_N] = { 0 };
+    mag_task_t *tasks[FIFO_N] = {0};
     pthread_t th[FIFO_N];
     fifo_next = 0;
     mag__waitq_t *q = rw ? &fifo_rw.q : &fifo_mutex.q;
     ASSERT_EQ(rw ? mag_rwlock_wrlock(&fifo_rw) : mag_mutex_lock(&fifo_mutex), 0);
     for (int i = 0; i < FIFO_N; i++) {
-        args[i] = (struct fifo_arg){ i, rw };
+        args[i] = (struct fifo_arg){i, rw};
         if (i % 2) {
             mag_wg_add(&fifo_wg, 1);
             ASSERT_EQ(pthread_create(&th[i], NULL, fifo_thread, &args[i]), 0);
@@ -363,7 +363,7 @@ int main(void)
     ct_iters = TEST_SCALE(20000);
     counter_threads_only();
     unsigned many = test_workers(4);
-    unsigned modes[] = { 1, 2, many };
+    unsigned modes[] = {1, 2, many};
     for (int i = 0; i < 3; i++) {
         run_main(modes[i], counter_main, NULL);
         run_main(modes[i], main_task, NULL);

@@ -95,6 +95,18 @@ static mag_sem_t sem = MAG_SEM_INIT(0);
 static int order[N], order_next;
 static mag_mutex_t order_m = MAG_MUTEX_INIT;
 
+static int recorded(int i) /* order[i] once it is there, read under the mutex */
+{
+    for (;;) {
+        mag_mutex_lock(&order_m);
+        int n = order_next, v = i < n ? order[i] : -1;
+        mag_mutex_unlock(&order_m);
+        if (i < n)
+            return v;
+        mag_yield();
+    }
+}
+
 static void record(int id)
 {
     mag_mutex_lock(&order_m);
@@ -121,9 +133,7 @@ static void sem_fifo(void)
     /* Release one at a time: each goes to the next in line. */
     for (int i = 0; i < N; i++) {
         ASSERT_EQ(mag_sem_release(&sem), 0);
-        while (order_next < i + 1)
-            mag_yield();
-        ASSERT_EQ(order[i], i);
+        ASSERT_EQ(recorded(i), i);
     }
     for (int i = 0; i < N; i++)
         ASSERT_EQ(finish(&w[i]), 0);
@@ -153,8 +163,8 @@ static void sem_leave(void)
     ASSERT_EQ(finish(&w[0]), 0);
     mag_sem_release(&sem);
     ASSERT_EQ(finish(&w[2]), 0);
-    ASSERT_EQ(order[0], 0);
-    ASSERT_EQ(order[1], 2);
+    ASSERT_EQ(recorded(0), 0);
+    ASSERT_EQ(recorded(1), 2);
     /* Deadlines: everyone times out, no permit appears from nowhere. */
     for (int i = 0; i < 3; i++)
         start(&w[i], sem_deadline_body, i, false);
@@ -243,9 +253,7 @@ static void notify_tests(void)
     }
     for (int i = 0; i < 3; i++) {
         ASSERT_EQ(mag_notify_one(&nt), 0);
-        while (order_next < i + 1)
-            mag_yield();
-        ASSERT_EQ(order[i], i); /* FIFO */
+        ASSERT_EQ(recorded(i), i); /* FIFO */
     }
     ASSERT_EQ(mag_notify_all(&nt), 0);
     for (int i = 0; i < N; i++)
@@ -352,7 +360,7 @@ static int main_task(void *arg)
 
 int main(void)
 {
-    unsigned modes[] = { 1, 2, test_workers(4) };
+    unsigned modes[] = {1, 2, test_workers(4)};
     for (int i = 0; i < 3; i++)
         run_main(modes[i], main_task, NULL);
     printf("sync_sem: ok\n");

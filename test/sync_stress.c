@@ -181,7 +181,7 @@ static int main_task(void *arg)
 int main(void)
 {
     iters = TEST_SCALE(20000);
-    unsigned modes[] = { test_workers(8), 2, 1 };
+    unsigned modes[] = {test_workers(8), 2, 1};
     for (int m = 0; m < 3; m++) {
         mag_config_t cfg;
         mag_config_init(&cfg);

@@ -54,7 +54,9 @@ typedef struct mag__waitq {
     ck_spinlock_fas_t lock; /* never held across a suspension */
     mag__wlist_t list;      /* FIFO of waiters */
 } mag__waitq_t;
+/* clang-format off */
 #define MAG__WAITQ_INIT { CK_SPINLOCK_FAS_INITIALIZER, { NULL, NULL } }
+/* clang-format on */
 
 /* ---- mutex ----------------------------------------------------------------
  * Uncontended lock and unlock are one atomic compare-and-swap each. Under
@@ -65,7 +67,9 @@ typedef struct mag_mutex {
     _Atomic uint32_t state; /* LOCKED | WAITERS */
     mag__waitq_t q;
 } mag_mutex_t;
+/* clang-format off */
 #define MAG_MUTEX_INIT { 0, MAG__WAITQ_INIT }
+/* clang-format on */
 
 /* 0 or -EINVAL. */
 MAG_API int mag_mutex_init(mag_mutex_t *m);
@@ -85,7 +89,9 @@ typedef struct mag_rwlock {
     _Atomic uint32_t state; /* WRITER | WAITERS | reader count */
     mag__waitq_t q;
 } mag_rwlock_t;
+/* clang-format off */
 #define MAG_RWLOCK_INIT { 0, MAG__WAITQ_INIT }
+/* clang-format on */
 
 MAG_API int mag_rwlock_init(mag_rwlock_t *l); /* 0 or -EINVAL */
 /* Suspend until admitted. 0, -ECANCELED, -ETIMEDOUT, -EINVAL. */
@@ -105,7 +111,9 @@ typedef struct mag_sem {
     mag__waitq_t q;
 } mag_sem_t;
 #define MAG_SEM_MAX 0x7fffffffu
+/* clang-format off */
 #define MAG_SEM_INIT(count) { (uint32_t)(count) << 1, MAG__WAITQ_INIT }
+/* clang-format on */
 
 /* 0, or -EINVAL (NULL, count > MAG_SEM_MAX). */
 MAG_API int mag_sem_init(mag_sem_t *s, unsigned count);
@@ -126,7 +134,9 @@ typedef struct mag_event {
     _Atomic uint32_t state; /* SET | WAITERS */
     mag__waitq_t q;
 } mag_event_t;
+/* clang-format off */
 #define MAG_EVENT_INIT { 0, MAG__WAITQ_INIT }
+/* clang-format on */
 
 MAG_API int mag_event_init(mag_event_t *e);  /* 0 or -EINVAL */
 MAG_API int mag_event_set(mag_event_t *e);   /* 0 or -EINVAL; never suspends */
@@ -145,7 +155,9 @@ typedef struct mag_notify {
     _Atomic uint32_t permit; /* 0 or 1 */
     mag__waitq_t q;
 } mag_notify_t;
+/* clang-format off */
 #define MAG_NOTIFY_INIT { 0, MAG__WAITQ_INIT }
+/* clang-format on */
 
 MAG_API int mag_notify_init(mag_notify_t *n); /* 0 or -EINVAL */
 /* Suspends until notified. 0, -ECANCELED, -ETIMEDOUT, -EINVAL. */
@@ -160,7 +172,9 @@ MAG_API int mag_notify_all(mag_notify_t *n); /* 0 or -EINVAL; never suspends */
 typedef struct mag_cond {
     mag__waitq_t q;
 } mag_cond_t;
+/* clang-format off */
 #define MAG_COND_INIT { MAG__WAITQ_INIT }
+/* clang-format on */
 
 MAG_API int mag_cond_init(mag_cond_t *c); /* 0 or -EINVAL */
 /* Atomically unlocks m and waits for a signal, then locks m again. m is held
@@ -179,7 +193,9 @@ typedef struct mag_barrier {
     uint32_t parties, arrived; /* under q.lock */
     mag__waitq_t q;
 } mag_barrier_t;
+/* clang-format off */
 #define MAG_BARRIER_INIT(n) { (n), 0, MAG__WAITQ_INIT }
+/* clang-format on */
 #define MAG_BARRIER_SERIAL 1 /* returned to exactly one party per round */
 
 /* 0, or -EINVAL (NULL, n == 0). */
@@ -193,7 +209,9 @@ typedef struct mag_wg {
     _Atomic int64_t count;
     mag__waitq_t q;
 } mag_wg_t;
+/* clang-format off */
 #define MAG_WG_INIT { 0, MAG__WAITQ_INIT }
+/* clang-format on */
 
 MAG_API int mag_wg_init(mag_wg_t *wg); /* 0 or -EINVAL */
 /* Adds delta (may be negative) to the counter; reaching 0 wakes every waiter.
