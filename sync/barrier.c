@@ -98,6 +98,7 @@ int mag_wg_wait(mag_wg_t *wg)
     if (rc)
         return rc;
     mag__spin_lock(&wg->q.lock);
+    /* relaxed: under the lock, which orders it against mag_wg_add. */
     if (atomic_load_explicit(&wg->count, memory_order_relaxed) == 0) {
         mag__spin_unlock(&wg->q.lock);
         mag__wnode_end(&n);

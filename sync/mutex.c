@@ -122,6 +122,7 @@ int mag_mutex_lock(mag_mutex_t *m)
 void mag__mutex_lock_uninterruptible(mag_mutex_t *m)
 {
     uint32_t expect = 0;
+    /* acquire: pairs with the release in unlock. */
     if (atomic_compare_exchange_strong_explicit(&m->state, &expect, M_LOCKED, memory_order_acquire,
                                                 memory_order_relaxed))
         return;

@@ -80,6 +80,7 @@ static int rw_lock_slow(mag_rwlock_t *l, uintptr_t mode)
     n.arg = mode;
     mag__spin_lock(&l->q.lock);
     bool queue_empty = mag__wl_empty(&l->q.list);
+    /* relaxed: only a first guess for the CAS loop below. */
     uint32_t s = atomic_load_explicit(&l->state, memory_order_relaxed);
     for (;;) {
         if (queue_empty && rw_can_take(s, mode)) {
@@ -110,6 +111,7 @@ int mag_rwlock_rdlock(mag_rwlock_t *l)
 {
     if (!l)
         return -EINVAL;
+    /* relaxed load: a guess for the CAS, which is the acquire. */
     uint32_t s = atomic_load_explicit(&l->state, memory_order_relaxed);
     if (MAG_LIKELY(!(s & (RW_WRITER | RW_WAITERS)) && (s & RW_READERS) != RW_READERS &&
                    atomic_compare_exchange_strong_explicit(
@@ -134,6 +136,7 @@ int mag_rwlock_tryrdlock(mag_rwlock_t *l)
 {
     if (!l)
         return -EINVAL;
+    /* relaxed load, acquire CAS: as in rdlock. */
     uint32_t s = atomic_load_explicit(&l->state, memory_order_relaxed);
     while (!(s & (RW_WRITER | RW_WAITERS)) && (s & RW_READERS) != RW_READERS) {
         if (atomic_compare_exchange_weak_explicit(&l->state, &s, s + 1, memory_order_acquire,
@@ -148,6 +151,7 @@ int mag_rwlock_trywrlock(mag_rwlock_t *l)
     if (!l)
         return -EINVAL;
     uint32_t s = 0;
+    /* acquire: pairs with the release of the last unlock. */
     if (atomic_compare_exchange_strong_explicit(&l->state, &s, RW_WRITER, memory_order_acquire,
                                                 memory_order_relaxed))
         return 0;
@@ -167,6 +171,7 @@ int mag_rwlock_unlock(mag_rwlock_t *l)
 {
     if (!l)
         return -EINVAL;
+    /* relaxed: a guess; the RMWs below carry the release. */
     uint32_t s = atomic_load_explicit(&l->state, memory_order_relaxed);
     for (;;) {
         if (s & RW_WRITER) {

@@ -23,6 +23,7 @@ unsigned mag_sem_value(mag_sem_t *s)
 {
     if (!s)
         return 0;
+    /* relaxed: a snapshot that orders nothing. */
     return atomic_load_explicit(&s->state, memory_order_relaxed) >> 1;
 }
 
@@ -30,6 +31,7 @@ int mag_sem_tryacquire(mag_sem_t *s)
 {
     if (!s)
         return -EINVAL;
+    /* relaxed: a guess for the CAS, which is the acquire. */
     uint32_t v = atomic_load_explicit(&s->state, memory_order_relaxed);
     while (!(v & S_WAITERS) && v >= S_ONE) {
         /* acquire: pairs with the release in mag_sem_release. */
@@ -61,6 +63,7 @@ int mag_sem_acquire(mag_sem_t *s)
     if (rc)
         return rc;
     mag__spin_lock(&s->q.lock);
+    /* relaxed guess; acquire CAS: pairs with mag_sem_release's release. */
     uint32_t v = atomic_load_explicit(&s->state, memory_order_relaxed);
     for (;;) {
         if (!(v & S_WAITERS) && v >= S_ONE) {
@@ -87,6 +90,7 @@ int mag_sem_release(mag_sem_t *s)
 {
     if (!s)
         return -EINVAL;
+    /* relaxed: a guess for the CAS, which is the release. */
     uint32_t v = atomic_load_explicit(&s->state, memory_order_relaxed);
     while (!(v & S_WAITERS)) {
         if ((v >> 1) >= MAG_SEM_MAX)
@@ -100,7 +104,7 @@ int mag_sem_release(mag_sem_t *s)
     mag__spin_lock(&s->q.lock);
     mag__wnode_t *n = mag__wl_pop_live(&s->q.list);
     if (n) {
-        if (mag__wl_empty(&s->q.list))
+        if (mag__wl_empty(&s->q.list)) /* relaxed: under the queue lock */
             atomic_fetch_and_explicit(&s->state, ~S_WAITERS, memory_order_relaxed);
     } else {
         /* Everybody left meanwhile: count the permit and clear WAITERS.
