@@ -141,11 +141,22 @@ static int watcher(void *arg)
     return changes;
 }
 
+static int watcher_thread_changes;
+static void *watcher_thread(void *arg)
+{
+    watcher_thread_changes = watcher(arg);
+    mag_wg_done(&thread_wg);
+    return NULL;
+}
+
 static void watch_tests(void)
 {
     int zero = 0;
     w = mag_watch_create(sizeof(int), &zero);
     mag_task_t *t[3];
+    pthread_t th;
+    mag_wg_add(&thread_wg, 1);
+    ASSERT_EQ(pthread_create(&th, NULL, watcher_thread, NULL), 0);
     for (int i = 0; i < 3; i++)
         t[i] = mag_spawn(watcher, NULL);
     for (int i = 1; i <= 500; i++) {
@@ -164,6 +175,9 @@ static void watch_tests(void)
         ASSERT_EQ(mag_join(t[i], &st), 0);
         ASSERT_GT(st, 0);
     }
+    ASSERT_EQ(mag_wg_wait(&thread_wg), 0);
+    pthread_join(th, NULL);
+    ASSERT_GT(watcher_thread_changes, 0);
     mag_watch_destroy(w);
 }
 

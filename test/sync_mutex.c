@@ -317,14 +317,26 @@ static int cv_cancelled(void *arg)
     return rc;
 }
 
+static mag_wg_t cv_thread_wg = MAG_WG_INIT;
+static void *cv_consumer_thread(void *arg)
+{
+    cv_consumer(arg);
+    mag_wg_done(&cv_thread_wg);
+    return NULL;
+}
+
 static void cond_tests(void)
 {
     enum { CONSUMERS = 4, EACH = 200 };
     mag_task_t *t[CONSUMERS];
+    pthread_t th;
     cv_items = cv_taken = 0;
+    /* One more consumer is an OS thread waiting on the same condition. */
+    mag_wg_add(&cv_thread_wg, 1);
+    ASSERT_EQ(pthread_create(&th, NULL, cv_consumer_thread, (void *)(uintptr_t)EACH), 0);
     for (int i = 0; i < CONSUMERS; i++)
         t[i] = mag_spawn(cv_consumer, (void *)(uintptr_t)EACH);
-    for (int i = 0; i < CONSUMERS * EACH; i++) {
+    for (int i = 0; i < (CONSUMERS + 1) * EACH; i++) {
         ASSERT_EQ(mag_mutex_lock(&cv_m), 0);
         cv_items++;
         if (i % 3 == 0)
@@ -337,7 +349,9 @@ static void cond_tests(void)
     }
     for (int i = 0; i < CONSUMERS; i++)
         ASSERT_EQ(mag_join(t[i], NULL), 0);
-    ASSERT_EQ(cv_taken, CONSUMERS * EACH);
+    ASSERT_EQ(mag_wg_wait(&cv_thread_wg), 0);
+    pthread_join(th, NULL);
+    ASSERT_EQ(cv_taken, (CONSUMERS + 1) * EACH);
 
     int st;
     mag_task_t *c = mag_spawn(cv_cancelled, NULL);
