@@ -173,9 +173,9 @@ static void watchdog_stop(mag__obs_t *obs)
 static pthread_mutex_t sq_life = PTHREAD_MUTEX_INITIALIZER; /* thread start / stop */
 static pthread_mutex_t sq_lock = PTHREAD_MUTEX_INITIALIZER; /* sq_list */
 static mag__obs_t *sq_list;
-static unsigned sq_users;            /* under sq_life */
-static int sq_rfd = -1;              /* under sq_life; read by the thread it starts */
-static _Atomic int sq_wfd = -1;      /* read by the handler */
+static unsigned sq_users;       /* under sq_life */
+static int sq_rfd = -1;         /* under sq_life; read by the thread it starts */
+static _Atomic int sq_wfd = -1; /* read by the handler */
 static pthread_t sq_thread;
 static struct sigaction sq_prev;
 
@@ -523,6 +523,12 @@ void mag__debug_start(mag_runtime_t *rt)
     }
     if (stats)
         stats_start(obs, stats);
+}
+
+void mag__debug_quiesce(mag_runtime_t *rt)
+{
+    if (rt->debug)
+        stats_stop(rt->debug);
 }
 
 void mag__debug_stop(mag_runtime_t *rt)

@@ -17,24 +17,24 @@
 #include <unistd.h>
 
 #include "magpie/metrics.h"
+#include "magpie/pool.h"
 #include "runtime/trace.h"
 
 static const char *const wait_names[] = {
-    [MAG__WAIT_NONE] = "nothing",    [MAG__WAIT_IO] = "io",
-    [MAG__WAIT_TIMER] = "timer",     [MAG__WAIT_JOIN] = "join",
-    [MAG__WAIT_GROUP] = "group",     [MAG__WAIT_MUTEX] = "mutex",
-    [MAG__WAIT_RWLOCK] = "rwlock",   [MAG__WAIT_SEM] = "semaphore",
-    [MAG__WAIT_EVENT] = "event",     [MAG__WAIT_NOTIFY] = "notify",
-    [MAG__WAIT_COND] = "cond",       [MAG__WAIT_BARRIER] = "barrier",
-    [MAG__WAIT_WG] = "waitgroup",    [MAG__WAIT_CHAN] = "channel",
-    [MAG__WAIT_SELECT] = "select",   [MAG__WAIT_BLOCKING] = "blocking-pool",
+    [MAG__WAIT_NONE] = "nothing",      [MAG__WAIT_IO] = "io",
+    [MAG__WAIT_TIMER] = "timer",       [MAG__WAIT_JOIN] = "join",
+    [MAG__WAIT_GROUP] = "group",       [MAG__WAIT_MUTEX] = "mutex",
+    [MAG__WAIT_RWLOCK] = "rwlock",     [MAG__WAIT_SEM] = "semaphore",
+    [MAG__WAIT_EVENT] = "event",       [MAG__WAIT_NOTIFY] = "notify",
+    [MAG__WAIT_COND] = "cond",         [MAG__WAIT_BARRIER] = "barrier",
+    [MAG__WAIT_WG] = "waitgroup",      [MAG__WAIT_CHAN] = "channel",
+    [MAG__WAIT_SELECT] = "select",     [MAG__WAIT_BLOCKING] = "blocking-pool",
     [MAG__WAIT_PROC] = "process-pool", [MAG__WAIT_SIGNAL] = "signal",
 };
 
 const char *mag__wait_name(int kind)
 {
-    if (kind < 0 || (size_t)kind >= sizeof wait_names / sizeof wait_names[0] ||
-        !wait_names[kind])
+    if (kind < 0 || (size_t)kind >= sizeof wait_names / sizeof wait_names[0] || !wait_names[kind])
         return "something";
     return wait_names[kind];
 }
@@ -83,8 +83,7 @@ static uint64_t rd(const _Atomic uint64_t *c)
     return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-static void read_worker(mag__worker_t *w, mag_worker_metrics_t *m, uint64_t now,
-                        uint64_t elapsed)
+static void read_worker(mag__worker_t *w, mag_worker_metrics_t *m, uint64_t now, uint64_t elapsed)
 {
     const mag__worker_stats_t *s = &w->stats;
     m->polls = rd(&s->polls);
@@ -180,8 +179,17 @@ int mag_metrics(mag_runtime_t *rt, mag_metrics_t *out)
     out->live_tasks = atomic_load_explicit(&rt->live, memory_order_relaxed);
     out->spawned = atomic_load_explicit(&rt->spawned, memory_order_relaxed);
     out->completed = atomic_load_explicit(&rt->completed, memory_order_relaxed);
-    if (mag__pool_metrics)
-        mag__pool_metrics(rt, out);
+    mag_pool_stats_t ps;
+    mag_pool_stats(rt, &ps); /* zeros when the runtime has no pools */
+    out->blocking.threads = ps.blocking_threads;
+    out->blocking.busy =
+        ps.blocking_threads > ps.blocking_idle ? ps.blocking_threads - ps.blocking_idle : 0;
+    out->blocking.queued = ps.blocking_queued;
+    out->blocking.jobs = ps.blocking_jobs;
+    out->proc.workers = ps.proc_workers;
+    out->proc.busy = ps.proc_workers > ps.proc_idle ? ps.proc_workers - ps.proc_idle : 0;
+    out->proc.jobs = ps.proc_jobs;
+    out->proc.crashes = ps.proc_replaced;
     return 0;
 }
 
@@ -244,13 +252,12 @@ void mag__metrics_json(const mag_metrics_t *m, FILE *f)
             "\"proc\":{\"workers\":%llu,\"busy\":%llu,\"jobs\":%llu,\"crashes\":%llu},"
             "\"total\":",
             (int)getpid(), (unsigned long long)m->now_ns, (unsigned long long)m->uptime_ns,
-            m->nworkers, (unsigned long long)m->inject_depth,
-            (unsigned long long)m->live_tasks, (unsigned long long)m->spawned,
-            (unsigned long long)m->completed, (unsigned long long)m->blocking.threads,
-            (unsigned long long)m->blocking.busy, (unsigned long long)m->blocking.queued,
-            (unsigned long long)m->blocking.jobs, (unsigned long long)m->proc.workers,
-            (unsigned long long)m->proc.busy, (unsigned long long)m->proc.jobs,
-            (unsigned long long)m->proc.crashes);
+            m->nworkers, (unsigned long long)m->inject_depth, (unsigned long long)m->live_tasks,
+            (unsigned long long)m->spawned, (unsigned long long)m->completed,
+            (unsigned long long)m->blocking.threads, (unsigned long long)m->blocking.busy,
+            (unsigned long long)m->blocking.queued, (unsigned long long)m->blocking.jobs,
+            (unsigned long long)m->proc.workers, (unsigned long long)m->proc.busy,
+            (unsigned long long)m->proc.jobs, (unsigned long long)m->proc.crashes);
     json_worker(f, &m->total);
     fputs(",\"workers\":[", f);
     for (unsigned i = 0; i < m->nworkers; i++) {
@@ -407,8 +414,8 @@ int mag_dump_tasks(mag_runtime_t *rt, FILE *out)
         return -ENOMEM;
     uint64_t now = mag__now();
     fprintf(out, "magpie: task dump: %llu live tasks, %u workers, up %.3f s\n",
-            (unsigned long long)atomic_load_explicit(&rt->live, memory_order_relaxed),
-            rt->nworkers, (double)(now - rt->start_ns) / (double)MAG_SEC);
+            (unsigned long long)atomic_load_explicit(&rt->live, memory_order_relaxed), rt->nworkers,
+            (double)(now - rt->start_ns) / (double)MAG_SEC);
     fprintf(out, "%10s  %-24s  %-44s  %6s  %9s  %9s\n", "id", "name", "state", "worker", "age",
             "stack-hwm");
     int count = 0, rc = 0;

@@ -373,6 +373,7 @@ int mag_runtime_shutdown(mag_runtime_t *rt)
         syscall(SYS_futex, &rt->live_zero, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
     }
     /* No task is live: stop the blocking threads, reap every process. */
+    mag__debug_quiesce(rt);
     mag__pools_stop(rt);
     /* seq_cst: pairs with the sleeping flag in park() (see mag__worker_wake). */
     atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);

@@ -207,6 +207,8 @@ MAG_HIDDEN uint64_t mag__now(void);
 /* debug.c: the slow-task watchdog and friends (cfg.debug). */
 MAG_HIDDEN void mag__debug_start(mag_runtime_t *rt);
 MAG_HIDDEN void mag__debug_stop(mag_runtime_t *rt);
+/* Stops what reads the pools (the stats server): before they stop. */
+MAG_HIDDEN void mag__debug_quiesce(mag_runtime_t *rt);
 /* The pools fill m->blocking and m->proc of a mag_metrics snapshot (magpie/
  * metrics.h) by defining this; weak, so that a build without them links. */
 struct mag_metrics;

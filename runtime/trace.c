@@ -66,7 +66,6 @@ void mag__obs_run_begin_slow(mag__worker_t *w, mag_task_t *t)
 void mag__obs_run_end_slow(mag__worker_t *w, mag_task_t *t)
 {
     mag__obs_worker_t *o = w->obs_rec;
-    uint64_t now = mag__now();
     uint64_t start = atomic_load_explicit(&o->start_ns, memory_order_relaxed);
     /* relaxed: readers confirm a run under the registry locks (see above). */
     atomic_store_explicit(&o->start_ns, 0, memory_order_relaxed);
@@ -74,6 +73,7 @@ void mag__obs_run_end_slow(mag__worker_t *w, mag_task_t *t)
     atomic_store_explicit(&t->run_start_ns, 0, memory_order_relaxed);
     if (!(w->obs & MAG__OBS_TRACE))
         return;
+    uint64_t now = mag__now();
     /* Still RUNNING here: no other worker can resume it before the
      * scheduler's CAS to PARKED, so its name and wait_kind are stable. */
     int kind = atomic_load_explicit(&t->wait_kind, memory_order_relaxed);
@@ -209,8 +209,8 @@ static void put_event(FILE *f, const mag__trace_ev_t *e, int pid, unsigned tid, 
         fprintf(f,
                 "{\"name\":\"wake\",\"cat\":\"flow\",\"ph\":\"%s,\"id\":%llu,\"pid\":%d,"
                 "\"tid\":%u,\"ts\":%.3f%s}",
-                e->kind == MAG__EV_FLOW_S ? "s\"" : "f\",\"bp\":\"e\"",
-                (unsigned long long)e->id, pid, tid, ts,
+                e->kind == MAG__EV_FLOW_S ? "s\"" : "f\",\"bp\":\"e\"", (unsigned long long)e->id,
+                pid, tid, ts,
                 e->kind == MAG__EV_FLOW_S && e->n ? ",\"args\":{\"spawn\":true}" : "");
         break;
     case MAG__EV_STEAL:
@@ -222,8 +222,7 @@ static void put_event(FILE *f, const mag__trace_ev_t *e, int pid, unsigned tid, 
     }
 }
 
-int mag__trace_write(mag__obs_worker_t *ow, unsigned nworkers, uint64_t epoch_ns,
-                     const char *path)
+int mag__trace_write(mag__obs_worker_t *ow, unsigned nworkers, uint64_t epoch_ns, const char *path)
 {
     FILE *f = fopen(path, "w");
     if (!f)

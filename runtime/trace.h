@@ -23,32 +23,32 @@ enum {
 
 /* One trace event: 64 bytes, a cache line. */
 typedef struct mag__trace_ev {
-    uint64_t ts;     /* mag__now() */
-    uint64_t dur;    /* RUN and PARK: duration in ns */
-    uint64_t id;     /* task id */
-    uint32_t arg;    /* RUN: switch reason; WAIT_*: wait kind; STEAL: victim */
-    uint16_t kind;   /* MAG__EV_* */
-    uint16_t n;      /* RUN: wait kind at the end; STEAL: tasks moved; FLOW: spawn */
-    char name[32];   /* RUN: the task's name */
+    uint64_t ts;   /* mag__now() */
+    uint64_t dur;  /* RUN and PARK: duration in ns */
+    uint64_t id;   /* task id */
+    uint32_t arg;  /* RUN: switch reason; WAIT_*: wait kind; STEAL: victim */
+    uint16_t kind; /* MAG__EV_* */
+    uint16_t n;    /* RUN: wait kind at the end; STEAL: tasks moved; FLOW: spawn */
+    char name[32]; /* RUN: the task's name */
 } mag__trace_ev_t;
 
 enum {
-    MAG__EV_RUN = 1,   /* a task ran: ts..ts+dur */
-    MAG__EV_PARK,      /* the worker slept in its ring */
-    MAG__EV_WAIT_B,    /* a task began waiting (async span per task) */
-    MAG__EV_WAIT_E,    /* ... and runs again */
-    MAG__EV_FLOW_S,    /* a wake-up or spawn: arrow from here ... */
-    MAG__EV_FLOW_F,    /* ... to the run it caused */
-    MAG__EV_STEAL,     /* tasks taken from another worker */
+    MAG__EV_RUN = 1, /* a task ran: ts..ts+dur */
+    MAG__EV_PARK,    /* the worker slept in its ring */
+    MAG__EV_WAIT_B,  /* a task began waiting (async span per task) */
+    MAG__EV_WAIT_E,  /* ... and runs again */
+    MAG__EV_FLOW_S,  /* a wake-up or spawn: arrow from here ... */
+    MAG__EV_FLOW_F,  /* ... to the run it caused */
+    MAG__EV_STEAL,   /* tasks taken from another worker */
 };
 
 /* What the observability code keeps per worker. start_ns and task are read
  * by other threads; the trace ring is the owner's until the worker exits. */
 typedef struct mag__obs_worker {
-    _Atomic uint64_t start_ns;   /* start of the current run; 0 between runs */
-    _Atomic(mag_task_t *) task;  /* the task of that run */
-    mag__trace_ev_t *ring;       /* MAG__OBS_TRACE: cap events, a power of 2 */
-    uint64_t head;               /* events ever recorded (owner only) */
+    _Atomic uint64_t start_ns;  /* start of the current run; 0 between runs */
+    _Atomic(mag_task_t *) task; /* the task of that run */
+    mag__trace_ev_t *ring;      /* MAG__OBS_TRACE: cap events, a power of 2 */
+    uint64_t head;              /* events ever recorded (owner only) */
     uint64_t mask;
 } __attribute__((aligned(MAG_CACHELINE))) mag__obs_worker_t;
 

@@ -96,9 +96,12 @@ static char *take_dump(int *count)
 static bool has_all(const char *dump)
 {
     static const char *const want[][2] = {
-        {"locker", "waiting on mutex"}, {"sleeper", "waiting on timer"},
-        {"joiner", "waiting on join"},  {"inner", "waiting on timer"},
-        {"receiver", "waiting on channel"}, {"deep", "waiting on timer"},
+        {"locker", "waiting on mutex"},
+        {"sleeper", "waiting on timer"},
+        {"joiner", "waiting on join"},
+        {"inner", "waiting on timer"},
+        {"receiver", "waiting on channel"},
+        {"deep", "waiting on timer"},
         {"main", "running"}, /* "running or yielded" when untracked */
     };
     char buf[512];

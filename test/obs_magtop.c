@@ -175,12 +175,12 @@ static void check_protocol(const char *sock)
 
 typedef struct term {
     bool tmux;
-    char name[64];  /* tmux -L server */
-    int master;     /* pty */
+    char name[64]; /* tmux -L server */
+    int master;    /* pty */
     pid_t pid;
-    char *out;      /* pty: everything magtop wrote */
+    char *out; /* pty: everything magtop wrote */
     size_t len, cap;
-    int exit_code;  /* -1 while running */
+    int exit_code; /* -1 while running */
 } term_t;
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -200,8 +200,8 @@ static void term_start(term_t *t, const char *magtop, const char *sock)
     if (t->tmux) {
         const char *verb = t->pid ? "respawn-pane -k -t obs" : "new-session -d -s obs -x 150 -y 45";
         t->pid = 1;
-        ASSERT_EQ(sh("tmux -L %s -f /dev/null %s '%s %s; echo MAGTOP-EXIT=$?; sleep 600'",
-                     t->name, verb, magtop, sock),
+        ASSERT_EQ(sh("tmux -L %s -f /dev/null %s '%s %s; echo MAGTOP-EXIT=$?; sleep 600'", t->name,
+                     verb, magtop, sock),
                   0);
         return;
     }

@@ -27,6 +27,13 @@ static int small_job(void *arg)
     return 7;
 }
 
+static int small_job_blocking(void *arg)
+{
+    (void)arg;
+    usleep(100);
+    return 0;
+}
+
 static int long_sleep(void *arg)
 {
     (void)arg;
@@ -99,6 +106,15 @@ static int spawner(void *arg)
         mag_metrics_free(&m);
     }
     ASSERT_GT(timers, 0);
+    /* The blocking pool reports through mag_metrics too. */
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(mag_run_blocking(small_job_blocking, NULL, NULL), 0);
+    ASSERT_EQ(mag_metrics(rt, &m), 0);
+    ASSERT_GE(m.blocking.threads, 1);
+    ASSERT_GE(m.blocking.jobs, 3);
+    ASSERT_TRUE(m.blocking.busy <= m.blocking.threads);
+    mag_metrics_free(&m);
+
     mag_cancel(sl);
     int st = 0;
     ASSERT_EQ(mag_join(sl, &st), 0);

@@ -33,7 +33,7 @@ enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
 typedef struct jv {
     int type;
     double num;
-    char *str;        /* J_STR; the key of an object member in key */
+    char *str; /* J_STR; the key of an object member in key */
     char *key;
     struct jv *first; /* J_ARR / J_OBJ children */
     struct jv *next;
@@ -359,14 +359,15 @@ static void draw(const char *path, const jv_t *m, const jv_t *prev, unsigned row
     fprintf(o, "magtop  pid %.0f  %s  up %.1f s  %u workers%s", jnum(m, "pid"), path,
             jnum(m, "uptime_ns") / 1e9, n, tty ? "   (q quits)" : "");
     eol(o);
-    fprintf(o, "tasks: %.0f live, %.0f spawned (%.0f/s), %.0f completed (%.0f/s), inject queue %.0f",
+    fprintf(o,
+            "tasks: %.0f live, %.0f spawned (%.0f/s), %.0f completed (%.0f/s), inject queue %.0f",
             jnum(m, "live_tasks"), jnum(m, "spawned"), rate(m, prev, "spawned", secs),
             jnum(m, "completed"), rate(m, prev, "completed", secs), jnum(m, "inject_depth"));
     eol(o);
     const jv_t *b = jget(m, "blocking"), *pp = jget(m, "proc");
     const jv_t *pb = prev ? jget(prev, "blocking") : NULL, *ppp = prev ? jget(prev, "proc") : NULL;
-    fprintf(o, "blocking pool: %.0f threads, %.0f busy, %.0f queued, %.0f jobs/s", jnum(b, "threads"),
-            jnum(b, "busy"), jnum(b, "queued"), rate(b, pb, "jobs", secs));
+    fprintf(o, "blocking pool: %.0f threads, %.0f busy, %.0f queued, %.0f jobs/s",
+            jnum(b, "threads"), jnum(b, "busy"), jnum(b, "queued"), rate(b, pb, "jobs", secs));
     eol(o);
     fprintf(o, "process pool:  %.0f workers, %.0f busy, %.0f jobs/s, %.0f crashes",
             jnum(pp, "workers"), jnum(pp, "busy"), rate(pp, ppp, "jobs", secs),
@@ -374,8 +375,8 @@ static void draw(const char *path, const jv_t *m, const jv_t *prev, unsigned row
     eol(o);
     eol(o);
     fprintf(o, "%7s %7s %9s %6s %8s %9s %9s %10s %10s %7s %8s  %s", "worker", "busy", "polls/s",
-            "queue", "lifo/s", "steals/s", "stolen/s", "io sub/s", "io done/s", "timers",
-            "parks/s", "state");
+            "queue", "lifo/s", "steals/s", "stolen/s", "io sub/s", "io done/s", "timers", "parks/s",
+            "state");
     eol(o);
     unsigned shown = 0, room = rows > 16 ? rows - 16 : 4;
     for (unsigned i = 0; i < n; i++) {
@@ -412,8 +413,8 @@ static void draw(const char *path, const jv_t *m, const jv_t *prev, unsigned row
         char d[32];
         fmt_dur(d, sizeof d, jnum(w, "task_run_ns"));
         const char *name = jstr(w, "task_name");
-        fprintf(o, "  worker %-3d %-24s id %-10.0f running for %s", best, name[0] ? name : "(unnamed)",
-                jnum(w, "task_id"), d);
+        fprintf(o, "  worker %-3d %-24s id %-10.0f running for %s", best,
+                name[0] ? name : "(unnamed)", jnum(w, "task_id"), d);
         eol(o);
         nlisted++;
     }
@@ -444,7 +445,8 @@ static bool wait_key(int ms)
             return true;
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        long left = ms - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+        long left =
+            ms - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
         if (left <= 0)
             return false;
         struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};

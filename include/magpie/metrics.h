@@ -50,37 +50,37 @@ typedef struct mag_worker_metrics {
     uint64_t busy_ns;        /* time not parked (running, searching, polling) */
     uint64_t parked_ns;      /* time asleep in its ring, the current sleep included */
     /* Gauges, read now. */
-    uint64_t queue_depth;    /* tasks in its local run queue */
-    uint64_t timers;         /* timers armed on its wheel */
-    bool parked;             /* asleep in its ring now */
+    uint64_t queue_depth; /* tasks in its local run queue */
+    uint64_t timers;      /* timers armed on its wheel */
+    bool parked;          /* asleep in its ring now */
     /* The task running on it now, when the runtime tracks runs (debug mode,
      * MAG_STATS or MAG_TRACE); else zero and "". */
     uint64_t task_id;
-    uint64_t task_run_ns;    /* how long it has run since it last suspended */
+    uint64_t task_run_ns; /* how long it has run since it last suspended */
     char task_name[32];
 } mag_worker_metrics_t;
 
 typedef struct mag_metrics {
-    uint64_t now_ns;         /* mag_now() when the snapshot was taken */
-    uint64_t uptime_ns;      /* since mag_runtime_create */
+    uint64_t now_ns;    /* mag_now() when the snapshot was taken */
+    uint64_t uptime_ns; /* since mag_runtime_create */
     unsigned nworkers;
     mag_worker_metrics_t *workers; /* nworkers entries (allocated: mag_metrics_free) */
     mag_worker_metrics_t total;    /* sums over the workers (task_* left empty) */
-    uint64_t inject_depth;   /* tasks in the shared inject queue */
-    uint64_t live_tasks;     /* spawned and not yet returned */
-    uint64_t spawned;        /* tasks spawned since the runtime started */
-    uint64_t completed;      /* tasks that returned */
+    uint64_t inject_depth;         /* tasks in the shared inject queue */
+    uint64_t live_tasks;           /* spawned and not yet returned */
+    uint64_t spawned;              /* tasks spawned since the runtime started */
+    uint64_t completed;            /* tasks that returned */
     struct {
-        uint64_t threads;    /* blocking-pool threads alive */
-        uint64_t busy;       /* of which running a job */
-        uint64_t queued;     /* jobs waiting for a thread */
-        uint64_t jobs;       /* jobs run so far */
+        uint64_t threads; /* blocking-pool threads alive */
+        uint64_t busy;    /* of which running a job */
+        uint64_t queued;  /* jobs waiting for a thread */
+        uint64_t jobs;    /* jobs run so far */
     } blocking;
     struct {
-        uint64_t workers;    /* process-pool workers alive */
-        uint64_t busy;       /* of which running a job */
-        uint64_t jobs;       /* jobs completed */
-        uint64_t crashes;    /* workers replaced after a crash or a kill */
+        uint64_t workers; /* process-pool workers alive */
+        uint64_t busy;    /* of which running a job */
+        uint64_t jobs;    /* jobs completed */
+        uint64_t crashes; /* workers replaced after a crash or a kill */
     } proc;
 } mag_metrics_t;
 
