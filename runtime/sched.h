@@ -209,9 +209,5 @@ MAG_HIDDEN void mag__debug_start(mag_runtime_t *rt);
 MAG_HIDDEN void mag__debug_stop(mag_runtime_t *rt);
 /* Stops what reads the pools (the stats server): before they stop. */
 MAG_HIDDEN void mag__debug_quiesce(mag_runtime_t *rt);
-/* The pools fill m->blocking and m->proc of a mag_metrics snapshot (magpie/
- * metrics.h) by defining this; weak, so that a build without them links. */
-struct mag_metrics;
-MAG_HIDDEN void mag__pool_metrics(mag_runtime_t *rt, struct mag_metrics *m) __attribute__((weak));
 
 #endif /* MAGPIE_RUNTIME_SCHED_H */
