@@ -28,10 +28,9 @@ static int main_task(void *arg)
     return mag_join(t, NULL);
 }
 
-int main(void)
+/* Runs the overflowing program in a child; returns what it printed. */
+static void run_child(const char *guards, char *out, size_t cap, int *status)
 {
-    if (TEST_SANITIZED)
-        TEST_SKIP("sanitizers report stack overflows themselves");
     int pipefd[2];
     ASSERT_EQ(pipe(pipefd), 0);
     pid_t pid = fork();
@@ -39,6 +38,8 @@ int main(void)
     if (pid == 0) {
         dup2(pipefd[1], 2);
         close(pipefd[0]);
+        if (guards)
+            setenv("MAG_STACK_GUARDS", guards, 1);
         mag_config_t cfg;
         mag_config_init(&cfg);
         cfg.workers = 2;
@@ -46,16 +47,30 @@ int main(void)
         _exit(0); /* reaching here means the overflow went unnoticed */
     }
     close(pipefd[1]);
-    char out[4096] = {0};
     size_t got = 0;
     ssize_t r;
-    while (got < sizeof out - 1 && (r = read(pipefd[0], out + got, sizeof out - 1 - got)) > 0)
+    while (got < cap - 1 && (r = read(pipefd[0], out + got, cap - 1 - got)) > 0)
         got += (size_t)r;
-    int status;
-    waitpid(pid, &status, 0);
-    printf("child said: %s", out);
-    ASSERT_TRUE(WIFSIGNALED(status));
-    ASSERT_EQ(WTERMSIG(status), SIGABRT);
-    ASSERT_TRUE(strstr(out, "stack overflow in task 'deep-recursion'") != NULL);
+    out[got] = 0;
+    close(pipefd[0]);
+    waitpid(pid, status, 0);
+}
+
+int main(void)
+{
+    if (TEST_SANITIZED)
+        TEST_SKIP("sanitizers report stack overflows themselves");
+    /* With a guard page (the default budget), then without any (the
+     * budget exhausted): both end with the task named. */
+    const char *modes[] = {NULL, "0"};
+    for (int i = 0; i < 2; i++) {
+        char out[4096];
+        int status;
+        run_child(modes[i], out, sizeof out, &status);
+        printf("guards=%s: child said: %s", modes[i] ? modes[i] : "default", out);
+        ASSERT_TRUE(WIFSIGNALED(status));
+        ASSERT_EQ(WTERMSIG(status), SIGABRT);
+        ASSERT_TRUE(strstr(out, "stack overflow in task 'deep-recursion'") != NULL);
+    }
     return 0;
 }
