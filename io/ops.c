@@ -283,17 +283,25 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
     mag_task_t *self = mag__task_current();
     if (!self)
         return k->sys(a);
-    int rc = mag__suspend_begin(MAG__WAIT_IO, k);
-    if (rc)
-        return rc;
-    mag__io_t io = {
-        .op = {.complete = mag__io_complete, .worker = mag__worker_current()},
-        .task = self,
-    };
-    struct io_uring_sqe *sqe = mag__sqe();
-    k->prep(sqe, a);
-    io_uring_sqe_set_data(sqe, &io.op);
-    return mag__io_wait(&io);
+    for (;;) {
+        int rc = mag__suspend_begin(MAG__WAIT_IO, k);
+        if (rc)
+            return rc;
+        mag__io_t io = {
+            .op = {.complete = mag__io_complete, .worker = mag__worker_current()},
+            .task = self,
+        };
+        struct io_uring_sqe *sqe = mag__sqe();
+        k->prep(sqe, a);
+        io_uring_sqe_set_data(sqe, &io.op);
+        int64_t r = mag__io_wait(&io);
+        /* -ECANCELED that nobody here asked for: a cancel request meant for
+         * an earlier record at the same address (a forwarded cancel can be
+         * served after that request completed and the frame was reused).
+         * A cancelled request did not happen, so issue it again. */
+        if (r != -ECANCELED || mag__task_cancelled(self))
+            return r;
+    }
 }
 
 /* ---- the public operations ---------------------------------------------- */

@@ -12,6 +12,7 @@
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +53,17 @@ int mag_resolve_error(int eai)
 
 /* ---- resolution ---------------------------------------------------------- */
 
+/* job->state: who may still touch the runtime. The thread signals the
+ * waiter only if it claims the job first (WAITING -> SIGNALLING), and the
+ * task does not return before the signal is over (DONE): a detached thread
+ * must never be inside mag__wake while the runtime shuts down. A task that
+ * gives up (cancelled, deadline) claims it instead (ABANDONED), and the
+ * thread then leaves the runtime alone. */
+enum { JOB_WAITING, JOB_SIGNALLING, JOB_DONE, JOB_ABANDONED };
+
 typedef struct resolve_job {
     _Atomic int refs;             /* the task and the thread; the last one frees */
+    _Atomic int state;            /* JOB_* */
     mag__waiter_t waiter;         /* signalled by the thread when rc/addrs are set */
     struct addrinfo hints;
     char port[8];
@@ -93,9 +103,14 @@ static void *resolve_thread(void *arg)
 {
     resolve_job_t *job = arg;
     job->rc = lookup(job);
-    /* Waker's rule: mag__waiter_signal reads the waiter's task before its
-     * release store; the job itself stays alive through our reference. */
-    mag__waiter_signal(&job->waiter);
+    int expected = JOB_WAITING;
+    /* acq_rel: publishes rc/addrs with the claim; pairs with the task's
+     * acquire loads of state. */
+    if (atomic_compare_exchange_strong_explicit(&job->state, &expected, JOB_SIGNALLING,
+                                                memory_order_acq_rel, memory_order_acquire)) {
+        mag__waiter_signal(&job->waiter);
+        atomic_store_explicit(&job->state, JOB_DONE, memory_order_release);
+    }
     job_release(job);
     return NULL;
 }
@@ -120,11 +135,22 @@ static int run_job(resolve_job_t *job, struct sockaddr_storage *out, socklen_t *
             atomic_store_explicit(&job->refs, 1, memory_order_relaxed);
             n = -e;
         } else {
-            /* Interrupted (cancelled, deadline), we leave: the thread
-             * finishes alone and the last reference frees the job. */
             n = mag__waiter_wait(&job->waiter, true);
-            if (n == 0)
+            int expected = JOB_WAITING;
+            if (n != 0 && atomic_compare_exchange_strong_explicit(&job->state, &expected,
+                                                                  JOB_ABANDONED,
+                                                                  memory_order_acq_rel,
+                                                                  memory_order_acquire)) {
+                /* Interrupted before the answer: the thread finishes alone
+                 * and the last reference frees the job. */
+            } else {
+                /* The answer is in (perhaps racing an interruption: take
+                 * it). Wait for the thread to be out of mag__wake; it is a
+                 * few instructions away. */
+                while (atomic_load_explicit(&job->state, memory_order_acquire) != JOB_DONE)
+                    sched_yield();
                 n = job->rc;
+            }
         }
         mag__suspend_end();
     }
