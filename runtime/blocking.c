@@ -70,13 +70,12 @@ static void complete_job(mag_runtime_t *rt, mag_task_t *t)
     /* Loop mode: a shutdown draining the loop sleeps in worker 0's ring and
      * only a task's wake-up would rouse it; a detached job that was the last
      * live one must wake it so that it sees live == 0. rt stays valid: stop
-     * waits for this thread. seq_cst fence: orders our live decrement before
-     * the sleeping flag's exchange in mag__worker_wake, against the worker's
+     * waits for this thread. seq_cst: the load, and the exchange of the
+     * sleeping flag in mag__worker_wake, come after our live decrement (a
+     * read-modify-write) in the single total order, against the worker's
      * seq_cst store of that flag before it reads live. */
-    if (rt->nworkers == 1 && atomic_load_explicit(&rt->closing, memory_order_acquire)) {
-        atomic_thread_fence(memory_order_seq_cst);
+    if (rt->nworkers == 1 && atomic_load_explicit(&rt->closing, memory_order_seq_cst))
         mag__worker_wake(rt->workers[0]);
-    }
 }
 
 /* Waits on b->work (lock held) until notified, stopping, or the keep-alive

@@ -186,4 +186,109 @@ MAG_API int mag_stream_close(mag_stream_t *s);
 #ifdef __cplusplus
 }
 #endif
+
+/* ---- subprocesses and signals --------------------------------------------
+ * (asyncio.create_subprocess_exec and loop.add_signal_handler, tokio::process
+ * and tokio::signal.) */
+#include <signal.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mag_process mag_process_t;
+
+/* What a child's stdin, stdout or stderr is connected to. */
+typedef enum mag_stdio {
+    MAG_STDIO_INHERIT = 0, /* the parent's own descriptor (the default) */
+    MAG_STDIO_PIPE,        /* a pipe; the parent's end from mag_process_stdin/out/err */
+    MAG_STDIO_NULL,        /* /dev/null */
+} mag_stdio_t;
+
+typedef struct mag_process_opts {
+    mag_stdio_t in, out, err;  /* the child's stdin, stdout, stderr */
+    const char *const *envp;   /* NULL-terminated "NAME=value" list; NULL: inherit */
+    const char *cwd;           /* working directory; NULL: inherit */
+} mag_process_opts_t;
+
+/* Starts argv[0] with arguments argv (NULL-terminated), found through PATH
+ * when it contains no '/' (execvp's rules, with the parent's PATH). opts NULL
+ * means every stdio inherited. The child starts with no signal blocked and
+ * every signal at its default action; it inherits the parent's descriptors
+ * that are not close-on-exec (magpie opens all of its own close-on-exec).
+ *
+ * Pipes are blocking descriptors that work with mag_read / mag_write (on the
+ * ring from a task); the process owns them (closed by mag_process_free). So
+ * that a write to a child that has exited gives -EPIPE instead of killing
+ * the parent, the first spawn with a stdin pipe sets SIGPIPE to SIG_IGN if
+ * it was SIG_DFL (Python and Rust programs run that way; children get the
+ * default back).
+ *
+ * Returns 0 and *out, or -EINVAL (NULL out or argv, argv[0] NULL, a bad
+ * mode), -ENOENT (no such program, or cwd missing), -EACCES, -ENOEXEC,
+ * -ENOMEM, -EMFILE: errors of the exec itself are reported here. Does not
+ * suspend: it blocks the calling thread for the clone and exec (a vfork,
+ * well under a millisecond). Reaping is magpie's: do not waitpid(-1, ...)
+ * nor set SIGCHLD to SIG_IGN in a process that uses mag_process_*. */
+MAG_API int mag_process_spawn(mag_process_t **out, const char *const argv[],
+                              const mag_process_opts_t *opts);
+
+/* The child's pid (for logs; signal it with mag_process_kill). */
+MAG_API pid_t mag_process_pid(const mag_process_t *p);
+/* The parent's end of the child's stdin (write to it), stdout or stderr
+ * (read from them) pipe, or -1 without a pipe (or after close_stdin). */
+MAG_API int mag_process_stdin(const mag_process_t *p);
+MAG_API int mag_process_stdout(const mag_process_t *p);
+MAG_API int mag_process_stderr(const mag_process_t *p);
+/* Closes the stdin pipe: the child reads EOF. 0, or -EBADF without one. */
+MAG_API int mag_process_close_stdin(mag_process_t *p);
+
+/* Waits for the child to exit: a poll of its pidfd on the ring, then
+ * waitid. Suspends a task; blocks a plain thread. *wstatus (if not NULL) is
+ * a waitpid(2) status (WIFEXITED, WEXITSTATUS, WIFSIGNALED, WTERMSIG). Once
+ * it has returned 0, later calls return the same status at once. Returns 0,
+ * -EINVAL, or -ECANCELED / -ETIMEDOUT (the child keeps running). One task
+ * waits for a given process at a time. */
+MAG_API int mag_process_wait(mag_process_t *p, int *wstatus);
+
+/* Sends sig through the pidfd: never a recycled pid. 0, -EINVAL, or -ESRCH
+ * once the child has been waited for. Any thread. */
+MAG_API int mag_process_kill(mag_process_t *p, int sig);
+
+/* Closes the pipes and frees p. A child not yet waited for is killed with
+ * SIGKILL and reaped first (blocking the thread for that moment), so that
+ * no zombie is left. p NULL is ignored. */
+MAG_API void mag_process_free(mag_process_t *p);
+
+/* Waits until one of the signals in set is delivered to the process, and
+ * stores its number in *signo. Suspends a task (a read on the ring);
+ * blocks a plain thread. Returns 0, -EINVAL (NULL arguments, an empty set,
+ * SIGKILL, SIGSTOP, or a fault signal: SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+ * SIGTRAP, SIGSYS), -ECANCELED / -ETIMEDOUT, or -EAGAIN with more than 64
+ * waits at once.
+ *
+ * How it works, and what it asks of the program: magpie installs a handler
+ * (SA_RESTART) for each signal of set, the first time one is waited for or
+ * caught (mag_signal_catch). The handler counts the delivery and wakes the
+ * waiters through an eventfd, so it works whichever thread the kernel picks:
+ * nothing has to be blocked anywhere. Each delivery is taken by exactly one
+ * wait (the lowest-numbered pending signal of its set first); deliveries
+ * that arrive while nobody waits are kept and returned by the next wait
+ * (the kernel merges a signal sent again before the handler ran). From then
+ * on those signals no longer have their default action in this process (as
+ * with tokio::signal): a program that catches SIGINT must act on it. Do not
+ * block the signals in every thread (the handler would never run); magpie's
+ * own blocking-pool threads block them, worker threads do not. */
+MAG_API int mag_signal_wait(const sigset_t *set, int *signo);
+
+/* Installs the handlers for set now, without waiting, so that a signal that
+ * arrives before the first mag_signal_wait is kept for it instead of taking
+ * its default action (call it at start-up, e.g. for SIGINT and SIGTERM).
+ * 0 or -EINVAL as mag_signal_wait. Any thread, no runtime needed. */
+MAG_API int mag_signal_catch(const sigset_t *set);
+
+#ifdef __cplusplus
+}
+#endif
 #endif /* MAGPIE_IO_H */
