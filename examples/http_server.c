@@ -15,6 +15,7 @@
  * that with one send.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,22 @@ static int http_conn(int fd, void *ctx)
     }
 }
 
+/* SIGINT or SIGTERM cancels the serving task: mag_serve stops accepting and
+ * winds its connections down, and the program exits 0. */
+static int on_signal(void *server)
+{
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    int sig = 0;
+    if (mag_signal_wait(&stop, &sig) == 0) {
+        fprintf(stderr, "http_server: %s, shutting down\n", strsignal(sig));
+        mag_cancel(server);
+    }
+    return 0;
+}
+
 static int serve_main(void *arg)
 {
     opts_t *o = arg;
@@ -193,9 +210,10 @@ static int serve_main(void *arg)
     }
     printf("listening on %d\n", mag_local_port(lfd));
     fflush(stdout);
+    mag_detach(mag_spawn(on_signal, mag_self())); /* shutdown cancels it */
     int rc = mag_serve(lfd, http_conn, NULL);
     mag_close(lfd);
-    return rc;
+    return rc == -ECANCELED ? 0 : rc;
 }
 
 static long parse_num(const char *flag, const char *s, long lo, long hi)
@@ -223,6 +241,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    sigset_t stop; /* caught from now on: a signal during start-up is kept */
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    mag_signal_catch(&stop);
     mag_config_t cfg;
     mag_config_init(&cfg);
     if (o.workers)
