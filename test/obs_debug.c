@@ -1,6 +1,6 @@
 /*
  * obs_debug - debug mode: a task spinning for 300 ms triggers exactly one
- * slow-task warning naming it (and one that yields every 30 ms none); tasks
+ * slow-task warning naming it (and one that yields every 5 ms none); tasks
  * never joined nor detached are listed at shutdown; joining or detaching a
  * stale handle is reported; SIGQUIT prints a task dump and the process keeps
  * running. Each case runs in a child process whose stderr is captured.
@@ -30,8 +30,10 @@ static int spinner(void *arg)
 static int polite(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 10; i++) {
-        spin_ms(30);
+    /* 300 ms too, in 5 ms runs: far below slow_task_ms even when a loaded
+     * machine takes the core away for a while in the middle of one. */
+    for (int i = 0; i < 60; i++) {
+        spin_ms(5);
         mag_yield();
     }
     return 0;

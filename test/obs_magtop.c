@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -333,6 +334,12 @@ static void cleanup(void)
         unlink(sock_path);
 }
 
+static void on_term(int sig)
+{
+    (void)sig;
+    exit(1); /* the runner's timeout: clean up through atexit */
+}
+
 static bool magtop_done(const char *s)
 {
     (void)s;
@@ -349,6 +356,7 @@ static pid_t start_server(const char *sock)
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test */
         execl("/proc/self/exe", "obs_magtop", "--serve", sock, (char *)NULL);
         _exit(127);
     }
@@ -375,6 +383,7 @@ int main(int argc, char **argv)
         TEST_FAIL("no magtop at %s (make builds it)", magtop);
     term_t t = {.master = -1};
     atexit(cleanup);
+    signal(SIGTERM, on_term);
     pid_t server = server_pid = start_server(sock);
     check_protocol(sock);
     cur = &t;
