@@ -29,7 +29,7 @@ static int whoami(const void *in, size_t n, void **out, size_t *out_len)
     return 0;
 }
 
-static int report_fd;
+static int report_fd, go_fd;
 
 static int ask(void *arg)
 {
@@ -91,6 +91,8 @@ static void child(int fd, bool killed)
     if (killed)
         for (;;)
             pause(); /* the harness kills us */
+    char go;
+    ASSERT_EQ(read(go_fd, &go, 1), 1); /* the harness has seen them alive */
     ASSERT_EQ(mag_runtime_shutdown(rt), 0);
     /* Not a single child process left, not even a zombie. */
     errno = 0;
@@ -101,12 +103,15 @@ static void child(int fd, bool killed)
 
 static void scenario(bool killed, bool off_main)
 {
-    int p[2];
+    int p[2], g[2];
     ASSERT_EQ(pipe(p), 0);
+    ASSERT_EQ(pipe(g), 0);
     pid_t c = fork();
     ASSERT_GE(c, 0);
     if (c == 0) {
         close(p[0]);
+        close(g[1]);
+        go_fd = g[0];
         if (off_main) {
             struct off_main a = {p[1]};
             pthread_t th;
@@ -117,11 +122,14 @@ static void scenario(bool killed, bool off_main)
         child(p[1], killed);
     }
     close(p[1]);
+    close(g[0]);
     int msg[NPROC + 1];
     ASSERT_EQ(read(p[0], msg, sizeof msg), (ssize_t)sizeof msg);
     close(p[0]);
     for (int i = 0; i <= NPROC; i++)
         ASSERT_EQ(kill(msg[i], 0), 0); /* alive now */
+    ASSERT_EQ(write(g[1], "g", 1), 1);
+    close(g[1]);
     int ws;
     if (killed)
         ASSERT_EQ(kill(c, SIGKILL), 0);
