@@ -71,9 +71,9 @@ static void complete_job(mag_runtime_t *rt, mag_task_t *t)
      * only a task's wake-up would rouse it; a detached job that was the last
      * live one must wake it so that it sees live == 0. rt stays valid: stop
      * waits for this thread. seq_cst: the load, and the exchange of the
-     * sleeping flag in mag__worker_wake, come after our live decrement (a
-     * read-modify-write) in the single total order, against the worker's
-     * seq_cst store of that flag before it reads live. */
+     * sleeping flag in mag__worker_wake, follow our seq_cst live decrement
+     * (mag__live_drop) in the single total order, against the worker's
+     * seq_cst store of that flag before its seq_cst load of live. */
     if (rt->nworkers == 1 && atomic_load_explicit(&rt->closing, memory_order_seq_cst))
         mag__worker_wake(rt->workers[0]);
 }
@@ -122,6 +122,8 @@ static void *blocking_thread(void *arg)
              * mag__wake's read-modify-write is ordered with it (it only sets
              * NOTIFY, never queues the record). */
             atomic_exchange_explicit(&t->state, MAG__RUNNING, memory_order_acq_rel);
+            if (b->rt->obs) /* relaxed: for task dumps ("running for ...") */
+                atomic_store_explicit(&t->run_start_ns, mag__now(), memory_order_relaxed);
             t->result = t->fn(t->arg);
             /* Counted as finishing before the joiner can see the result: a
              * joiner that spawns again at once finds us about to take its
@@ -174,7 +176,8 @@ static int start_thread(struct mag__blocking *b)
 
 /* ---- spawn ------------------------------------------------------------------- */
 
-/* Fills a fresh record the way mag__spawn does, minus the stack. */
+/* Fills a fresh record the way mag__spawn_member (task.c) does, minus the
+ * stack: keep the two in step when mag_task gains a field. */
 static void init_record(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool joinable)
 {
     t->sp = NULL;
@@ -193,13 +196,14 @@ static void init_record(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, 
     atomic_store_explicit(&t->cancelled, 0, memory_order_relaxed);
     /* relaxed: a unique number, nothing is published through it. */
     t->id = (1ull << 63) | atomic_fetch_add_explicit(&next_blocking_id, 1, memory_order_relaxed);
-    t->spawn_ns = 0;
+    t->spawn_ns = rt->obs ? mag__now() : 0; /* ages in task dumps, when tracked */
     atomic_store_explicit(&t->run_start_ns, 0, memory_order_relaxed);
     t->ndeadlines = 0;
     t->deadline = UINT64_MAX;
     t->deadline_armed = false;
     memset(&t->deadline_timer, 0, sizeof t->deadline_timer);
     t->started = true;
+    t->trace_flow = 0;
     atomic_store_explicit(&t->wait_kind, MAG__WAIT_BLOCKING, memory_order_relaxed);
     atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
     t->group = NULL;
@@ -214,20 +218,26 @@ int mag__spawn_blocking(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *ar
 {
     if (!rt || !fn)
         return -EINVAL;
-    struct mag__pools *pools = rt->pools;
-    /* acquire: pairs with shutdown's release store of closing. */
-    if (!pools || atomic_load_explicit(&rt->closing, memory_order_acquire))
+    /* As mag__spawn does: counted live before looking at closing, both
+     * seq_cst, against shutdown's store of closing and load of live. Either
+     * shutdown sees this job live (and waits for it: the pools stay up), or
+     * we see closing and refuse. */
+    atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&rt->closing, memory_order_seq_cst) || !rt->pools) {
+        mag__live_drop(rt);
         return -ESHUTDOWN;
-    struct mag__blocking *b = pools->blocking;
+    }
+    struct mag__blocking *b = rt->pools->blocking;
     mag__worker_t *w = mag__worker_current();
     if (w && w->rt != rt)
         w = NULL;
     mag_task_t *t = mag__task_alloc(w);
-    if (!t)
+    if (!t) {
+        mag__live_drop(rt);
         return -ENOMEM;
+    }
     init_record(t, rt, fn, arg, out != NULL);
-    /* relaxed: counters; shutdown waits on live through its futex. */
-    atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+    /* relaxed: a counter for metrics. */
     atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
     mag__registry_add(rt, t, w ? w->index : rt->nworkers);
 
