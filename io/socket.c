@@ -3,16 +3,14 @@
  * resolution that never blocks a worker.
  *
  * mag__resolve is the one place that knows how names are looked up: numeric
- * addresses are parsed on the spot; names go to getaddrinfo on a short-lived
- * detached thread which the task waits for with a mag__waiter_t. When the
- * runtime's blocking pool lands, only run_job changes.
+ * addresses are parsed on the spot; names go to getaddrinfo on the runtime's
+ * blocking pool (a task never blocks its worker), or run inline on a plain
+ * thread.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +19,7 @@
 #include <unistd.h>
 
 #include "io/internal.h"
+#include "magpie/pool.h"
 
 #define RESOLVE_MAX 8
 
@@ -53,18 +52,8 @@ int mag_resolve_error(int eai)
 
 /* ---- resolution ---------------------------------------------------------- */
 
-/* job->state: who may still touch the runtime. The thread signals the
- * waiter only if it claims the job first (WAITING -> SIGNALLING), and the
- * task does not return before the signal is over (DONE): a detached thread
- * must never be inside mag__wake while the runtime shuts down. A task that
- * gives up (cancelled, deadline) claims it instead (ABANDONED), and the
- * thread then leaves the runtime alone. */
-enum { JOB_WAITING, JOB_SIGNALLING, JOB_DONE, JOB_ABANDONED };
-
 typedef struct resolve_job {
-    _Atomic int refs;             /* the task and the thread; the last one frees */
-    _Atomic int state;            /* JOB_* */
-    mag__waiter_t waiter;         /* signalled by the thread when rc/addrs are set */
+    _Atomic int refs;             /* the caller and the pool job; the last one frees */
     struct addrinfo hints;
     char port[8];
     int rc;                       /* count or negative errno */
@@ -99,60 +88,40 @@ static int lookup(resolve_job_t *job)
     return n > 0 ? n : -ENOENT;
 }
 
-static void *resolve_thread(void *arg)
+/* The blocking-pool job: owns a reference, so that a caller that stops
+ * waiting (cancelled, deadline) can simply leave. */
+static int resolve_job(void *arg)
 {
     resolve_job_t *job = arg;
-    job->rc = lookup(job);
-    int expected = JOB_WAITING;
-    /* acq_rel: publishes rc/addrs with the claim; pairs with the task's
-     * acquire loads of state. */
-    if (atomic_compare_exchange_strong_explicit(&job->state, &expected, JOB_SIGNALLING,
-                                                memory_order_acq_rel, memory_order_acquire)) {
-        mag__waiter_signal(&job->waiter);
-        atomic_store_explicit(&job->state, JOB_DONE, memory_order_release);
-    }
+    int rc = job->rc = lookup(job);
     job_release(job);
-    return NULL;
+    return rc;
 }
 
-/* Runs job: a task waits for a thread, a plain thread calls getaddrinfo
- * itself. Copies the addresses out and drops the caller's reference to job. */
+/* Runs job: a task hands getaddrinfo to the blocking pool and waits (the
+ * wait can be cancelled; the job then finishes alone), a plain thread calls
+ * it itself. Copies the addresses out and drops the caller's reference. */
 static int run_job(resolve_job_t *job, struct sockaddr_storage *out, socklen_t *lens, int max)
 {
     int n;
     if (!mag__task_current()) {
         n = lookup(job);
-    } else if ((n = mag__suspend_begin(MAG__WAIT_BLOCKING, job)) == 0) {
-        mag__waiter_init(&job->waiter);
-        atomic_store_explicit(&job->refs, 2, memory_order_relaxed); /* published by pthread_create */
-        pthread_attr_t attr;
-        pthread_t tid;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int e = pthread_create(&tid, &attr, resolve_thread, job);
-        pthread_attr_destroy(&attr);
-        if (e != 0) {
+    } else if (mag_cancelled()) {
+        n = -ECANCELED;
+    } else {
+        atomic_store_explicit(&job->refs, 2, memory_order_relaxed); /* published by the spawn */
+        mag_task_t *t = mag_spawn_blocking(resolve_job, job);
+        if (!t) {
             atomic_store_explicit(&job->refs, 1, memory_order_relaxed);
-            n = -e;
+            n = -EAGAIN; /* shutting down, or no thread: never block the worker */
         } else {
-            n = mag__waiter_wait(&job->waiter, true);
-            int expected = JOB_WAITING;
-            if (n != 0 && atomic_compare_exchange_strong_explicit(&job->state, &expected,
-                                                                  JOB_ABANDONED,
-                                                                  memory_order_acq_rel,
-                                                                  memory_order_acquire)) {
-                /* Interrupted before the answer: the thread finishes alone
-                 * and the last reference frees the job. */
-            } else {
-                /* The answer is in (perhaps racing an interruption: take
-                 * it). Wait for the thread to be out of mag__wake; it is a
-                 * few instructions away. */
-                while (atomic_load_explicit(&job->state, memory_order_acquire) != JOB_DONE)
-                    sched_yield();
-                n = job->rc;
-            }
+            int status = 0;
+            n = mag_join(t, &status);
+            if (n == 0)
+                n = job->rc; /* the join orders the job's writes before this read */
+            else
+                mag_detach(t); /* interrupted: the job frees itself */
         }
-        mag__suspend_end();
     }
     if (n > 0) {
         if (n > max)
