@@ -19,6 +19,7 @@ enum {
     C_WS = 4,    /* SP / HTAB */
 };
 
+// clang-format off
 #define T C_TCHAR | C_VCHAR
 #define V C_VCHAR
 static const unsigned char cls[256] = {
@@ -39,6 +40,7 @@ static const unsigned char cls[256] = {
 };
 #undef T
 #undef V
+// clang-format on
 
 #define INCOMPLETE 1 /* internal: ran out of bytes */
 

@@ -21,11 +21,11 @@
 /* The arguments of one operation, interpreted by its kind. */
 typedef struct mag__io_args {
     int fd;
-    int flags;       /* msg flags, open flags, poll events */
-    void *buf;       /* buffer, iovec array, path, sockaddr or msghdr */
-    uint64_t len;    /* byte count, iovec count, mode or socklen */
-    int64_t off;     /* file offset, -1 for the current position */
-    void *aux;       /* accept: socklen_t * */
+    int flags;    /* msg flags, open flags, poll events */
+    void *buf;    /* buffer, iovec array, path, sockaddr or msghdr */
+    uint64_t len; /* byte count, iovec count, mode or socklen */
+    int64_t off;  /* file offset, -1 for the current position */
+    void *aux;    /* accept: socklen_t * */
 } mag__io_args_t;
 
 /* One record per operation kind (kernel io_uring/opdef.c style). The name is
@@ -58,11 +58,11 @@ MAG_HIDDEN extern const mag__io_kind_t mag__io_kinds[MAG__IO_NKINDS];
 
 /* The record of one operation in flight; on the waiting task's stack. */
 typedef struct mag__io {
-    mag__op_t op;            /* first: the SQE's user_data */
-    mag_task_t *task;        /* woken by the completion */
-    int32_t res;             /* the CQE's result, valid once done */
+    mag__op_t op;     /* first: the SQE's user_data */
+    mag_task_t *task; /* woken by the completion */
+    int32_t res;      /* the CQE's result, valid once done */
     uint32_t cqe_flags;
-    _Atomic uint32_t done;   /* 1 once res is set (release; pairs with the waiter's acquire) */
+    _Atomic uint32_t done; /* 1 once res is set (release; pairs with the waiter's acquire) */
 } mag__io_t;
 
 /* Runs one operation: the ring from a task, the blocking call otherwise. */

@@ -53,13 +53,13 @@ int mag_resolve_error(int eai)
 /* ---- resolution ---------------------------------------------------------- */
 
 typedef struct resolve_job {
-    _Atomic int refs;             /* the caller and the pool job; the last one frees */
+    _Atomic int refs; /* the caller and the pool job; the last one frees */
     struct addrinfo hints;
     char port[8];
-    int rc;                       /* count or negative errno */
+    int rc; /* count or negative errno */
     struct sockaddr_storage addrs[RESOLVE_MAX];
     socklen_t lens[RESOLVE_MAX];
-    char host[];                  /* NUL-terminated copy */
+    char host[]; /* NUL-terminated copy */
 } resolve_job_t;
 
 static void job_release(resolve_job_t *job)

@@ -19,9 +19,9 @@ enum { KIND_UNKNOWN, KIND_SOCKET, KIND_FILE };
 
 struct mag_stream {
     int fd;
-    int kind;         /* KIND_*: learnt from the first operation */
-    ssize_t werr;     /* sticky write error (not cancellation), 0 when healthy */
-    size_t cap;       /* bufsize */
+    int kind;     /* KIND_*: learnt from the first operation */
+    ssize_t werr; /* sticky write error (not cancellation), 0 when healthy */
+    size_t cap;   /* bufsize */
     char *rbuf;
     size_t rcap, rpos, rlen;
     char *wbuf;

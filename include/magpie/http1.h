@@ -20,26 +20,26 @@
 extern "C" {
 #endif
 
-#define MAG_HTTP_MAX_HEAD 8192u  /* request line + headers + blank line */
+#define MAG_HTTP_MAX_HEAD 8192u /* request line + headers + blank line */
 #define MAG_HTTP_MAX_HEADERS 64u
 
 typedef struct mag_http_header {
-    const char *name, *value;     /* value without surrounding whitespace */
+    const char *name, *value; /* value without surrounding whitespace */
     uint32_t name_len, value_len;
 } mag_http_header_t;
 
 /* mag_http_request.flags */
-#define MAG_HTTP_KEEP_ALIVE 1u    /* the connection may serve another request */
-#define MAG_HTTP_CHUNKED 2u       /* Transfer-Encoding ends in chunked */
-#define MAG_HTTP_HAS_LENGTH 4u    /* a Content-Length was given */
+#define MAG_HTTP_KEEP_ALIVE 1u        /* the connection may serve another request */
+#define MAG_HTTP_CHUNKED 2u           /* Transfer-Encoding ends in chunked */
+#define MAG_HTTP_HAS_LENGTH 4u        /* a Content-Length was given */
 #define MAG_HTTP_TRANSFER_ENCODING 8u /* some Transfer-Encoding was given */
 
 typedef struct mag_http_request {
     const char *method, *target;
     uint32_t method_len, target_len;
-    int minor_version;            /* HTTP/1.<minor> */
-    unsigned flags;               /* MAG_HTTP_* */
-    uint64_t content_length;      /* 0 without a Content-Length */
+    int minor_version;       /* HTTP/1.<minor> */
+    unsigned flags;          /* MAG_HTTP_* */
+    uint64_t content_length; /* 0 without a Content-Length */
     uint32_t nheaders;
     mag_http_header_t headers[MAG_HTTP_MAX_HEADERS];
 } mag_http_request_t;

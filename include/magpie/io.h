@@ -207,9 +207,9 @@ typedef enum mag_stdio {
 } mag_stdio_t;
 
 typedef struct mag_process_opts {
-    mag_stdio_t in, out, err;  /* the child's stdin, stdout, stderr */
-    const char *const *envp;   /* NULL-terminated "NAME=value" list; NULL: inherit */
-    const char *cwd;           /* working directory; NULL: inherit */
+    mag_stdio_t in, out, err; /* the child's stdin, stdout, stderr */
+    const char *const *envp;  /* NULL-terminated "NAME=value" list; NULL: inherit */
+    const char *cwd;          /* working directory; NULL: inherit */
 } mag_process_opts_t;
 
 /* Starts argv[0] with arguments argv (NULL-terminated), found through PATH
