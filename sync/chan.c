@@ -14,17 +14,23 @@ mag_chan_t *mag_chan_create(size_t elem_size, size_t capacity)
 {
     if (elem_size == 0)
         return NULL;
-    mag_chan_t *c = calloc(1, sizeof *c);
+    /* A bounded buffer lives in the same allocation as the record: one malloc
+     * per channel, as for a Tokio oneshot. An unbounded one grows apart. */
+    size_t bytes = 0;
+    if (capacity != MAG_CHAN_UNBOUNDED) {
+        if (capacity > (SIZE_MAX - sizeof(mag_chan_t)) / elem_size)
+            return NULL;
+        bytes = capacity * elem_size;
+    }
+    mag_chan_t *c = malloc(sizeof *c + bytes);
     if (!c)
         return NULL;
+    memset(c, 0, sizeof *c);
     ck_spinlock_fas_init(&c->lock);
     c->elem_size = elem_size;
     c->cap = capacity;
-    if (capacity != MAG_CHAN_UNBOUNDED && capacity > 0) {
-        if (capacity > SIZE_MAX / elem_size || !(c->buf = malloc(capacity * elem_size))) {
-            free(c);
-            return NULL;
-        }
+    if (bytes) {
+        c->buf = (unsigned char *)(c + 1);
         c->bufcap = capacity;
     }
     return c;
@@ -34,7 +40,8 @@ void mag_chan_destroy(mag_chan_t *c)
 {
     if (!c)
         return;
-    free(c->buf);
+    if (c->cap == MAG_CHAN_UNBOUNDED)
+        free(c->buf);
     free(c);
 }
 

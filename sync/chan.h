@@ -19,11 +19,11 @@
 #include "sync/internal.h"
 
 struct mag_chan {
-    ck_spinlock_fas_t lock;
+    _Alignas(16) ck_spinlock_fas_t lock; /* 16: the inline buffer follows the record */
     bool closed;
     size_t elem_size;
     size_t cap;         /* as given: 0 rendezvous, MAG_CHAN_UNBOUNDED, or a bound */
-    unsigned char *buf; /* bufcap * elem_size bytes */
+    unsigned char *buf; /* bufcap * elem_size bytes; bounded: right after the record */
     size_t bufcap;      /* slots allocated */
     size_t head;        /* slot of the oldest message */
     size_t count;       /* messages buffered */
