@@ -258,12 +258,16 @@ void mag__io_complete(mag__op_t *op, int res, uint32_t cqe_flags)
 int64_t mag__io_wait(mag__io_t *io)
 {
     int interrupted = 0;
-    /* acquire: pairs with the release store in mag__io_complete. */
-    while (!atomic_load_explicit(&io->done, memory_order_acquire)) {
+    mag__cancel_t cancel;
+    /* acquire: pairs with the release store in mag__io_complete. Once a
+     * cancel is sent, its own completion is awaited too: its record lives
+     * in this frame. */
+    while (!atomic_load_explicit(&io->done, memory_order_acquire) ||
+           (interrupted && !mag__cancel_done(&cancel))) {
         if (!interrupted && (interrupted = mag__suspend_check()) != 0) {
             /* Cancelled or past the deadline: ask the ring to cancel, then
              * keep waiting, uninterruptibly, for the request's own CQE. */
-            mag__op_cancel(&io->op);
+            mag__op_cancel(&io->op, &cancel);
             continue;
         }
         mag__park();
@@ -283,25 +287,19 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
     mag_task_t *self = mag__task_current();
     if (!self)
         return k->sys(a);
-    for (;;) {
-        int rc = mag__suspend_begin(MAG__WAIT_IO, k);
-        if (rc)
-            return rc;
-        mag__io_t io = {
-            .op = {.complete = mag__io_complete, .worker = mag__worker_current()},
-            .task = self,
-        };
-        struct io_uring_sqe *sqe = mag__sqe();
-        k->prep(sqe, a);
-        io_uring_sqe_set_data(sqe, &io.op);
-        int64_t r = mag__io_wait(&io);
-        /* -ECANCELED that nobody here asked for: a cancel request meant for
-         * an earlier record at the same address (a forwarded cancel can be
-         * served after that request completed and the frame was reused).
-         * A cancelled request did not happen, so issue it again. */
-        if (r != -ECANCELED || mag__task_cancelled(self))
-            return r;
-    }
+    int rc = mag__suspend_begin(MAG__WAIT_IO, k);
+    if (rc)
+        return rc;
+    mag__io_t io = {
+        .op = {.complete = mag__io_complete, .worker = mag__worker_current()},
+        .task = self,
+    };
+    struct io_uring_sqe *sqe = mag__sqe();
+    k->prep(sqe, a);
+    io_uring_sqe_set_data(sqe, &io.op);
+    /* No stale cancel can reach this record: mag__io_wait waits for the
+     * completion of every cancel it sends (see mag__cancel_t). */
+    return mag__io_wait(&io);
 }
 
 /* ---- the public operations ---------------------------------------------- */

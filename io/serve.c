@@ -332,8 +332,11 @@ int mag_serve(int listen_fd, mag_conn_fn handler, void *ctx)
     if (armed) {
         /* Cancelled with the accept in flight: cancel it on its ring and
          * wait, uninterruptibly, for its final CQE. */
-        mag__op_cancel(&s.op);
+        mag__cancel_t cancel;
+        mag__op_cancel(&s.op, &cancel);
         (void)mag__waiter_wait(&s.ended, false);
+        while (!mag__cancel_done(&cancel)) /* its record is in this frame */
+            mag__park();
     }
     spawn_pending(&s, true);
     stop_conns(&s);

@@ -153,8 +153,10 @@ void *mag__ctx_init(mag__stack_t *s, void (*entry)(void *), void *arg)
 
 /* ---- stack-overflow reports ---------------------------------------------- */
 
-static struct sigaction previous_segv;
 static _Thread_local void *alt_stack;
+
+#if !MAG__SANITIZED /* sanitizers report stack overflows themselves */
+static struct sigaction previous_segv;
 
 static void write_str(const char *s)
 {
@@ -218,6 +220,7 @@ static void install_segv(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &previous_segv);
 }
+#endif
 
 void mag__fiber_install_overflow_handler(void)
 {

@@ -52,6 +52,9 @@ static inline void mag__switch_into_task(mag__worker_t *w, mag_task_t *t)
 #if MAG__TSAN
     if (!t->tsan_fiber)
         t->tsan_fiber = __tsan_create_fiber(0);
+    /* Flag 0: the switch synchronises. TSan models each fiber as a thread
+     * of its own, and the scheduler and the task hand each other data
+     * (switch_reason, current) through the switch itself. */
     __tsan_switch_to_fiber(t->tsan_fiber, 0);
 #endif
 #if MAG__ASAN

@@ -7,6 +7,7 @@
  * mag_group_next collects them. One waiter at a time (the group's owner).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 
 #include "runtime/group.h"
@@ -97,6 +98,10 @@ int mag_group_spawn(mag_group_t *g, mag_fn fn, void *arg)
     if (g->cancelled) {
         pthread_mutex_unlock(&g->lock);
         return -ECANCELED;
+    }
+    if (g->next_id == INT_MAX) { /* ids must stay non-negative */
+        pthread_mutex_unlock(&g->lock);
+        return -EOVERFLOW;
     }
     int id = g->next_id++;
     pthread_mutex_unlock(&g->lock);

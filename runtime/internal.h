@@ -114,18 +114,35 @@ typedef struct mag__op mag__op_t;
 struct mag__op {
     void (*complete)(mag__op_t *op, int res, uint32_t cqe_flags);
     struct mag__worker *worker;     /* ring the op was submitted on */
-    struct mag__op *cancel_next;    /* link in the owner's cancel mailbox */
 };
 
 /* An SQE on the calling worker's ring (submitting first if the SQ is full).
  * Only from a task or a worker thread; the worker submits all prepared SQEs
  * in one io_uring_enter per loop iteration. Never NULL. */
 MAG_HIDDEN struct io_uring_sqe *mag__sqe(void);
-/* Asks the ring that op was submitted on to cancel it (IORING_OP_ASYNC_CANCEL
- * by user_data). From any worker or task: the request is forwarded to the
- * owning worker when that is another thread. The op still completes through
- * its complete callback (usually with -ECANCELED). */
-MAG_HIDDEN void mag__op_cancel(mag__op_t *op);
+/* A request to cancel an operation, on the ring it was submitted on. The
+ * record lives in the waiting task's frame, like the operation itself: the
+ * task must not return until both the operation's completion and this
+ * record's have arrived (mag__cancel_done), so a forwarded request never
+ * outlives its frame and can never hit a later operation at the same
+ * address. */
+typedef struct mag__cancel {
+    mag__op_t op;               /* completion of the ASYNC_CANCEL itself */
+    mag__op_t *target;
+    mag_task_t *task;           /* woken when the request completes */
+    _Atomic uint32_t done;      /* release by the completion; acquire below */
+    struct mag__cancel *next;   /* link in the owning worker's mailbox */
+} mag__cancel_t;
+
+/* From a task: asks target's ring to cancel it (IORING_OP_ASYNC_CANCEL by
+ * user_data), forwarded to the owning worker when that is another thread.
+ * The target still completes through its own callback (usually with
+ * -ECANCELED). */
+MAG_HIDDEN void mag__op_cancel(mag__op_t *target, mag__cancel_t *c);
+static inline bool mag__cancel_done(const mag__cancel_t *c)
+{
+    return atomic_load_explicit(&c->done, memory_order_acquire) != 0;
+}
 
 /* ---- the current context ------------------------------------------------
  * Never cached by the compiler across a suspension: these read thread-local

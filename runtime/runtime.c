@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +29,14 @@ static void env_unsigned(const char *name, unsigned long long max, void *out, si
     errno = 0;
     unsigned long long x = strtoull(v, &end, 0);
     /* Size suffixes for MAG_STACK_SIZE and friends: 64k, 1m. */
+    unsigned shift = 0;
     if (end != v && (*end == 'k' || *end == 'K'))
-        x <<= 10, end++;
+        shift = 10, end++;
     else if (end != v && (*end == 'm' || *end == 'M'))
-        x <<= 20, end++;
+        shift = 20, end++;
+    if (shift && x > (max >> shift))
+        errno = ERANGE; /* would not fit once scaled */
+    x <<= shift;
     if (errno || end == v || *end || v[0] == '-' || x > max) {
         mag__warn("ignoring %s='%s': not a number from 0 to %llu", name, v, max);
         return;
@@ -231,6 +236,8 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
         free_runtime(rt);
         return rc;
     }
+    if (cfg.debug)
+        mag__debug_any = true;
     mag__debug_start(rt);
 
     if (rt->nworkers > 1) {
@@ -339,8 +346,17 @@ static void release_leftovers(mag_runtime_t *rt)
             if (rt->cfg.debug && !t->group)
                 mag__warn("task '%s' (id %llu) was never joined nor detached",
                           t->name[0] ? t->name : "(unnamed)", (unsigned long long)t->id);
-            atomic_store_explicit(&t->handle, MAG__HANDLE_RELEASED, memory_order_relaxed);
-            mag__task_release(t); /* removes it from the shard */
+            /* A join or detach may be finishing on another thread: only the
+             * one that moves the handle off JOINABLE releases it. */
+            uint32_t h = MAG__HANDLE_JOINABLE;
+            if (atomic_compare_exchange_strong_explicit(&t->handle, &h, MAG__HANDLE_RELEASED,
+                                                        memory_order_acq_rel,
+                                                        memory_order_relaxed)) {
+                mag__task_release(t); /* removes it from the shard */
+                continue;
+            }
+            /* Its owner is releasing it right now: let it finish. */
+            sched_yield();
         }
     }
 }
@@ -349,15 +365,17 @@ int mag_runtime_shutdown(mag_runtime_t *rt)
 {
     if (!rt)
         return -EINVAL;
-    mag__worker_t *me = mag__worker_current();
-    if (me && me->rt == rt)
+    /* From one of its own workers or blocking-pool threads it would wait
+     * for itself. */
+    if (mag__context_runtime() == rt)
         return -EBUSY;
     if (rt->nworkers == 1 && atomic_load_explicit(&rt->live, memory_order_acquire) &&
         claim_loop(rt))
         return -EPERM;
-    /* release: spawns that see it refuse (acquire in mag__spawn). */
-    atomic_store_explicit(&rt->closing, 1, memory_order_release);
-    while (atomic_load_explicit(&rt->live, memory_order_acquire)) {
+    /* seq_cst: pairs with mag__spawn's increment of live and load of
+     * closing (see there). */
+    atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
+    while (atomic_load_explicit(&rt->live, memory_order_seq_cst)) {
         cancel_all(rt);
         if (rt->nworkers == 1) {
             rt->draining = true;

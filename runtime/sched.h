@@ -99,6 +99,10 @@ struct mag_task {
 
 MAG_HIDDEN mag_task_t *mag__task_alloc(struct mag__worker *w);
 MAG_HIDDEN void mag__task_pool_put(mag_task_t *t);
+/* One task fewer alive; wakes shutdown when it was the last. */
+MAG_HIDDEN void mag__live_drop(mag_runtime_t *rt);
+/* Set once any runtime is created in debug mode (misuse reports). */
+MAG_HIDDEN extern bool mag__debug_any;
 MAG_HIDDEN void mag__task_release(mag_task_t *t);
 MAG_HIDDEN void mag__task_entry(void *arg);
 /* Called by the scheduler after a task's body returned and its stack is free. */
@@ -138,7 +142,7 @@ typedef struct mag__worker {
     mag__op_t wake_op;
     bool wake_armed;
     _Atomic uint32_t sleeping;     /* 1 while parked in the ring */
-    _Atomic(mag__op_t *) cancels;  /* MPSC stack of cancel requests */
+    _Atomic(mag__cancel_t *) cancels; /* MPSC stack of forwarded cancels */
     unsigned inflight;             /* ring ops in flight */
     mag__wheel_t wheel;
     mag__stack_t *stack_cache;

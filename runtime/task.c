@@ -27,6 +27,7 @@
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static mag_task_t *pool_head;
 static _Atomic uint64_t next_task_id = 1;
+bool mag__debug_any;
 
 void mag__warn(const char *fmt, ...)
 {
@@ -183,16 +184,23 @@ int mag__spawn_member(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
             return -EINVAL;
         stack = opts->stack_size;
     }
-    /* acquire: pairs with shutdown's release; a spawn that slips past is
-     * cancelled by shutdown's next sweep. */
-    if (atomic_load_explicit(&rt->closing, memory_order_acquire))
+    /* Count the task live before looking at closing, both seq_cst, against
+     * shutdown's seq_cst store of closing and load of live: either shutdown
+     * sees this task live (and waits for it, cancelling it), or we see
+     * closing and refuse. */
+    atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
+        mag__live_drop(rt);
         return -ESHUTDOWN;
+    }
     mag__worker_t *w = mag__tls_worker;
     if (w && w->rt != rt)
         w = NULL;
     mag_task_t *t = mag__task_alloc(w);
-    if (!t)
+    if (!t) {
+        mag__live_drop(rt);
         return -ENOMEM;
+    }
     t->sp = NULL;
     t->stack = NULL;
     t->stack_size = stack;
@@ -227,8 +235,7 @@ int mag__spawn_member(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
         snprintf(t->name, sizeof t->name, "%s", opts->name);
     atomic_store_explicit(&t->state, MAG__RUNNABLE, memory_order_relaxed);
 
-    /* relaxed: counters; shutdown waits on live through the futex below. */
-    atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+    /* relaxed: a counter for metrics. */
     atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
     mag__registry_add(rt, t, w ? w->index : rt->nworkers);
     if (group)
@@ -292,8 +299,14 @@ void mag__task_finish(mag_task_t *t)
     if (jw && jw != MAG__JOIN_DONE)
         mag__waiter_signal(jw);
     mag__task_release(t);
-    /* acq_rel: the last one out wakes shutdown, which waits on live_zero. */
-    if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1) {
+    mag__live_drop(rt);
+}
+
+void mag__live_drop(mag_runtime_t *rt)
+{
+    /* seq_cst: pairs with shutdown's and park's seq_cst loads of live. The
+     * last one out wakes shutdown, which waits on live_zero. */
+    if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst) == 1) {
         atomic_fetch_add_explicit(&rt->live_zero, 1, memory_order_release);
         mag__futex_wake(&rt->live_zero, 1 << 30);
     }
@@ -312,7 +325,8 @@ static bool handle_valid(mag_task_t *t, const char *what)
     uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire) & MAG__STATUS_MASK;
     uint32_t h = atomic_load_explicit(&t->handle, memory_order_acquire);
     if (s == MAG__FREE || h != MAG__HANDLE_JOINABLE) {
-        if (t->rt && t->rt->cfg.debug)
+        /* Not t->rt->cfg.debug: a freed record's runtime may be gone. */
+        if (mag__debug_any)
             mag__warn("%s: handle %p was already %s", what, (void *)t,
                       h == MAG__HANDLE_DETACHED ? "detached" : "joined (or freed)");
         return false;
@@ -443,13 +457,17 @@ int mag_wait_for(mag_fn fn, void *arg, uint64_t timeout_ns, int *status)
     mag_runtime_t *rt = mag_runtime_current();
     if (!rt || !mag__task_current())
         return -EPERM;
-    mag_task_t *child;
-    int rc = mag__spawn(rt, &child, fn, arg, NULL);
-    if (rc)
-        return rc;
     uint64_t now = mag__now();
     uint64_t token =
         mag_deadline_push(timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns);
+    if (!token)
+        return -ENOSPC; /* MAG_DEADLINE_DEPTH deadlines are nested already */
+    mag_task_t *child;
+    int rc = mag__spawn(rt, &child, fn, arg, NULL);
+    if (rc) {
+        mag_deadline_pop(token);
+        return rc;
+    }
     rc = mag_join(child, status);
     mag_deadline_pop(token);
     if (rc == -ETIMEDOUT || rc == -ECANCELED) {

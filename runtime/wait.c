@@ -185,12 +185,15 @@ int mag_yield(void)
     mag_task_t *t = w ? w->current : NULL;
     if (!t)
         return -EPERM;
+    /* Yield even when cancelled or past the deadline: a loop that polls with
+     * mag_yield must not become a busy loop that starves everyone else. */
+    w->switch_reason = MAG__SWITCH_YIELD;
+    mag__switch_out_of_task(w, t, false);
+    t = mag__task_current();
     if (atomic_load_explicit(&t->cancelled, memory_order_acquire))
         return -ECANCELED;
     if (t->deadline != UINT64_MAX && mag__now() >= t->deadline)
         return -ETIMEDOUT;
-    w->switch_reason = MAG__SWITCH_YIELD;
-    mag__switch_out_of_task(w, t, false);
     return 0;
 }
 

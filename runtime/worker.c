@@ -169,10 +169,15 @@ void mag__worker_wake(mag__worker_t *w)
 
 void mag__notify_parked(mag_runtime_t *rt)
 {
-    /* seq_cst: pairs with the seq_cst updates in transition_to_parked, so a
-     * worker that is about to park either sees the work we queued or is seen
-     * here. Cheap when nobody is parked or someone is already searching. */
-    uint32_t s = atomic_load_explicit(&rt->idle, memory_order_seq_cst);
+    /* The fence orders our queue push (made before the call) before this
+     * load of idle; it pairs with the seq_cst read-modify-write in
+     * transition_to_parked and the seq_cst loads in work_pending_anywhere: a
+     * worker about to park either sees the work we queued or is seen here.
+     * (A plain load could pass the buffered store of the push on x86.) A
+     * fence rather than Tokio's fetch_add(0): it does not take the idle
+     * word's cache line exclusively on every spawn and wake. */
+    atomic_thread_fence(memory_order_seq_cst);
+    uint32_t s = atomic_load_explicit(&rt->idle, memory_order_relaxed);
     if (IDLE_SEARCHING(s) != 0 || IDLE_UNPARKED(s) >= rt->nworkers)
         return;
     pthread_mutex_lock(&rt->idle_lock);
@@ -258,11 +263,15 @@ static bool transition_from_parked(mag__worker_t *w)
 
 static bool work_pending_anywhere(mag_runtime_t *rt)
 {
+    /* seq_cst loads: see mag__notify_parked. */
     if (atomic_load_explicit(&rt->inject_len, memory_order_seq_cst))
         return true;
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        if (mag__deque_len(&rt->workers[i]->deque))
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        mag__deque_t *q = &rt->workers[i]->deque;
+        uint64_t t = atomic_load_explicit(&q->top, memory_order_seq_cst);
+        if (atomic_load_explicit(&q->bottom, memory_order_seq_cst) > t)
             return true;
+    }
     return false;
 }
 
@@ -317,36 +326,58 @@ static unsigned reap(mag__worker_t *w)
     return n;
 }
 
-/* Cancel requests forwarded by other threads: a Treiber stack of ops. */
+static void cancel_complete(mag__op_t *op, int res, uint32_t flags)
+{
+    (void)res;
+    (void)flags;
+    mag__cancel_t *c = (mag__cancel_t *)op;
+    mag_task_t *task = c->task; /* waker's rule: read before the release */
+    /* release: pairs with the acquire in mag__cancel_done. */
+    atomic_store_explicit(&c->done, 1, memory_order_release);
+    if (task)
+        mag__wake(task);
+}
+
+static void submit_cancel(mag__cancel_t *c)
+{
+    struct io_uring_sqe *sqe = mag__sqe();
+    io_uring_prep_cancel(sqe, c->target, 0);
+    io_uring_sqe_set_data(sqe, &c->op);
+}
+
+/* Cancel requests forwarded by other threads: a Treiber stack. Each record
+ * stays alive until its own completion (see mag__cancel_t). */
 static void drain_cancels(mag__worker_t *w)
 {
     if (!atomic_load_explicit(&w->cancels, memory_order_relaxed))
         return;
-    /* acquire: pairs with the release CAS in mag__op_cancel. */
-    mag__op_t *op = atomic_exchange_explicit(&w->cancels, NULL, memory_order_acquire);
-    while (op) {
-        mag__op_t *next = op->cancel_next;
-        struct io_uring_sqe *sqe = mag__sqe();
-        io_uring_prep_cancel(sqe, op, 0);
-        io_uring_sqe_set_data(sqe, NULL);
-        op = next;
+    /* acquire: pairs with the release in mag__op_cancel's CAS. */
+    mag__cancel_t *c = atomic_exchange_explicit(&w->cancels, NULL, memory_order_acquire);
+    while (c) {
+        mag__cancel_t *next = c->next;
+        submit_cancel(c);
+        c = next;
     }
 }
 
-void mag__op_cancel(mag__op_t *op)
+void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
 {
-    mag__worker_t *owner = op->worker;
+    mag__worker_t *owner = target->worker;
+    c->op.complete = cancel_complete;
+    c->op.worker = owner;
+    c->target = target;
+    c->task = mag__task_current();
+    atomic_store_explicit(&c->done, 0, memory_order_relaxed);
     if (owner == mag__worker_current()) {
-        struct io_uring_sqe *sqe = mag__sqe();
-        io_uring_prep_cancel(sqe, op, 0);
-        io_uring_sqe_set_data(sqe, NULL);
+        submit_cancel(c);
         return;
     }
-    mag__op_t *head = atomic_load_explicit(&owner->cancels, memory_order_relaxed);
+    mag__cancel_t *head = atomic_load_explicit(&owner->cancels, memory_order_relaxed);
     do
-        op->cancel_next = head;
-    /* release: publishes op->cancel_next to the draining owner. */
-    while (!atomic_compare_exchange_weak_explicit(&owner->cancels, &head, op, memory_order_release,
+        c->next = head;
+    /* seq_cst: release publishes c to the draining owner; seq_cst pairs
+     * with park's seq_cst load of cancels after it announces sleeping. */
+    while (!atomic_compare_exchange_weak_explicit(&owner->cancels, &head, c, memory_order_seq_cst,
                                                   memory_order_relaxed));
     mag__worker_wake(owner);
 }
@@ -594,7 +625,13 @@ static void park(mag__worker_t *w)
     poll_timers(w);
     if (has_local_work(w))
         return;
-    if (transition_to_parked(w) && work_pending_anywhere(rt))
+    /* Every worker looks once more after declaring itself parked, not only
+     * the last searcher (Tokio's rule): a waker that saw us still counted as
+     * awake did not wake anyone, and a single worker, or one refused
+     * searching, never was a searcher. The seq_cst loads pair with the fence
+     * in mag__notify_parked; the notify may wake this very worker. */
+    transition_to_parked(w);
+    if (work_pending_anywhere(rt))
         mag__notify_parked(rt);
     stat_inc(&w->stats.parks, 1);
     uint64_t t0 = mag__now();
@@ -607,8 +644,10 @@ static void park(mag__worker_t *w)
         pthread_mutex_lock(&rt->idle_lock);
         listed = in_sleepers(rt, w->index);
         pthread_mutex_unlock(&rt->idle_lock);
+        /* seq_cst: after the seq_cst store of sleeping, paired with the
+         * stopper's and the last finisher's seq_cst operations. */
         bool stop = atomic_load_explicit(&rt->stopping, memory_order_seq_cst) ||
-                    (rt->draining && !atomic_load_explicit(&rt->live, memory_order_acquire));
+                    (rt->draining && !atomic_load_explicit(&rt->live, memory_order_seq_cst));
         if (listed && !stop && !atomic_load_explicit(&w->cancels, memory_order_seq_cst)) {
             uint64_t next = mag__wheel_next(&w->wheel);
             struct io_uring_cqe *cqe;

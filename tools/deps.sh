@@ -18,7 +18,8 @@ else
     need cargo command -v cargo
     need golang-go command -v go
     need wrk command -v wrk
-    need python3-uvloop python3 -c 'import uvloop'
+    # Debian's interpreter: a python3 earlier on PATH may not see its packages.
+    need python3-uvloop /usr/bin/python3 -c 'import uvloop'
     need gnuplot-nox command -v gnuplot
 fi
 [ -z "$missing" ] && exit 0

@@ -85,7 +85,8 @@ MAG_API mag_task_t *mag_runtime_spawn(mag_runtime_t *rt, mag_fn fn, void *arg);
 
 /* Cancels every task, waits for each to return, stops the workers and frees
  * the runtime. Handles never joined are freed too (debug mode lists them).
- * -EBUSY when called from one of this runtime's own tasks or workers. */
+ * -EBUSY when called from one of this runtime's own tasks, workers or
+ * blocking-pool threads (it would wait for itself). */
 MAG_API int mag_runtime_shutdown(mag_runtime_t *rt);
 
 /* The runtime of the calling task or worker thread, or NULL. */
@@ -137,8 +138,9 @@ MAG_API mag_task_t *mag_self(void);
 MAG_API uint64_t mag_task_id(const mag_task_t *t);
 MAG_API const char *mag_task_name(const mag_task_t *t);
 
-/* Moves the calling task to the back of its worker's run queue.
- * 0, -ECANCELED, -ETIMEDOUT, or -EPERM outside a task. */
+/* Moves the calling task to the back of its worker's run queue. It yields
+ * even when cancelled or past its deadline (so a polling loop never spins),
+ * then returns 0, -ECANCELED or -ETIMEDOUT; -EPERM outside a task. */
 MAG_API int mag_yield(void);
 
 /* Suspends the calling task for ns nanoseconds (timer granularity about
@@ -170,7 +172,8 @@ MAG_API void mag_deadline_pop(uint64_t token);
  * On time: 0 and *status = fn's return value. On timeout: the inner task is
  * cancelled, waited for, and -ETIMEDOUT is returned. If the caller is
  * cancelled, the inner task is cancelled and waited for too (-ECANCELED).
- * -EINVAL for NULL fn, -EPERM outside a runtime. */
+ * -EINVAL for NULL fn, -EPERM outside a task, -ENOSPC when the caller already
+ * has MAG_DEADLINE_DEPTH deadlines pushed. */
 MAG_API int mag_wait_for(mag_fn fn, void *arg, uint64_t timeout_ns, int *status);
 
 /* Groups: structured concurrency (asyncio.TaskGroup, gather, as_completed,
@@ -185,7 +188,8 @@ MAG_API mag_group_t *mag_group_create(unsigned flags);
 
 /* Spawns a member. Returns its id (>= 0, in spawn order, unique in the group)
  * so that mag_group_next can say which one finished, or -EINVAL (NULL
- * arguments), -ECANCELED (the group was cancelled), -ENOMEM, -ESHUTDOWN. */
+ * arguments), -ECANCELED (the group was cancelled), -ENOMEM, -ESHUTDOWN,
+ * -EOVERFLOW after INT_MAX members. */
 MAG_API int mag_group_spawn(mag_group_t *g, mag_fn fn, void *arg);
 
 /* Waits for the next member to finish, in finishing order (as_completed).
