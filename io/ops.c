@@ -364,8 +364,7 @@ ssize_t mag_send_all(int fd, const void *buf, size_t n, int flags)
     return (ssize_t)n;
 }
 
-ssize_t mag_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
-                     socklen_t *alen)
+ssize_t mag_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)
 {
     struct iovec iov = {.iov_base = buf, .iov_len = clamp_len(n)};
     struct msghdr msg = {

@@ -29,13 +29,13 @@ typedef struct serve serve_t;
 typedef struct conn {
     struct conn *prev, *next;
     serve_t *serve;
-    mag_task_t *task;          /* set by the task itself when it starts; NULL before */
+    mag_task_t *task; /* set by the task itself when it starts; NULL before */
     int fd;
 } conn_t;
 
 struct serve {
-    mag__op_t op;              /* first: the multishot accept's user_data */
-    mag_task_t *task;          /* the serve task, woken by each accept CQE */
+    mag__op_t op;     /* first: the multishot accept's user_data */
+    mag_task_t *task; /* the serve task, woken by each accept CQE */
     int lfd;
     mag_conn_fn handler;
     void *ctx;
@@ -45,18 +45,18 @@ struct serve {
     pthread_mutex_t qlock;
     int *q;
     size_t qlen, qcap;
-    int *spare;                /* the serve task's second buffer (swapped in) */
+    int *spare; /* the serve task's second buffer (swapped in) */
     size_t spare_cap;
-    int final_res;             /* result of the CQE without F_MORE */
-    mag__waiter_t ended;       /* signalled by that CQE, after the last touch of qlock */
+    int final_res;       /* result of the CQE without F_MORE */
+    mag__waiter_t ended; /* signalled by that CQE, after the last touch of qlock */
 
     /* Connection tasks. */
     pthread_mutex_t clock;
     conn_t *live;
     conn_t *free_conns;
     size_t nlive;
-    bool stopping;             /* no handler starts once set */
-    mag__waiter_t drained;     /* signalled by the last connection once stopping */
+    bool stopping;         /* no handler starts once set */
+    mag__waiter_t drained; /* signalled by the last connection once stopping */
 };
 
 static const mag__io_kind_t accept_multishot_kind = {"accept_multishot", NULL, NULL};
