@@ -250,15 +250,17 @@ int mag__spawn_blocking(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *ar
         b->head = t;
     b->tail = t;
     b->queued++;
-    if (b->idle) {
+    /* Each notified or finishing thread takes one queued job before it runs
+     * anything: while they cover the queue, nobody else is needed. A busy
+     * thread is never counted on: its job may wait for this one. Otherwise
+     * wake an idle thread, or start one. */
+    if (b->queued <= b->notified + b->finishing) {
+        /* covered */
+    } else if (b->idle) {
         b->idle--;
         b->notified++;
         pthread_cond_signal(&b->work);
-    } else if (b->queued > b->notified + b->finishing && b->threads < b->max) {
-        /* Nobody idle, and the jobs queued outnumber the threads that will
-         * look at the queue without blocking (notified or finishing): one
-         * more thread. A busy thread is never counted on: its job may wait
-         * for this one. */
+    } else if (b->threads < b->max) {
         rc = start_thread(b);
         if (rc && b->threads > 0)
             rc = 0; /* a running thread will get to it */

@@ -138,19 +138,37 @@ static int read_full(int fd, void *buf, size_t n)
     return 0;
 }
 
-static int send_full(int fd, const void *buf, size_t n)
+/* Sends a header and a body with as few system calls as it takes (one
+ * sendmsg for a small reply, so that the reader wakes once). */
+static int send_two(int fd, const void *hdr, size_t hlen, const void *body, size_t blen)
 {
-    const char *p = buf;
-    while (n) {
-        ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+    struct iovec iov[2] = {{(void *)hdr, hlen}, {(void *)body, blen}};
+    struct iovec *v = iov;
+    int cnt = blen ? 2 : 1;
+    while (cnt > 0) {
+        struct msghdr msg = {.msg_iov = v, .msg_iovlen = (size_t)cnt};
+        ssize_t r = sendmsg(fd, &msg, MSG_NOSIGNAL);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
             return -errno;
-        p += r;
-        n -= (size_t)r;
+        size_t n = (size_t)r;
+        while (cnt > 0 && n >= v->iov_len) {
+            n -= v->iov_len;
+            v++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            v->iov_base = (char *)v->iov_base + n;
+            v->iov_len -= n;
+        }
     }
     return 0;
+}
+
+static int send_full(int fd, const void *buf, size_t n)
+{
+    return send_two(fd, buf, n, NULL, 0);
 }
 
 /* ---- the worker process ------------------------------------------------------ */
@@ -196,7 +214,7 @@ static _Noreturn void worker_main(int fd)
         if (rc < 0)
             out_len = 0;
         rep_hdr_t r = {.rc = rc, .magic = REQ_MAGIC, .len = out_len};
-        if (send_full(fd, &r, sizeof r) || (out_len && send_full(fd, out, out_len)))
+        if (send_two(fd, &r, sizeof r, out, out_len))
             _exit(0);
         free(out);
     }
