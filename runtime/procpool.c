@@ -166,11 +166,6 @@ static int send_two(int fd, const void *hdr, size_t hlen, const void *body, size
     return 0;
 }
 
-static int send_full(int fd, const void *buf, size_t n)
-{
-    return send_two(fd, buf, n, NULL, 0);
-}
-
 /* ---- the worker process ------------------------------------------------------ */
 
 /* Reads and drops n bytes (an input the worker has no memory for). */
@@ -420,7 +415,7 @@ static int zygote_spawn(struct mag__procpool *p, proc_worker_t *wk)
     char cmd = 'S';
     ssize_t n;
     pthread_mutex_lock(&p->ctl_lock);
-    int rc = send_full(p->ctl, &cmd, 1);
+    int rc = send_two(p->ctl, &cmd, 1, NULL, 0);
     if (rc == 0) {
         while ((n = recvmsg(p->ctl, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
             ;
@@ -703,25 +698,20 @@ int mag_proc_call(const char *name, const void *in, size_t in_len, void **out, s
 
 /* ---- start, stop, statistics --------------------------------------------- */
 
-static void close_worker(proc_worker_t *wk)
-{
-    if (wk->fd >= 0)
-        close(wk->fd);
-    if (wk->pidfd >= 0)
-        close(wk->pidfd);
-    wk->fd = wk->pidfd = -1;
-}
-
 void mag__procpool_stop(struct mag__procpool *p)
 {
     if (!p)
         return;
     /* 'Q', then EOF: the zygote kills and reaps its workers, then exits. */
     char cmd = 'Q';
-    (void)send_full(p->ctl, &cmd, 1);
+    (void)send_two(p->ctl, &cmd, 1, NULL, 0);
     close(p->ctl);
-    for (unsigned i = 0; i < p->nslots; i++)
-        close_worker(&p->slots[i]);
+    for (unsigned i = 0; i < p->nslots; i++) {
+        if (p->slots[i].fd >= 0)
+            close(p->slots[i].fd);
+        if (p->slots[i].pidfd >= 0)
+            close(p->slots[i].pidfd);
+    }
     while (waitpid(p->zygote, NULL, 0) < 0 && errno == EINTR)
         ;
     pthread_mutex_destroy(&p->lock);
