@@ -111,6 +111,7 @@ MAG_API int mag_proc_register(const char *name, mag_proc_fn fn);
  *   -EINVAL      NULL name, in NULL with in_len > 0, out/out_len not both
  *                NULL or both set
  *   -EMSGSIZE    in_len or the output is over MAG_PROC_MAX_PAYLOAD
+ *   -EFAULT      the function set *out_len but left *out NULL
  *   -ENOENT      no function registered as name
  *   -EPERM       no runtime context
  *   -ENXIO       the runtime has no process pool (cfg.proc_workers == 0)
