@@ -11,27 +11,6 @@
 
 #include "runtime/sched.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MAG__ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MAG__ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define MAG__TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MAG__TSAN 1
-#endif
-#endif
-#ifndef MAG__ASAN
-#define MAG__ASAN 0
-#endif
-#ifndef MAG__TSAN
-#define MAG__TSAN 0
-#endif
-#define MAG__SANITIZED (MAG__ASAN || MAG__TSAN)
 
 #if MAG__ASAN
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);

@@ -37,6 +37,29 @@
 #define MAG_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MAG_CACHELINE 64
 
+/* Which sanitizer this translation unit is built with (0 or 1 each). */
+#if defined(__SANITIZE_ADDRESS__)
+#define MAG__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MAG__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define MAG__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MAG__TSAN 1
+#endif
+#endif
+#ifndef MAG__ASAN
+#define MAG__ASAN 0
+#endif
+#ifndef MAG__TSAN
+#define MAG__TSAN 0
+#endif
+#define MAG__SANITIZED (MAG__ASAN || MAG__TSAN)
+
 /* ---- task states (mag_task.state) --------------------------------------
  * A status in the low bits plus a NOTIFY bit. A waker always performs a
  * read-modify-write on the state (it sets NOTIFY even on a task that is

@@ -69,15 +69,9 @@
 #include "magpie/sync.h"
 #include "runtime/internal.h"
 
-/* ---- ThreadSanitizer annotations for the CK spinlock --------------------- */
-#if defined(__SANITIZE_THREAD__)
-#define MAG__TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MAG__TSAN 1
-#endif
-#endif
-#ifdef MAG__TSAN
+/* ---- ThreadSanitizer annotations for the CK spinlock ---------------------
+ * MAG__TSAN comes from runtime/internal.h. */
+#if MAG__TSAN
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
 #define MAG__TSAN_ACQUIRE(p) __tsan_acquire((void *)(p))

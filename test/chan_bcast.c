@@ -6,16 +6,6 @@
 #include <errno.h>
 #include <pthread.h>
 
-static void run_main(unsigned workers, mag_fn fn, void *arg)
-{
-    mag_config_t cfg;
-    mag_config_init(&cfg);
-    cfg.workers = workers;
-    int st = -1;
-    ASSERT_EQ(mag_run(&cfg, fn, arg, &st), 0);
-    ASSERT_EQ(st, 0);
-}
-
 enum { MSGS = 2000 };
 static mag_wg_t thread_wg = MAG_WG_INIT;
 
@@ -195,7 +185,7 @@ int main(void)
 {
     unsigned modes[] = {1, 2, test_workers(4)};
     for (int i = 0; i < 3; i++)
-        run_main(modes[i], main_task, NULL);
+        test_run(modes[i], main_task, NULL);
     printf("chan_bcast: ok\n");
     return 0;
 }

@@ -96,12 +96,7 @@ int main(void)
     ASSERT_TRUE(mag_group_create(0) == NULL); /* no runtime here */
     unsigned modes[] = {test_workers(4), 1};
     for (unsigned m = 0; m < 2; m++) {
-        mag_config_t cfg;
-        mag_config_init(&cfg);
-        cfg.workers = modes[m];
-        int status = -1;
-        ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-        ASSERT_EQ(status, 0);
+        test_run(modes[m], main_task, NULL);
     }
     return 0;
 }

@@ -67,12 +67,7 @@ int main(void)
     unsigned modes[] = {test_workers(2), 1};
     for (unsigned m = 0; m < 2; m++) {
         atomic_store(&woke, 0);
-        mag_config_t cfg;
-        mag_config_init(&cfg);
-        cfg.workers = modes[m];
-        int status = -1;
-        ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-        ASSERT_EQ(status, 0);
+        test_run(modes[m], main_task, NULL);
     }
     return 0;
 }

@@ -10,16 +10,6 @@
 
 #include "sync/internal.h"
 
-static void run_main(unsigned workers, mag_fn fn, void *arg)
-{
-    mag_config_t cfg;
-    mag_config_init(&cfg);
-    cfg.workers = workers;
-    int st = -1;
-    ASSERT_EQ(mag_run(&cfg, fn, arg, &st), 0);
-    ASSERT_EQ(st, 0);
-}
-
 static void pause_briefly(void)
 {
     if (mag_self())
@@ -379,8 +369,8 @@ int main(void)
     unsigned many = test_workers(4);
     unsigned modes[] = {1, 2, many};
     for (int i = 0; i < 3; i++) {
-        run_main(modes[i], counter_main, NULL);
-        run_main(modes[i], main_task, NULL);
+        test_run(modes[i], counter_main, NULL);
+        test_run(modes[i], main_task, NULL);
     }
     printf("sync_mutex: ok\n");
     return 0;
