@@ -42,7 +42,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c)
 TOOLS    := $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
 DEPS_OK  := build/.deps-ok
 
-.PHONY: all test bench bench-peers bench-compare install clean deps format format-check
+.PHONY: all test bench bench-peers bench-compare install clean deps format format-check fuzz fuzz-run
 all: $(BUILD)/libmagpie.a $(BUILD)/libmagpie.so $(BUILD)/magpie.pc $(TESTS) $(BENCHES) $(FLOOR) $(EXAMPLES) $(TOOLS)
 
 $(DEPS_OK): tools/deps.sh
@@ -105,6 +105,12 @@ install: $(BUILD)/libmagpie.a $(BUILD)/libmagpie.so $(BUILD)/magpie.pc
 	install -m 644 $(BUILD)/libmagpie.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libmagpie.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(BUILD)/magpie.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+# libFuzzer targets (clang): the HTTP parser.
+fuzz:
+	$(MAKE) -C test/fuzz
+fuzz-run:
+	$(MAKE) -C test/fuzz run
 
 format:
 	clang-format -i $(LIB_SRC) $(HEADERS) test/*.c bench/*.c examples/*.c tools/*.c
