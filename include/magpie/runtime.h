@@ -14,6 +14,7 @@
 #ifndef MAGPIE_RUNTIME_H
 #define MAGPIE_RUNTIME_H
 
+#include <errno.h> /* results are negative errno values: -ECANCELED ... */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
