@@ -409,6 +409,8 @@ int mag_connect(int fd, const struct sockaddr *addr, socklen_t alen)
 
 int mag_open(const char *path, int flags, mode_t mode)
 {
+    if (!path) /* the kernel's answer, without handing libc a NULL */
+        return -EFAULT;
     mag__io_args_t a = {.flags = flags, .buf = (void *)path, .len = mode};
     return (int)mag__io_run(MAG__IO_OPEN, &a);
 }
