@@ -2,7 +2,7 @@
  * http_server - HTTP/1.1 hello world on mag_serve, with keep-alive and
  * pipelining.
  *
- *   http_server [--port P] [--workers N]
+ *   http_server [--port P] [--workers N] [--grace-ms MS]
  *
  * GET / (or HEAD /) answers 200 "Hello, World!"; other paths 404; other
  * methods 405. A malformed request gets 400 and the connection is closed; a
@@ -31,6 +31,7 @@
 typedef struct opts {
     long port;
     long workers;
+    long grace_ms; /* how long requests in flight may take after SIGINT/SIGTERM */
 } opts_t;
 
 typedef struct out {
@@ -184,8 +185,9 @@ static int http_conn(int fd, void *ctx)
     }
 }
 
-/* SIGINT or SIGTERM cancels the serving task: mag_serve stops accepting and
- * winds its connections down, and the program exits 0. */
+/* SIGINT or SIGTERM cancels the serving task: mag_serve_ex stops accepting,
+ * lets requests in flight finish within the grace period (idle keep-alive
+ * connections are closed at once), and the program exits 0. */
 static int on_signal(void *server)
 {
     sigset_t stop;
@@ -211,7 +213,8 @@ static int serve_main(void *arg)
     printf("listening on %d\n", mag_local_port(lfd));
     fflush(stdout);
     mag_detach(mag_spawn(on_signal, mag_self())); /* shutdown cancels it */
-    int rc = mag_serve(lfd, http_conn, NULL);
+    mag_serve_opts_t sopts = {.grace_ns = (uint64_t)o->grace_ms * MAG_MS};
+    int rc = mag_serve_ex(lfd, http_conn, NULL, &sopts);
     mag_close(lfd);
     return rc == -ECANCELED ? 0 : rc;
 }
@@ -230,14 +233,16 @@ static long parse_num(const char *flag, const char *s, long lo, long hi)
 
 int main(int argc, char **argv)
 {
-    opts_t o = {.port = 0, .workers = 0};
+    opts_t o = {.port = 0, .workers = 0, .grace_ms = 5000};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port"))
             o.port = parse_num("--port", i + 1 < argc ? argv[++i] : NULL, 0, 65535);
         else if (!strcmp(argv[i], "--workers"))
             o.workers = parse_num("--workers", i + 1 < argc ? argv[++i] : NULL, 1, MAG_MAX_WORKERS);
+        else if (!strcmp(argv[i], "--grace-ms"))
+            o.grace_ms = parse_num("--grace-ms", i + 1 < argc ? argv[++i] : NULL, 0, 3600000);
         else {
-            fprintf(stderr, "usage: http_server [--port P] [--workers N]\n");
+            fprintf(stderr, "usage: http_server [--port P] [--workers N] [--grace-ms MS]\n");
             return 2;
         }
     }

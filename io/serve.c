@@ -142,8 +142,9 @@ static int conn_main(void *arg)
     pthread_mutex_unlock(&s->clock);
     if (!stop)
         (void)s->handler(c->fd, s->ctx);
-    (void)mag_close(c->fd);
-
+    /* Unlinked before its descriptor is closed: stop_conns shuts down the
+     * descriptors of linked records, never one already closed and reused. */
+    int fd = c->fd;
     pthread_mutex_lock(&s->clock);
     if (c->prev)
         c->prev->next = c->next;
@@ -155,6 +156,7 @@ static int conn_main(void *arg)
     s->free_conns = c;
     bool last = --s->nlive == 0 && s->stopping;
     pthread_mutex_unlock(&s->clock);
+    (void)mag_close(fd);
     if (last)
         mag__waiter_signal(&s->drained); /* the last touch of s */
     return 0;
@@ -203,17 +205,40 @@ static void start_conn(serve_t *s, int fd)
     close(fd);
 }
 
-/* Cancels the connection tasks and waits until every one has returned. */
-static void stop_conns(serve_t *s)
+/* Waits up to grace_ns for the drained signal, ignoring the serve task's own
+ * cancellation (which is why it is stopping). true when drained. */
+static bool wait_drained(serve_t *s, uint64_t grace_ns)
+{
+    mag__timer_t tm = {0};
+    mag__timer_arm(&tm, s->task, mag_now() + grace_ns);
+    while (!mag__waiter_signalled(&s->drained) && !mag__timer_fired(&tm))
+        mag__park();
+    mag__timer_disarm(&tm);
+    return mag__waiter_signalled(&s->drained);
+}
+
+/* Stops the connection tasks (gracefully first when grace_ns > 0) and waits
+ * until every one has returned. */
+static void stop_conns(serve_t *s, uint64_t grace_ns)
 {
     mag__waiter_init(&s->drained);
     pthread_mutex_lock(&s->clock);
     s->stopping = true;
-    for (conn_t *c = s->live; c; c = c->next)
-        if (c->task)
-            mag_cancel(c->task); /* alive: it unlinks itself under this lock */
     bool wait = s->nlive > 0;
+    if (grace_ns)
+        for (conn_t *c = s->live; c; c = c->next)
+            shutdown(c->fd, SHUT_RD); /* linked, so its fd is still open */
     pthread_mutex_unlock(&s->clock);
+    if (wait && grace_ns && wait_drained(s, grace_ns))
+        wait = false;
+    if (wait) {
+        pthread_mutex_lock(&s->clock);
+        for (conn_t *c = s->live; c; c = c->next)
+            if (c->task)
+                mag_cancel(c->task); /* alive: it unlinks itself under this lock */
+        wait = s->nlive > 0;
+        pthread_mutex_unlock(&s->clock);
+    }
     if (wait)
         (void)mag__waiter_wait(&s->drained, false);
     while (s->free_conns) {
@@ -268,6 +293,11 @@ static size_t spawn_pending(serve_t *s, bool closing)
 }
 
 int mag_serve(int listen_fd, mag_conn_fn handler, void *ctx)
+{
+    return mag_serve_ex(listen_fd, handler, ctx, NULL);
+}
+
+int mag_serve_ex(int listen_fd, mag_conn_fn handler, void *ctx, const mag_serve_opts_t *opts)
 {
     if (!handler)
         return -EINVAL;
@@ -339,7 +369,7 @@ int mag_serve(int listen_fd, mag_conn_fn handler, void *ctx)
             mag__park();
     }
     spawn_pending(&s, true);
-    stop_conns(&s);
+    stop_conns(&s, opts ? opts->grace_ns : 0);
     free(s.q);
     free(s.spare);
     pthread_mutex_destroy(&s.qlock);

@@ -148,6 +148,19 @@ typedef int (*mag_conn_fn)(int fd, void *ctx);
  * is not closed. */
 MAG_API int mag_serve(int listen_fd, mag_conn_fn handler, void *ctx);
 
+typedef struct mag_serve_opts {
+    /* Graceful stop: on cancellation, stop accepting, shut the read side of
+     * every live connection (an idle keep-alive connection sees end of
+     * input; a handler busy with a request finishes it and sends its
+     * answer), and give the handlers up to grace_ns to return before they
+     * are cancelled. 0: cancel them at once, as mag_serve does. */
+    uint64_t grace_ns;
+} mag_serve_opts_t;
+
+/* mag_serve with options (opts NULL: mag_serve). Returns as mag_serve. */
+MAG_API int mag_serve_ex(int listen_fd, mag_conn_fn handler, void *ctx,
+                         const mag_serve_opts_t *opts);
+
 /* ---- buffered streams (asyncio StreamReader / StreamWriter) -------------
  * A stream owns fd (closed by mag_stream_close) and two buffers of bufsize
  * bytes. It is used by one task at a time. Reads use recv(2) and writes
