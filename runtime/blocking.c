@@ -178,40 +178,16 @@ static int start_thread(struct mag__blocking *b)
 
 /* Fills a fresh record the way mag__spawn_member (task.c) does, minus the
  * stack: keep the two in step when mag_task gains a field. */
+/* A blocking job is a task record the scheduler never runs: it starts out
+ * "started" and waiting in the blocking pool, with an id of its own. */
 static void init_record(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool joinable)
 {
-    t->sp = NULL;
-    t->stack = NULL;
-    t->stack_size = 0;
-    t->fn = fn;
-    t->arg = arg;
-    t->result = 0;
-    t->rt = rt;
-    atomic_store_explicit(&t->worker, NULL, memory_order_relaxed);
-    t->next = NULL;
-    atomic_store_explicit(&t->refs, joinable ? 2 : 1, memory_order_relaxed);
-    atomic_store_explicit(&t->handle, joinable ? MAG__HANDLE_JOINABLE : MAG__HANDLE_DETACHED,
-                          memory_order_relaxed);
-    atomic_store_explicit(&t->joiner, NULL, memory_order_relaxed);
-    atomic_store_explicit(&t->cancelled, 0, memory_order_relaxed);
+    mag__task_init(t, rt, fn, arg, joinable);
     /* relaxed: a unique number, nothing is published through it. */
     t->id = (1ull << 63) | atomic_fetch_add_explicit(&next_blocking_id, 1, memory_order_relaxed);
-    t->spawn_ns = rt->obs ? mag__now() : 0; /* ages in task dumps, when tracked */
-    atomic_store_explicit(&t->run_start_ns, 0, memory_order_relaxed);
-    t->ndeadlines = 0;
-    t->deadline = UINT64_MAX;
-    t->deadline_armed = false;
-    memset(&t->deadline_timer, 0, sizeof t->deadline_timer);
     t->started = true;
-    t->trace_flow = 0;
     atomic_store_explicit(&t->wait_kind, MAG__WAIT_BLOCKING, memory_order_relaxed);
-    atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
-    t->group = NULL;
-    t->group_next = t->group_prev = NULL;
-    t->group_id = -1;
-    t->tsan_fiber = NULL;
     memcpy(t->name, "spawn_blocking", sizeof "spawn_blocking");
-    atomic_store_explicit(&t->state, MAG__RUNNABLE, memory_order_relaxed);
 }
 
 int mag__spawn_blocking(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg)

@@ -99,6 +99,8 @@ struct mag_task {
 
 MAG_HIDDEN mag_task_t *mag__task_alloc(struct mag__worker *w);
 MAG_HIDDEN void mag__task_pool_put(mag_task_t *t);
+MAG_HIDDEN void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg,
+                               bool joinable);
 /* One task fewer alive; wakes shutdown when it was the last. */
 MAG_HIDDEN void mag__live_drop(mag_runtime_t *rt);
 /* Set once any runtime is created in debug mode (misuse reports). */

@@ -173,6 +173,44 @@ int mag__spawn(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
     return mag__spawn_member(rt, out, fn, arg, opts, NULL, -1);
 }
 
+/* Every field of a fresh record, as a runnable task not yet started; the
+ * caller then sets its id, stack size, name and membership. */
+void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool joinable)
+{
+    t->sp = NULL;
+    t->stack = NULL;
+    t->stack_size = 0;
+    t->fn = fn;
+    t->arg = arg;
+    t->result = 0;
+    t->rt = rt;
+    atomic_store_explicit(&t->worker, NULL, memory_order_relaxed);
+    t->next = NULL;
+    atomic_store_explicit(&t->refs, joinable ? 2 : 1, memory_order_relaxed);
+    atomic_store_explicit(&t->handle, joinable ? MAG__HANDLE_JOINABLE : MAG__HANDLE_DETACHED,
+                          memory_order_relaxed);
+    atomic_store_explicit(&t->joiner, NULL, memory_order_relaxed);
+    atomic_store_explicit(&t->cancelled, 0, memory_order_relaxed);
+    t->id = 0;
+    t->spawn_ns = rt->obs ? mag__now() : 0; /* task ages, when tracked (trace.h) */
+    atomic_store_explicit(&t->run_start_ns, 0, memory_order_relaxed);
+    t->ndeadlines = 0;
+    t->deadline = UINT64_MAX;
+    t->deadline_armed = false;
+    memset(&t->deadline_timer, 0, sizeof t->deadline_timer);
+    t->started = false;
+    t->trace_flow = 0;
+    atomic_store_explicit(&t->wait_kind, MAG__WAIT_NONE, memory_order_relaxed);
+    atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
+    t->group = NULL;
+    t->group_next = t->group_prev = NULL;
+    t->group_id = -1;
+    t->tsan_fiber = NULL;
+    t->name[0] = 0;
+    /* Published with the record by whatever queue hands it on. */
+    atomic_store_explicit(&t->state, MAG__RUNNABLE, memory_order_relaxed);
+}
+
 int mag__spawn_member(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
                       const mag_spawn_opts_t *opts, struct mag_group *group, int id)
 {
@@ -201,39 +239,13 @@ int mag__spawn_member(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
         mag__live_drop(rt);
         return -ENOMEM;
     }
-    t->sp = NULL;
-    t->stack = NULL;
+    mag__task_init(t, rt, fn, arg, out != NULL);
     t->stack_size = stack;
-    t->fn = fn;
-    t->arg = arg;
-    t->result = 0;
-    t->rt = rt;
-    atomic_store_explicit(&t->worker, NULL, memory_order_relaxed);
-    t->next = NULL;
-    atomic_store_explicit(&t->refs, out ? 2 : 1, memory_order_relaxed);
-    atomic_store_explicit(&t->handle, out ? MAG__HANDLE_JOINABLE : MAG__HANDLE_DETACHED,
-                          memory_order_relaxed);
-    atomic_store_explicit(&t->joiner, NULL, memory_order_relaxed);
-    atomic_store_explicit(&t->cancelled, 0, memory_order_relaxed);
     t->id = next_id(w);
-    t->spawn_ns = rt->obs ? mag__now() : 0; /* task ages, when tracked (trace.h) */
-    atomic_store_explicit(&t->run_start_ns, 0, memory_order_relaxed);
-    t->ndeadlines = 0;
-    t->deadline = UINT64_MAX;
-    t->deadline_armed = false;
-    memset(&t->deadline_timer, 0, sizeof t->deadline_timer);
-    t->started = false;
-    t->trace_flow = 0;
-    atomic_store_explicit(&t->wait_kind, MAG__WAIT_NONE, memory_order_relaxed);
-    atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
     t->group = group;
-    t->group_next = t->group_prev = NULL;
     t->group_id = id;
-    t->tsan_fiber = NULL;
-    t->name[0] = 0;
     if (opts && opts->name)
         snprintf(t->name, sizeof t->name, "%s", opts->name);
-    atomic_store_explicit(&t->state, MAG__RUNNABLE, memory_order_relaxed);
 
     /* relaxed: a counter for metrics. */
     atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
