@@ -9,6 +9,9 @@ mult=${2:-1}
 base=${MAG_TEST_TIMEOUT:-120}
 extra=${MAG_TEST_TIMEOUT_MULTIPLIER:-1}
 limit=$((base * mult * extra))
+# Known leaks outside magpie (glibc internals), for LeakSanitizer builds.
+supp="$(cd "$(dirname "$0")/.." && pwd)/test/lsan.supp"
+export LSAN_OPTIONS="suppressions=$supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 pass=0; fail=0; skip=0; failed=""
 for t in "$dir"/*; do
     [ -x "$t" ] || continue
