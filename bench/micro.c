@@ -51,6 +51,8 @@
 
 #include <magpie.h>
 
+#include "bench/bench.h"
+
 #define REPS_FULL 5
 #define REPS_QUICK 3
 
@@ -363,28 +365,6 @@ static const bench_t benches[] = {
     { "parked_1m", bench_parked, true, "%.2f" },
 };
 #define NBENCH (sizeof benches / sizeof benches[0])
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* CPUs this process may run on, as the Tokio and Go peers count them. */
-static unsigned online_cpus(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return (unsigned)CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
-}
 
 /* Runs one benchmark on a fresh runtime; 0, or 1 when it failed. */
 static int run_bench(const bench_t *b, unsigned workers, int reps, size_t big)

@@ -132,6 +132,24 @@ static bool fds_pending(serve_t *s)
 
 /* ---- connection tasks ---------------------------------------------------- */
 
+/* Takes c off the live list and back to the free list. Returns true when it
+ * was the last connection of a serve that is stopping (signal drained). */
+static bool release_conn(serve_t *s, conn_t *c)
+{
+    pthread_mutex_lock(&s->clock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->live = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = s->free_conns;
+    s->free_conns = c;
+    bool last = --s->nlive == 0 && s->stopping;
+    pthread_mutex_unlock(&s->clock);
+    return last;
+}
+
 static int conn_main(void *arg)
 {
     conn_t *c = arg;
@@ -145,17 +163,7 @@ static int conn_main(void *arg)
     /* Unlinked before its descriptor is closed: stop_conns shuts down the
      * descriptors of linked records, never one already closed and reused. */
     int fd = c->fd;
-    pthread_mutex_lock(&s->clock);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->live = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->next = s->free_conns;
-    s->free_conns = c;
-    bool last = --s->nlive == 0 && s->stopping;
-    pthread_mutex_unlock(&s->clock);
+    bool last = release_conn(s, c);
     (void)mag_close(fd);
     if (last)
         mag__waiter_signal(&s->drained); /* the last touch of s */
@@ -191,17 +199,7 @@ static void start_conn(serve_t *s, int fd)
         mag_detach(t);
         return;
     }
-    pthread_mutex_lock(&s->clock);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->live = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->next = s->free_conns;
-    s->free_conns = c;
-    s->nlive--;
-    pthread_mutex_unlock(&s->clock);
+    (void)release_conn(s, c); /* not stopping: nobody waits to be told */
     close(fd);
 }
 
