@@ -92,8 +92,13 @@ bench: all
 	@sh tools/deps.sh bench
 	@sh bench/run.sh $(BUILD) $(if $(QUICK),quick,full)
 
+# Builds the Tokio and Go peers (when the toolchains are there) and runs their
+# micro-benchmarks beside magpie's, in the same line format.
 bench-peers: all
 	@sh bench/peers/build.sh
+	@for p in build/peers/tokio_bench build/peers/go_bench; do \
+	    [ -x $$p ] && { echo "== $$p"; $$p --quick; } || true; done
+	@echo "== magpie"; $(BUILD)/bench/micro --quick; $(BUILD)/bench/sync_bench --quick
 
 bench-compare:
 	@sh bench/compare.sh $(OLD) $(NEW)

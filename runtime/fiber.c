@@ -29,6 +29,19 @@
 #include "runtime/fiber.h"
 #include "runtime/sched.h"
 
+/* Valgrind follows stack switches only among stacks it was told about. The
+ * header comes with Debian's valgrind package; without it the macros are
+ * no-ops (and cost nothing outside Valgrind either way). */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef VALGRIND_STACK_REGISTER
+#define VALGRIND_STACK_REGISTER(lo, hi) 0u
+#define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#endif
+
 #define STACK_CANARY 0ull /* see the top of this file */
 
 static size_t page_size(void)
@@ -97,11 +110,13 @@ mag__stack_t *mag__stack_alloc(size_t size)
     s->guarded = guard;
     s->lo = base + (guard ? page : 0);
     s->usable = (size_t)((char *)s - s->lo);
+    s->valgrind_id = VALGRIND_STACK_REGISTER(s->lo, (char *)s);
     return s;
 }
 
 void mag__stack_free(mag__stack_t *s)
 {
+    VALGRIND_STACK_DEREGISTER(s->valgrind_id);
     if (s->guarded)
         atomic_fetch_sub_explicit(&guards_in_use, 1, memory_order_relaxed);
     munmap(s->base, s->map_size);

@@ -20,6 +20,7 @@ typedef struct mag__stack {
     size_t usable;           /* bytes the fiber may use */
     char *lo;                /* lowest usable byte: the canary lives here */
     bool guarded;
+    unsigned valgrind_id;    /* VALGRIND_STACK_REGISTER's id */
 } mag__stack_t;
 
 MAG_HIDDEN mag__stack_t *mag__stack_alloc(size_t size);
