@@ -109,7 +109,7 @@ install: $(BUILD)/libmagpie.a $(BUILD)/libmagpie.so $(BUILD)/magpie.pc
 	install -m 644 include/magpie/*.h $(DESTDIR)$(PREFIX)/include/magpie/
 	install -m 644 $(BUILD)/libmagpie.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libmagpie.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 $(BUILD)/magpie.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|' tools/magpie.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/magpie.pc
 
 # libFuzzer targets (clang): the HTTP parser.
 fuzz:
