@@ -355,46 +355,16 @@ static int run_bench(const bench_t *b, unsigned workers, int reps)
     return 0;
 }
 
-static void usage(void)
-{
-    fprintf(stderr, "usage: sync_bench [--workers N] [--quick] [name...]\nbenchmarks:");
-    for (size_t i = 0; i < NBENCH; i++)
-        fprintf(stderr, " %s", benches[i].name);
-    fprintf(stderr, "\n");
-    exit(2);
-}
-
 int main(int argc, char **argv)
 {
-    unsigned workers = online_cpus();
-    bool quick = false, want[NBENCH] = {false}, any = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--workers") == 0 || strncmp(a, "--workers=", 10) == 0) {
-            const char *v = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
-            char *end;
-            long n = v ? strtol(v, &end, 10) : 0;
-            if (!v || *end || n < 1 || n > (long)MAG_MAX_WORKERS)
-                usage();
-            workers = (unsigned)n;
-        } else if (strcmp(a, "--quick") == 0) {
-            quick = true;
-        } else if (a[0] == '-') {
-            usage();
-        } else {
-            size_t k = 0;
-            while (k < NBENCH && strcmp(benches[k].name, a) != 0)
-                k++;
-            if (k == NBENCH) {
-                fprintf(stderr, "sync_bench: unknown benchmark %s\n", a);
-                usage();
-            }
-            want[k] = any = true;
-        }
-    }
-    int reps = quick ? REPS_QUICK : REPS_FULL, failed = 0;
+    const char *names[NBENCH];
+    bool want[NBENCH];
     for (size_t k = 0; k < NBENCH; k++)
-        if (!any || want[k])
-            failed |= run_bench(&benches[k], workers, reps);
+        names[k] = benches[k].name;
+    bench_args_t a = bench_parse(argc, argv, "sync_bench", names, NBENCH, want);
+    int reps = a.quick ? REPS_QUICK : REPS_FULL, failed = 0;
+    for (size_t k = 0; k < NBENCH; k++)
+        if (want[k])
+            failed |= run_bench(&benches[k], a.workers, reps);
     return failed;
 }
