@@ -233,9 +233,7 @@ int main(void)
     unsigned modes[2] = {test_workers(4), 1};
     for (int m = 0; m < 2; m++) {
         cfg.workers = modes[m];
-        int status = -1;
-        ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-        ASSERT_EQ(status, 0);
+        test_run_cfg(&cfg, main_task, NULL);
     }
     return 0;
 }

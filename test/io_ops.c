@@ -177,13 +177,10 @@ int main(void)
     mag_config_t cfg;
     mag_config_init(&cfg);
     cfg.workers = test_workers(2);
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
+    test_run_cfg(&cfg, main_task, NULL);
 
     cfg.workers = 1; /* the single-threaded loop mode too */
-    ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
+    test_run_cfg(&cfg, main_task, NULL);
     rmdir(dir);
     return 0;
 }

@@ -95,9 +95,7 @@ int main(void)
     mag_config_t cfg;
     mag_config_init(&cfg);
     cfg.workers = test_workers(2);
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
+    test_run_cfg(&cfg, main_task, NULL);
     ASSERT_EQ(rmdir(dir), 0);
     return 0;
 }

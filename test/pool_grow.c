@@ -84,8 +84,6 @@ int main(void)
     cfg.workers = test_workers(2);
     cfg.max_blocking_threads = CAP;
     cfg.blocking_keepalive_ms = 100;
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
+    test_run_cfg(&cfg, main_task, NULL);
     return 0;
 }

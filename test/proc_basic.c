@@ -160,10 +160,9 @@ static void run(unsigned workers)
     mag_config_init(&cfg);
     cfg.workers = workers;
     cfg.proc_workers = 2;
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
+    test_run_cfg(&cfg, main_task, NULL);
     cfg.proc_workers = 0;
+    int status = -1; /* no_pool returns the call's -ENXIO */
     ASSERT_EQ(mag_run(&cfg, no_pool, NULL, &status), 0);
     ASSERT_EQ(status, -ENXIO);
 }

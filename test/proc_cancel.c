@@ -126,9 +126,7 @@ static void run(unsigned workers)
     mag_config_init(&cfg);
     cfg.workers = workers;
     cfg.proc_workers = 1;
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, driver, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
+    test_run_cfg(&cfg, driver, NULL);
 }
 
 int main(void)

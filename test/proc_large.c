@@ -89,8 +89,6 @@ int main(void)
     mag_config_init(&cfg);
     cfg.workers = test_workers(2);
     cfg.proc_workers = 2;
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
+    test_run_cfg(&cfg, main_task, NULL);
     return 0;
 }

@@ -45,9 +45,7 @@ int main(void)
     mag_config_init(&cfg);
     cfg.workers = test_workers(2);
     cfg.proc_workers = 2;
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
+    test_run_cfg(&cfg, main_task, NULL);
     errno = 0;
     ASSERT_EQ(waitpid(-1, NULL, WNOHANG), -1); /* the zygote was reaped */
     ASSERT_EQ(errno, ECHILD);

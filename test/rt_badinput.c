@@ -80,9 +80,7 @@ int main(void)
     for (unsigned w = 1; w <= 2; w++) {
         mag_config_init(&cfg);
         cfg.workers = w;
-        int status = -1;
-        ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-        ASSERT_EQ(status, 0);
+        test_run_cfg(&cfg, main_task, NULL);
     }
     /* Spawning into a runtime that has shut down is refused. */
     mag_config_init(&cfg);

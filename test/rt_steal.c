@@ -53,9 +53,7 @@ int main(void)
     mag_config_t cfg;
     mag_config_init(&cfg);
     cfg.workers = WORKERS;
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
+    test_run_cfg(&cfg, main_task, NULL);
     long sum = 0;
     printf("tasks per worker thread:");
     for (int i = 0; i < atomic_load(&nthreads); i++) {

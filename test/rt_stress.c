@@ -76,8 +76,6 @@ int main(void)
     mag_config_t cfg;
     mag_config_init(&cfg);
     cfg.workers = 8;
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, main_task, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
+    test_run_cfg(&cfg, main_task, NULL);
     return 0;
 }

@@ -67,17 +67,23 @@ static inline unsigned test_workers(unsigned dflt)
     return e && *e ? (unsigned)strtoul(e, NULL, 10) : dflt;
 }
 
-/* Runs fn(arg) as the main task of a fresh runtime with the given number of
- * workers, and checks that it returned 0. */
+/* Runs fn(arg) as the main task of a fresh runtime made from cfg, and checks
+ * that mag_run succeeded and fn returned 0. */
+static inline void test_run_cfg(const mag_config_t *cfg, mag_fn fn, void *arg)
+{
+    int st = -1;
+    int rc = mag_run(cfg, fn, arg, &st);
+    if (rc != 0 || st != 0)
+        TEST_FAIL("mag_run with %u workers: rc %d, main returned %d", cfg->workers, rc, st);
+}
+
+/* test_run_cfg with the default config and the given number of workers. */
 static inline void test_run(unsigned workers, mag_fn fn, void *arg)
 {
     mag_config_t cfg;
     mag_config_init(&cfg);
     cfg.workers = workers;
-    int st = -1;
-    int rc = mag_run(&cfg, fn, arg, &st);
-    if (rc != 0 || st != 0)
-        TEST_FAIL("mag_run with %u workers: rc %d, main returned %d", workers, rc, st);
+    test_run_cfg(&cfg, fn, arg);
 }
 
 /* Sanitizer builds run smaller loads so the suite fits CI's time. */
