@@ -30,10 +30,11 @@ CFLAGS   += -std=c11 -g $(OPT) $(WARN) -fPIC -fvisibility=hidden -pthread
 LDFLAGS  += $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 LIBS     := -luring -lck -lpthread
 
-LIB_SRC  := $(wildcard runtime/*.c io/*.c sync/*.c)
+LIB_DIRS := runtime io sync procpool observe lifecycle
+LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 LIB_ASM  := $(wildcard runtime/*.S)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(LIB_ASM:%.S=$(BUILD)/obj/%.o)
-HEADERS  := $(wildcard include/*.h include/magpie/*.h runtime/*.h io/*.h sync/*.h)
+HEADERS  := $(wildcard include/*.h include/magpie/*.h $(foreach d,$(LIB_DIRS),$(d)/*.h))
 
 TESTS    := $(patsubst test/%.c,$(BUILD)/test/%,$(wildcard test/*.c))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))

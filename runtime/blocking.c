@@ -1,6 +1,6 @@
 /*
  * runtime/blocking.c - the blocking pool (mag_spawn_blocking,
- * mag_run_blocking), and the glue that starts and stops both pools.
+ * mag_run_blocking).
  *
  * A blocking job is an ordinary task record that the scheduler never runs:
  * it is registered and counted live like any task (so shutdown waits for it,
@@ -24,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "runtime/pool_internal.h"
+#include "runtime/blocking.h"
 #include "runtime/sched.h"
 
 struct mag__blocking {
@@ -199,11 +199,11 @@ int mag__spawn_blocking(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *ar
      * shutdown sees this job live (and waits for it: the pools stay up), or
      * we see closing and refuse. */
     atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&rt->closing, memory_order_seq_cst) || !rt->pools) {
+    if (atomic_load_explicit(&rt->closing, memory_order_seq_cst) || !rt->blocking) {
         mag__live_drop(rt);
         return -ESHUTDOWN;
     }
-    struct mag__blocking *b = rt->pools->blocking;
+    struct mag__blocking *b = rt->blocking;
     mag__worker_t *w = mag__worker_current();
     if (w && w->rt != rt)
         w = NULL;
@@ -332,46 +332,8 @@ void mag__blocking_destroy(struct mag__blocking *b)
     free(b);
 }
 
-int mag__pools_start(mag_runtime_t *rt)
+void mag__blocking_stats(struct mag__blocking *b, mag_pool_stats_t *out)
 {
-    mag__pools_t *p = calloc(1, sizeof *p);
-    if (!p)
-        return -ENOMEM;
-    int rc = mag__blocking_create(rt, &p->blocking);
-    if (rc == 0 && rt->cfg.proc_workers)
-        rc = mag__procpool_start(rt, rt->cfg.proc_workers, &p->proc);
-    if (rc) {
-        mag__blocking_destroy(p->blocking);
-        free(p);
-        return rc;
-    }
-    rt->pools = p;
-    return 0;
-}
-
-void mag__pools_stop(mag_runtime_t *rt)
-{
-    mag__pools_t *p = rt->pools;
-    if (!p)
-        return;
-    /* Processes first: nothing live uses them now, and their stop needs no
-     * pool thread. Then the threads, which may still be on their way out of
-     * their last job. */
-    mag__procpool_stop(p->proc);
-    mag__blocking_destroy(p->blocking);
-    rt->pools = NULL;
-    free(p);
-}
-
-void mag_pool_stats(mag_runtime_t *rt, mag_pool_stats_t *out)
-{
-    if (!out)
-        return;
-    memset(out, 0, sizeof *out);
-    mag__pools_t *p = rt ? rt->pools : NULL;
-    if (!p)
-        return;
-    struct mag__blocking *b = p->blocking;
     pthread_mutex_lock(&b->lock);
     out->blocking_threads = b->threads;
     out->blocking_idle = b->idle;
@@ -379,6 +341,4 @@ void mag_pool_stats(mag_runtime_t *rt, mag_pool_stats_t *out)
     out->blocking_queued = b->queued;
     out->blocking_jobs = b->jobs;
     pthread_mutex_unlock(&b->lock);
-    if (p->proc)
-        mag__procpool_stats(p->proc, out);
 }

@@ -189,7 +189,8 @@ struct mag_runtime {
     _Atomic uint32_t stopping; /* workers exit their loop */
     bool draining;             /* loop mode shutdown: run until live == 0 */
     void *debug;               /* debug.c: the watchdog's state */
-    struct mag__pools *pools;  /* blocking and process pools (pool_internal.h) */
+    struct mag__blocking *blocking; /* the blocking pool (blocking.h) */
+    struct mag__procpool *procpool; /* the process pool, owned above (procpool/); NULL: none */
     _Atomic uint32_t closing;  /* shutdown started: spawns are refused */
     pthread_t loop_owner;      /* loop mode: the block_on thread */
     bool loop_owned;

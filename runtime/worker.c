@@ -16,7 +16,7 @@
 
 #include "runtime/fiber.h"
 #include "runtime/sched.h"
-#include "runtime/trace.h"
+#include "observe/observe.h"
 
 #define FAIRNESS_INTERVAL 61
 #define LIFO_MAX_STREAK 3

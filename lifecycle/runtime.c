@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "runtime/fiber.h"
-#include "runtime/pool_internal.h"
+#include "procpool/procpool.h"
+#include "runtime/blocking.h"
 #include "runtime/sched.h"
 
 #define RING_ENTRIES_DEFAULT 256u
@@ -98,6 +99,31 @@ static int validate(const mag_config_t *in, mag_config_t *out)
     if (out->slow_task_ms == 0)
         out->slow_task_ms = 100;
     return 0;
+}
+
+/* Before any thread exists: the process pool forks its zygote here. 0 or a
+ * negative errno; on failure nothing is left behind. */
+static int pools_start(mag_runtime_t *rt)
+{
+    int rc = mag__blocking_create(rt, &rt->blocking);
+    if (rc == 0 && rt->cfg.proc_workers)
+        rc = mag__procpool_start(rt, rt->cfg.proc_workers, &rt->procpool);
+    if (rc) {
+        mag__blocking_destroy(rt->blocking);
+        rt->blocking = NULL;
+    }
+    return rc;
+}
+
+/* Once no task is live (and on a failed create). Processes first: nothing
+ * live uses them now, and their stop needs no pool thread. Then the threads,
+ * which may still be on their way out of their last job. Idempotent. */
+static void pools_stop(mag_runtime_t *rt)
+{
+    mag__procpool_stop(rt->procpool);
+    rt->procpool = NULL;
+    mag__blocking_destroy(rt->blocking);
+    rt->blocking = NULL;
 }
 
 static void record_thread_stack(mag__worker_t *w)
@@ -232,7 +258,7 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     atomic_store_explicit(&rt->idle, rt->nworkers, memory_order_relaxed); /* all unparked */
     mag__fiber_install_overflow_handler();
     /* Before any thread: the process pool forks its zygote here. */
-    if ((rc = mag__pools_start(rt))) {
+    if ((rc = pools_start(rt))) {
         free_runtime(rt);
         return rc;
     }
@@ -277,7 +303,7 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
             for (unsigned i = 0; i < started; i++)
                 pthread_join(rt->workers[i]->thread, NULL);
             mag__debug_stop(rt);
-            mag__pools_stop(rt);
+            pools_stop(rt);
             free_runtime(rt);
             return rc;
         }
@@ -392,7 +418,7 @@ int mag_runtime_shutdown(mag_runtime_t *rt)
     }
     /* No task is live: stop the blocking threads, reap every process. */
     mag__debug_quiesce(rt);
-    mag__pools_stop(rt);
+    pools_stop(rt);
     /* seq_cst: pairs with the sleeping flag in park() (see mag__worker_wake). */
     atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
     for (unsigned i = 0; i < rt->nworkers; i++)

@@ -1,5 +1,5 @@
 /*
- * runtime/procpool.c - the process pool: the registry of functions, the
+ * procpool/procpool.c - the process pool: the registry of functions, the
  * zygote and its workers (child side), and mag_proc_call (parent side).
  *
  * Processes. mag_runtime_create forks the zygote before it starts any
@@ -38,7 +38,8 @@
 #include <unistd.h>
 
 #include "io/internal.h"
-#include "runtime/pool_internal.h"
+#include "procpool/procpool.h"
+#include "runtime/blocking.h"
 #include "runtime/sched.h"
 
 #define REQ_MAGIC 0x6d61676a /* "magj" */
@@ -672,7 +673,7 @@ int mag_proc_call(const char *name, const void *in, size_t in_len, void **out, s
     mag_runtime_t *rt = mag__context_runtime();
     if (!rt)
         return -EPERM;
-    struct mag__procpool *p = rt->pools ? rt->pools->proc : NULL;
+    struct mag__procpool *p = rt->procpool;
     if (!p)
         return -ENXIO;
     int fn = lookup(name);
@@ -784,8 +785,17 @@ int mag__procpool_start(mag_runtime_t *rt, unsigned nworkers, struct mag__procpo
     return 0;
 }
 
-void mag__procpool_stats(struct mag__procpool *p, mag_pool_stats_t *out)
+void mag_pool_stats(mag_runtime_t *rt, mag_pool_stats_t *out)
 {
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (!rt || !rt->blocking)
+        return;
+    mag__blocking_stats(rt->blocking, out);
+    struct mag__procpool *p = rt->procpool;
+    if (!p)
+        return;
     pthread_mutex_lock(&p->lock);
     out->proc_workers = p->alive;
     out->proc_idle = p->nidle;

@@ -18,7 +18,7 @@
 
 #include "magpie/metrics.h"
 #include "magpie/pool.h"
-#include "runtime/trace.h"
+#include "observe/observe.h"
 
 static const char *const wait_names[] = {
     [MAG__WAIT_NONE] = "nothing",      [MAG__WAIT_IO] = "io",

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runtime/trace.h"
+#include "observe/observe.h"
 
 static mag__trace_ev_t *ev_next(mag__obs_worker_t *o, uint16_t kind, uint64_t ts, uint64_t id)
 {

@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "magpie/metrics.h"
-#include "runtime/trace.h"
+#include "observe/observe.h"
 
 #define TRACE_EVENTS_DEFAULT 65536
 #define STATS_MAX_CLIENTS 8
