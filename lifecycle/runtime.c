@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "runtime/fiber.h"
+#include "observe/observe.h"
 #include "procpool/procpool.h"
 #include "runtime/blocking.h"
 #include "runtime/sched.h"
@@ -228,6 +229,7 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     if (!rt)
         return -ENOMEM;
     rt->cfg = cfg;
+    rt->start_ns = mag__now();
     rt->nworkers = cfg.workers;
     pthread_mutex_init(&rt->inject_lock, NULL);
     pthread_mutex_init(&rt->idle_lock, NULL);
@@ -264,7 +266,7 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     }
     if (cfg.debug)
         mag__debug_any = true;
-    mag__debug_start(rt);
+    mag__observe_start(rt);
 
     if (rt->nworkers > 1) {
         struct start_report rep = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
@@ -302,7 +304,7 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
         if (rc) {
             for (unsigned i = 0; i < started; i++)
                 pthread_join(rt->workers[i]->thread, NULL);
-            mag__debug_stop(rt);
+            mag__observe_stop(rt);
             pools_stop(rt);
             free_runtime(rt);
             return rc;
@@ -417,7 +419,7 @@ int mag_runtime_shutdown(mag_runtime_t *rt)
         syscall(SYS_futex, &rt->live_zero, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
     }
     /* No task is live: stop the blocking threads, reap every process. */
-    mag__debug_quiesce(rt);
+    mag__observe_quiesce(rt);
     pools_stop(rt);
     /* seq_cst: pairs with the sleeping flag in park() (see mag__worker_wake). */
     atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
@@ -427,7 +429,7 @@ int mag_runtime_shutdown(mag_runtime_t *rt)
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (rt->workers[i]->is_thread)
             pthread_join(rt->workers[i]->thread, NULL);
-    mag__debug_stop(rt);
+    mag__observe_stop(rt);
     release_leftovers(rt);
     free_runtime(rt);
     return 0;

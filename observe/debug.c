@@ -1,5 +1,5 @@
 /*
- * runtime/debug.c - the observability threads of a runtime: the slow-task
+ * observe/debug.c - the observability threads of a runtime: the slow-task
  * watchdog and the SIGQUIT task dump (debug mode: cfg.debug or MAG_DEBUG=1),
  * the stats server (MAG_STATS=/path/to.sock), and the trace file written at
  * shutdown (MAG_TRACE=trace.json).
@@ -44,9 +44,10 @@ typedef struct stats_client {
     char buf[STATS_LINE_MAX];
 } stats_client_t;
 
+typedef struct mag__obs mag__obs_t;
 struct mag__obs {
+    mag__obs_shared_t shared; /* first: the hooks' context (observe.h) */
     mag_runtime_t *rt;
-    mag__obs_worker_t *ow; /* one per worker */
     char *trace_path;
     /* The watchdog. */
     pthread_mutex_t lock;
@@ -84,7 +85,7 @@ static void watchdog_scan(mag__obs_t *obs, uint64_t slow_ns)
     mag_runtime_t *rt = obs->rt;
     uint64_t now = mag__now();
     for (unsigned i = 0; i < rt->nworkers; i++) {
-        mag__obs_worker_t *o = &obs->ow[i];
+        mag__obs_worker_t *o = &obs->shared.ow[i];
         /* acquire: pairs with the release in mag__obs_run_begin_slow. */
         uint64_t start = atomic_load_explicit(&o->start_ns, memory_order_acquire);
         if (!start || now <= start || now - start < slow_ns || start == obs->reported[i])
@@ -484,9 +485,8 @@ static size_t trace_events(void)
     return (size_t)n;
 }
 
-void mag__debug_start(mag_runtime_t *rt)
+void mag__observe_start(mag_runtime_t *rt)
 {
-    rt->start_ns = mag__now();
     const char *stats = env_path("MAG_STATS"), *trace = env_path("MAG_TRACE");
     if (!rt->cfg.debug && !stats && !trace)
         return;
@@ -499,24 +499,19 @@ void mag__debug_start(mag_runtime_t *rt)
     }
     memset(ow, 0, rt->nworkers * sizeof *ow);
     obs->rt = rt;
-    obs->ow = ow;
+    obs->shared.ow = ow;
     obs->listen_fd = -1;
     obs->stop_pipe[0] = obs->stop_pipe[1] = -1;
-    uint8_t flags = MAG__OBS_TRACK;
     if (trace) {
         if (mag__trace_alloc(ow, rt->nworkers, trace_events()) == 0 &&
             (obs->trace_path = strdup(trace)))
-            flags |= MAG__OBS_TRACE;
+            obs->shared.tracing = true;
         else
             mag__warn("MAG_TRACE: no trace, out of memory for the event rings");
     }
-    /* Set before any worker thread exists: thread creation publishes them. */
-    rt->obs = flags;
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        rt->workers[i]->obs_rec = &ow[i];
-        rt->workers[i]->obs = flags;
-    }
-    rt->debug = obs;
+    /* Before any worker thread exists: thread creation publishes them. */
+    mag__hooks_install(rt, obs->shared.tracing ? &mag__obs_trace_hooks : &mag__obs_track_hooks,
+                       &obs->shared);
     if (rt->cfg.debug) {
         watchdog_start(obs);
         sigquit_register(obs);
@@ -525,15 +520,16 @@ void mag__debug_start(mag_runtime_t *rt)
         stats_start(obs, stats);
 }
 
-void mag__debug_quiesce(mag_runtime_t *rt)
+void mag__observe_quiesce(mag_runtime_t *rt)
 {
-    if (rt->debug)
-        stats_stop(rt->debug);
+    mag__obs_t *obs = mag__hooks_ctx(rt);
+    if (obs)
+        stats_stop(obs);
 }
 
-void mag__debug_stop(mag_runtime_t *rt)
+void mag__observe_stop(mag_runtime_t *rt)
 {
-    mag__obs_t *obs = rt->debug;
+    mag__obs_t *obs = mag__hooks_ctx(rt);
     if (!obs)
         return;
     sigquit_unregister(obs);
@@ -541,19 +537,14 @@ void mag__debug_stop(mag_runtime_t *rt)
     stats_stop(obs);
     /* Every worker has stopped (joined, or this is the loop thread): the
      * rings are ours to read. */
-    if (rt->obs & MAG__OBS_TRACE) {
-        int rc = mag__trace_write(obs->ow, rt->nworkers, rt->start_ns, obs->trace_path);
+    if (obs->shared.tracing) {
+        int rc = mag__trace_write(obs->shared.ow, rt->nworkers, rt->start_ns, obs->trace_path);
         if (rc)
             mag__warn("MAG_TRACE: cannot write '%s': %s", obs->trace_path, strerror(-rc));
-        mag__trace_free(obs->ow, rt->nworkers);
+        mag__trace_free(obs->shared.ow, rt->nworkers);
     }
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        rt->workers[i]->obs = 0;
-        rt->workers[i]->obs_rec = NULL;
-    }
-    rt->obs = 0;
-    rt->debug = NULL;
+    mag__hooks_install(rt, NULL, NULL);
     free(obs->trace_path);
-    free(obs->ow);
+    free(obs->shared.ow);
     free(obs);
 }

@@ -1,5 +1,5 @@
 /*
- * runtime/metrics.c - mag_metrics, mag_dump_tasks and what they share with
+ * observe/metrics.c - mag_metrics, mag_dump_tasks and what they share with
  * the watchdog and the stats server.
  *
  * Nothing here stops a worker. Counters are the workers' own relaxed
@@ -58,7 +58,7 @@ static void registry_unlock_all(mag_runtime_t *rt)
  * its id and name are those of the task that is running. */
 static bool running_task_locked(mag_task_t *t, uint64_t start_ns, uint64_t *id, char name[32])
 {
-    if (!t || !start_ns || atomic_load_explicit(&t->run_start_ns, memory_order_relaxed) != start_ns)
+    if (!t || !start_ns || atomic_load_explicit(&t->hook_words[MAG__OBS_RUN_START_NS], memory_order_relaxed) != start_ns)
         return false;
     *id = t->id;
     memcpy(name, t->name, 32);
@@ -130,10 +130,9 @@ static void read_running(mag_runtime_t *rt, mag_metrics_t *out, uint64_t now)
     mag_task_t **task = calloc(rt->nworkers, sizeof *task);
     uint64_t *start = calloc(rt->nworkers, sizeof *start);
     bool any = false;
-    for (unsigned i = 0; task && start && i < rt->nworkers; i++) {
-        mag__obs_worker_t *o = rt->workers[i]->obs_rec;
-        if (!o)
-            continue;
+    mag__obs_worker_t *ow = mag__obs_workers(rt);
+    for (unsigned i = 0; ow && task && start && i < rt->nworkers; i++) {
+        mag__obs_worker_t *o = &ow[i];
         /* acquire: pairs with the release in mag__obs_run_begin_slow. */
         start[i] = atomic_load_explicit(&o->start_ns, memory_order_acquire);
         task[i] = atomic_load_explicit(&o->task, memory_order_relaxed);
@@ -172,7 +171,7 @@ int mag_metrics(mag_runtime_t *rt, mag_metrics_t *out)
         read_worker(rt->workers[i], &out->workers[i], now, out->uptime_ns);
         add_worker(&out->total, &out->workers[i]);
     }
-    if (rt->obs & MAG__OBS_TRACK)
+    if (mag__obs_workers(rt))
         read_running(rt, out, now);
     /* relaxed: gauges and counters; nothing is published through them. */
     out->inject_depth = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
@@ -344,10 +343,11 @@ static void snap_task(mag_task_t *t, task_snap_t *s)
     s->id = t->id;
     memcpy(s->name, t->name, sizeof s->name);
     s->name[sizeof s->name - 1] = 0;
-    s->spawn_ns = t->spawn_ns;
+    s->spawn_ns = atomic_load_explicit(&t->hook_words[MAG__OBS_SPAWN_NS], memory_order_relaxed);
     /* relaxed: a picture for people; each field is read on its own. */
-    s->state = atomic_load_explicit(&t->state, memory_order_relaxed);
-    s->run_start = atomic_load_explicit(&t->run_start_ns, memory_order_relaxed);
+    s->state = mag__state_peek(&t->state);
+    s->run_start =
+        atomic_load_explicit(&t->hook_words[MAG__OBS_RUN_START_NS], memory_order_relaxed);
     s->wait_kind = atomic_load_explicit(&t->wait_kind, memory_order_relaxed);
     s->wait_obj = atomic_load_explicit(&t->wait_obj, memory_order_relaxed);
     s->cancelled = atomic_load_explicit(&t->cancelled, memory_order_relaxed) != 0;
@@ -441,7 +441,7 @@ int mag_dump_tasks(mag_runtime_t *rt, FILE *out)
         pthread_mutex_unlock(&rt->shards[i].lock);
         for (size_t k = 0; k < n; k++) {
             print_task(out, &snaps[k], now, stack_hwm(snaps[k].stack, page_buf, page),
-                       (rt->obs & MAG__OBS_TRACK) != 0);
+                       mag__obs_workers(rt) != NULL);
             count++;
         }
     }

@@ -1,24 +1,24 @@
 /*
- * runtime/trace.h - observability hooks in the scheduler: run tracking (the
- * watchdog, the live view, task ages) and the timeline trace. Private to
- * runtime/.
- *
- * Every hook the scheduler calls is an inline test of the worker's obs byte,
- * fixed before the worker starts, around an out-of-line call: with
- * everything off, a hook costs one well-predicted branch on a byte the
- * worker's own cache line already holds.
+ * observe/observe.h - observability: the slow-task watchdog and the SIGQUIT
+ * dump (debug.c), the stats server (debug.c), mag_metrics and
+ * mag_dump_tasks (metrics.c), and the timeline trace (trace.c). Private to
+ * observe/, and the layer above the scheduler core, io/, sync/ and the
+ * process pool: it follows the scheduler through the hooks it installs
+ * (runtime/hooks.h), and the core knows nothing of it. The composition root
+ * (lifecycle/) starts and stops it.
  */
-#ifndef MAGPIE_RUNTIME_TRACE_H
-#define MAGPIE_RUNTIME_TRACE_H
+#ifndef MAGPIE_OBSERVE_H
+#define MAGPIE_OBSERVE_H
 
 #include <stdio.h>
 
 #include "runtime/sched.h"
 
-/* mag_runtime.obs and mag__worker.obs bits. */
+/* What observability keeps in each task record's hook words (hooks.h). */
 enum {
-    MAG__OBS_TRACK = 1, /* record run starts and spawn times */
-    MAG__OBS_TRACE = 2, /* record trace events */
+    MAG__OBS_SPAWN_NS = 0,     /* when it was spawned (task ages in dumps) */
+    MAG__OBS_RUN_START_NS = 1, /* start of its current run; 0 between runs */
+    MAG__OBS_FLOW = 2,         /* 1: a traced wake-up awaits its flow end */
 };
 
 /* One trace event: 64 bytes, a cache line. */
@@ -47,20 +47,23 @@ enum {
 typedef struct mag__obs_worker {
     _Atomic uint64_t start_ns;  /* start of the current run; 0 between runs */
     _Atomic(mag_task_t *) task; /* the task of that run */
-    mag__trace_ev_t *ring;      /* MAG__OBS_TRACE: cap events, a power of 2 */
+    mag__trace_ev_t *ring;      /* tracing: cap events, a power of 2 */
     uint64_t head;              /* events ever recorded (owner only) */
     uint64_t mask;
 } __attribute__((aligned(MAG_CACHELINE))) mag__obs_worker_t;
 
-/* A runtime's observability state: mag_runtime.debug. */
-typedef struct mag__obs mag__obs_t;
+
+/* The hooks' context (mag__hooks_ctx): debug.c's state begins with it. */
+typedef struct mag__obs_shared {
+    mag__obs_worker_t *ow; /* one per worker */
+    bool tracing;          /* the trace's table is installed */
+} mag__obs_shared_t;
 
 /* ---- trace.c ------------------------------------------------------------- */
-MAG_HIDDEN void mag__obs_run_begin_slow(mag__worker_t *w, mag_task_t *t);
-MAG_HIDDEN void mag__obs_run_end_slow(mag__worker_t *w, mag_task_t *t);
-MAG_HIDDEN void mag__trace_wake(mag__worker_t *w, mag_task_t *t, bool is_new);
-MAG_HIDDEN void mag__trace_steal(mag__worker_t *w, unsigned victim, unsigned n);
-MAG_HIDDEN void mag__trace_park(mag__worker_t *w, uint64_t t0, uint64_t t1);
+/* Run tracking (the watchdog, the live view, task ages) installs the first
+ * table; the timeline trace the second, which tracks runs too. */
+MAG_HIDDEN extern const mag__hooks_t mag__obs_track_hooks;
+MAG_HIDDEN extern const mag__hooks_t mag__obs_trace_hooks;
 /* Allocates every worker's ring; 0 or -ENOMEM. */
 MAG_HIDDEN int mag__trace_alloc(mag__obs_worker_t *ow, unsigned nworkers, size_t events);
 MAG_HIDDEN void mag__trace_free(mag__obs_worker_t *ow, unsigned nworkers);
@@ -79,42 +82,21 @@ MAG_HIDDEN const char *mag__wait_name(int kind);
 struct mag_metrics;
 MAG_HIDDEN void mag__metrics_json(const struct mag_metrics *m, FILE *out);
 
-/* ---- the hooks ----------------------------------------------------------- */
-static inline void mag__obs_run_begin(mag__worker_t *w, mag_task_t *t)
+/* ---- debug.c ------------------------------------------------------------ */
+/* Starts what cfg and the environment ask for (the watchdog, the SIGQUIT
+ * dump, the stats server, the trace) and installs the hooks they need; before
+ * any worker thread exists. Nothing is started when nothing is asked for. */
+MAG_HIDDEN void mag__observe_start(mag_runtime_t *rt);
+/* Stops what reads the pools (the stats server): before they stop. */
+MAG_HIDDEN void mag__observe_quiesce(mag_runtime_t *rt);
+/* After every worker has stopped: writes the trace, stops the rest, and
+ * removes the hooks. */
+MAG_HIDDEN void mag__observe_stop(mag_runtime_t *rt);
+/* The per-worker records while tracking is on, else NULL. */
+static inline mag__obs_worker_t *mag__obs_workers(const mag_runtime_t *rt)
 {
-    if (MAG_UNLIKELY(w->obs))
-        mag__obs_run_begin_slow(w, t);
+    const mag__obs_shared_t *s = mag__hooks_ctx(rt);
+    return s ? s->ow : NULL;
 }
 
-static inline void mag__obs_run_end(mag__worker_t *w, mag_task_t *t)
-{
-    if (MAG_UNLIKELY(w->obs))
-        mag__obs_run_end_slow(w, t);
-}
-
-static inline void mag__obs_wake(mag__worker_t *w, mag_task_t *t, bool is_new)
-{
-    if (MAG_UNLIKELY(w->obs & MAG__OBS_TRACE))
-        mag__trace_wake(w, t, is_new);
-}
-
-static inline void mag__obs_steal(mag__worker_t *w, unsigned victim, unsigned n)
-{
-    if (MAG_UNLIKELY(w->obs & MAG__OBS_TRACE))
-        mag__trace_steal(w, victim, n);
-}
-
-static inline void mag__obs_park_begin(mag__worker_t *w, uint64_t t0)
-{
-    /* relaxed: a gauge for mag_metrics, nothing is published through it. */
-    atomic_store_explicit(&w->stats.park_start_ns, t0, memory_order_relaxed);
-}
-
-static inline void mag__obs_park_end(mag__worker_t *w, uint64_t t0, uint64_t t1)
-{
-    atomic_store_explicit(&w->stats.park_start_ns, 0, memory_order_relaxed);
-    if (MAG_UNLIKELY(w->obs & MAG__OBS_TRACE))
-        mag__trace_park(w, t0, t1);
-}
-
-#endif /* MAGPIE_RUNTIME_TRACE_H */
+#endif /* MAGPIE_OBSERVE_H */

@@ -1,5 +1,5 @@
 /*
- * runtime/trace.c - run tracking and the timeline trace (MAG_TRACE).
+ * observe/trace.c - run tracking and the timeline trace (MAG_TRACE).
  *
  * Each worker records events in a ring of its own, written by that worker
  * only, without locks or atomics: when the ring is full the oldest events are
@@ -37,42 +37,80 @@ static mag__trace_ev_t *ev_next(mag__obs_worker_t *o, uint16_t kind, uint64_t ts
     return e;
 }
 
-/* ---- the hooks' slow halves -------------------------------------------- */
+/* ---- the hooks ------------------------------------------------------------ */
 
-void mag__obs_run_begin_slow(mag__worker_t *w, mag_task_t *t)
+static mag__obs_worker_t *rec(void *ctx, const mag__worker_t *w)
 {
-    mag__obs_worker_t *o = w->obs_rec;
+    return &((mag__obs_shared_t *)ctx)->ow[w->index];
+}
+
+static void task_init(void *ctx, mag_task_t *t)
+{
+    /* relaxed: read by dumps under the registry lock, which publishes it. */
+    atomic_store_explicit(&t->hook_words[MAG__OBS_SPAWN_NS], mag__now(), memory_order_relaxed);
+}
+
+static void job_begin(void *ctx, mag_task_t *t)
+{
+    /* relaxed: for task dumps ("running for ..."). */
+    atomic_store_explicit(&t->hook_words[MAG__OBS_RUN_START_NS], mag__now(),
+                          memory_order_relaxed);
+}
+
+static uint64_t track_run_begin(mag__obs_worker_t *o, mag_task_t *t)
+{
     uint64_t now = mag__now();
     /* relaxed: the watchdog reads it back under the registry locks
      * (mag__obs_running_task) to confirm the run it saw is still going. */
-    atomic_store_explicit(&t->run_start_ns, now, memory_order_relaxed);
+    atomic_store_explicit(&t->hook_words[MAG__OBS_RUN_START_NS], now, memory_order_relaxed);
     atomic_store_explicit(&o->task, t, memory_order_relaxed);
     /* release: pairs with the acquire load of start_ns in the watchdog and
      * mag_metrics, which then read the task stored above. */
     atomic_store_explicit(&o->start_ns, now, memory_order_release);
-    if (!(w->obs & MAG__OBS_TRACE))
-        return;
-    if (t->trace_flow) {
-        t->trace_flow = 0;
+    return now;
+}
+
+static uint64_t track_run_end(mag__obs_worker_t *o, mag_task_t *t)
+{
+    uint64_t start = atomic_load_explicit(&o->start_ns, memory_order_relaxed);
+    /* relaxed: readers confirm a run under the registry locks (see above). */
+    atomic_store_explicit(&o->start_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&o->task, NULL, memory_order_relaxed);
+    atomic_store_explicit(&t->hook_words[MAG__OBS_RUN_START_NS], 0, memory_order_relaxed);
+    return start;
+}
+
+static void run_begin(void *ctx, mag__worker_t *w, mag_task_t *t)
+{
+    track_run_begin(rec(ctx, w), t);
+}
+
+static void run_end(void *ctx, mag__worker_t *w, mag_task_t *t)
+{
+    track_run_end(rec(ctx, w), t);
+}
+
+static void trace_run_begin(void *ctx, mag__worker_t *w, mag_task_t *t)
+{
+    mag__obs_worker_t *o = rec(ctx, w);
+    uint64_t now = track_run_begin(o, t);
+    /* relaxed: the queue that handed t to this worker published the flag
+     * (see trace_wake). */
+    if (atomic_load_explicit(&t->hook_words[MAG__OBS_FLOW], memory_order_relaxed)) {
+        atomic_store_explicit(&t->hook_words[MAG__OBS_FLOW], 0, memory_order_relaxed);
         ev_next(o, MAG__EV_FLOW_F, now, t->id);
     }
     /* Only the task writes its wait_kind, and it is not running yet: what we
-     * read is what its last run ended with (see run_end). */
+     * read is what its last run ended with (see trace_run_end). */
     int kind = atomic_load_explicit(&t->wait_kind, memory_order_relaxed);
     if (kind != MAG__WAIT_NONE)
         ev_next(o, MAG__EV_WAIT_E, now, t->id)->arg = (uint32_t)kind;
 }
 
-void mag__obs_run_end_slow(mag__worker_t *w, mag_task_t *t)
+static void trace_run_end(void *ctx, mag__worker_t *w, mag_task_t *t)
 {
-    mag__obs_worker_t *o = w->obs_rec;
-    uint64_t start = atomic_load_explicit(&o->start_ns, memory_order_relaxed);
-    /* relaxed: readers confirm a run under the registry locks (see above). */
-    atomic_store_explicit(&o->start_ns, 0, memory_order_relaxed);
-    atomic_store_explicit(&o->task, NULL, memory_order_relaxed);
-    atomic_store_explicit(&t->run_start_ns, 0, memory_order_relaxed);
-    if (!(w->obs & MAG__OBS_TRACE))
-        return;
+    mag__obs_worker_t *o = rec(ctx, w);
+    uint64_t start = track_run_end(o, t);
     uint64_t now = mag__now();
     /* Still RUNNING here: no other worker can resume it before the
      * scheduler's CAS to PARKED, so its name and wait_kind are stable. */
@@ -86,25 +124,42 @@ void mag__obs_run_end_slow(mag__worker_t *w, mag_task_t *t)
         ev_next(o, MAG__EV_WAIT_B, now, t->id)->arg = (uint32_t)kind;
 }
 
-void mag__trace_wake(mag__worker_t *w, mag_task_t *t, bool is_new)
+static void trace_wake(void *ctx, mag__worker_t *w, mag_task_t *t, bool is_new)
 {
     /* t is RUNNABLE and in no queue yet: the push that follows publishes
-     * trace_flow to the worker that runs it. */
-    t->trace_flow = 1;
-    ev_next(w->obs_rec, MAG__EV_FLOW_S, mag__now(), t->id)->n = is_new;
+     * the flag to the worker that runs it. */
+    atomic_store_explicit(&t->hook_words[MAG__OBS_FLOW], 1, memory_order_relaxed);
+    ev_next(rec(ctx, w), MAG__EV_FLOW_S, mag__now(), t->id)->n = is_new;
 }
 
-void mag__trace_steal(mag__worker_t *w, unsigned victim, unsigned n)
+static void trace_steal(void *ctx, mag__worker_t *w, unsigned victim, unsigned n)
 {
-    mag__trace_ev_t *e = ev_next(w->obs_rec, MAG__EV_STEAL, mag__now(), 0);
+    mag__trace_ev_t *e = ev_next(rec(ctx, w), MAG__EV_STEAL, mag__now(), 0);
     e->arg = victim;
     e->n = (uint16_t)n;
 }
 
-void mag__trace_park(mag__worker_t *w, uint64_t t0, uint64_t t1)
+static void trace_park(void *ctx, mag__worker_t *w, uint64_t t0, uint64_t t1)
 {
-    ev_next(w->obs_rec, MAG__EV_PARK, t0, 0)->dur = t1 - t0;
+    ev_next(rec(ctx, w), MAG__EV_PARK, t0, 0)->dur = t1 - t0;
 }
+
+const mag__hooks_t mag__obs_track_hooks = {
+    .task_init = task_init,
+    .run_begin = run_begin,
+    .run_end = run_end,
+    .job_begin = job_begin,
+};
+
+const mag__hooks_t mag__obs_trace_hooks = {
+    .task_init = task_init,
+    .run_begin = trace_run_begin,
+    .run_end = trace_run_end,
+    .job_begin = job_begin,
+    .wake = trace_wake,
+    .steal = trace_steal,
+    .park = trace_park,
+};
 
 /* ---- rings --------------------------------------------------------------- */
 

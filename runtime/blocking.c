@@ -118,12 +118,8 @@ static void *blocking_thread(void *arg)
                 b->tail = NULL;
             b->queued--;
             pthread_mutex_unlock(&b->lock);
-            /* acq_rel: an exchange like the scheduler's, so that a concurrent
-             * mag__wake's read-modify-write is ordered with it (it only sets
-             * NOTIFY, never queues the record). */
-            atomic_exchange_explicit(&t->state, MAG__RUNNING, memory_order_acq_rel);
-            if (b->rt->obs) /* relaxed: for task dumps ("running for ...") */
-                atomic_store_explicit(&t->run_start_ns, mag__now(), memory_order_relaxed);
+            mag__state_begin_job(&t->state);
+            MAG__HOOK(b->rt, job_begin, t);
             t->result = t->fn(t->arg);
             /* Counted as finishing before the joiner can see the result: a
              * joiner that spawns again at once finds us about to take its

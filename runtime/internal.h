@@ -60,25 +60,6 @@
 #endif
 #define MAG__SANITIZED (MAG__ASAN || MAG__TSAN)
 
-/* ---- task states (mag_task.state) --------------------------------------
- * A status in the low bits plus a NOTIFY bit. A waker always performs a
- * read-modify-write on the state (it sets NOTIFY even on a task that is
- * RUNNABLE or RUNNING): the scheduler starts a task with an exchange, so the
- * two read-modify-writes are ordered and either the scheduler's exchange sees
- * the waker's write (and with it, by acquire/release, the condition the waker
- * published) or the waker sees RUNNING and its NOTIFY stops the park. A
- * waker that only loaded the state could race the scheduler's store of
- * RUNNING (the store-buffer pattern) and lose the wake-up. */
-enum {
-    MAG__RUNNABLE = 0, /* in a run queue, or about to be */
-    MAG__RUNNING = 1,  /* on a worker (also while switching out) */
-    MAG__PARKED = 2,   /* suspended; the next mag__wake queues it */
-    MAG__DONE = 3,     /* returned; its stack is released */
-    MAG__FREE = 4,     /* the record is in the free pool */
-    MAG__STATUS_MASK = 7,
-    MAG__NOTIFY = 8,   /* woken while runnable or running: do not park */
-};
-
 /* Where a parked task waits, for task dumps (mag_task.wait_kind). */
 enum {
     MAG__WAIT_NONE = 0,

@@ -10,7 +10,9 @@
 #include <stdint.h>
 
 #include "runtime/deque.h"
+#include "runtime/hooks.h"
 #include "runtime/internal.h"
+#include "runtime/task_state.h"
 
 /* ---- fibers and stacks (fiber.c) ---------------------------------------- */
 typedef struct mag__stack {
@@ -62,7 +64,7 @@ MAG_HIDDEN uint64_t mag__wheel_next(mag__wheel_t *w);
 enum { MAG__HANDLE_JOINABLE = 0, MAG__HANDLE_DETACHED = 1, MAG__HANDLE_RELEASED = 2 };
 
 struct mag_task {
-    _Atomic uint32_t state;     /* MAG__RUNNABLE ... (the wake-up protocol) */
+    _Atomic uint32_t state;     /* only through task_state.h */
     _Atomic uint32_t cancelled; /* sticky; release by mag_cancel, acquire by checks */
     void *sp;                   /* saved stack pointer while switched out */
     mag__stack_t *stack;        /* NULL until the task first runs */
@@ -80,15 +82,12 @@ struct mag_task {
     _Atomic(mag__waiter_t *) joiner; /* NULL, a waiter, or MAG__JOIN_DONE */
     uint64_t magic;
     uint64_t id;
-    uint64_t spawn_ns;
-    _Atomic uint64_t run_start_ns;  /* start of the current run (watchdog) */
     uint64_t deadlines[MAG_DEADLINE_DEPTH];
     unsigned ndeadlines;
     uint64_t deadline;              /* earliest of deadlines[], or UINT64_MAX */
     mag__timer_t deadline_timer;
     bool deadline_armed;
     bool started;
-    uint8_t trace_flow;             /* a traced wake-up awaits its flow end (trace.c) */
     _Atomic int wait_kind;          /* MAG__WAIT_* (dumps) */
     const void *_Atomic wait_obj;
     struct mag_group *group;        /* group membership (group.c) */
@@ -96,6 +95,7 @@ struct mag_task {
     int group_id;
     void *tsan_fiber;
     char name[32];
+    _Atomic uint64_t hook_words[MAG__HOOK_WORDS]; /* the installed hooks' (hooks.h) */
 };
 
 MAG_HIDDEN mag_task_t *mag__task_alloc(struct mag__worker *w);
@@ -122,6 +122,13 @@ typedef struct mag__worker_stats {
     _Atomic uint64_t park_start_ns; /* when the current park began; 0 while not parked */
 } mag__worker_stats_t;
 
+/* Owner-only counters: a relaxed load and store, no locked instruction. */
+static inline void mag__stat_inc(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
 typedef struct mag__worker {
     mag__deque_t deque; /* first: its own cache lines */
     mag_runtime_t *rt;
@@ -136,8 +143,8 @@ typedef struct mag__worker {
     bool searching;
     bool ring_ready;
     bool is_thread;                /* its own OS thread (not loop mode) */
-    uint8_t obs;                   /* MAG__OBS_* hooks on (trace.h); fixed before it starts */
-    struct mag__obs_worker *obs_rec; /* its observability record (debug.c) */
+    const mag__hooks_t *hooks;     /* rt->hooks, on the worker's own line */
+    void *hook_ctx;
     struct io_uring ring;
     unsigned ring_flags;
     int wake_fd;                   /* eventfd; a read on the ring is always armed */
@@ -188,14 +195,14 @@ struct mag_runtime {
     _Atomic uint32_t started;  /* futex word: every worker ring exists */
     _Atomic uint32_t stopping; /* workers exit their loop */
     bool draining;             /* loop mode shutdown: run until live == 0 */
-    void *debug;               /* debug.c: the watchdog's state */
     struct mag__blocking *blocking; /* the blocking pool (blocking.h) */
     struct mag__procpool *procpool; /* the process pool, owned above (procpool/); NULL: none */
     _Atomic uint32_t closing;  /* shutdown started: spawns are refused */
     pthread_t loop_owner;      /* loop mode: the block_on thread */
     bool loop_owned;
     _Atomic uint64_t spawned, completed;
-    uint8_t obs;               /* MAG__OBS_* (trace.h), fixed at create */
+    const mag__hooks_t *hooks; /* NULL: none installed (hooks.h) */
+    void *hook_ctx;
     uint64_t start_ns;         /* mag__now() at create (metrics) */
 };
 
@@ -212,10 +219,5 @@ MAG_HIDDEN void mag__worker_wake(mag__worker_t *w);
 MAG_HIDDEN void mag__registry_add(mag_runtime_t *rt, mag_task_t *t, unsigned shard);
 MAG_HIDDEN void mag__registry_remove(mag_runtime_t *rt, mag_task_t *t);
 MAG_HIDDEN uint64_t mag__now(void);
-/* debug.c: the slow-task watchdog and friends (cfg.debug). */
-MAG_HIDDEN void mag__debug_start(mag_runtime_t *rt);
-MAG_HIDDEN void mag__debug_stop(mag_runtime_t *rt);
-/* Stops what reads the pools (the stats server): before they stop. */
-MAG_HIDDEN void mag__debug_quiesce(mag_runtime_t *rt);
 
 #endif /* MAGPIE_RUNTIME_SCHED_H */

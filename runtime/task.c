@@ -4,7 +4,7 @@
  * Task records are type-stable: they are carved from slabs, recycled through a
  * per-worker cache and a global pool, and never handed back to malloc. A late
  * mag__wake on a record that has moved on therefore touches a task record,
- * never freed memory (see the wake-up protocol in internal.h), and joining a
+ * never freed memory (see the wake-up protocol in internal.h and task_state.h), and joining a
  * released handle finds MAG__FREE instead of garbage.
  *
  * A record holds two references: the running body and the handle. The body's
@@ -69,7 +69,7 @@ static mag_task_t *pool_take(void)
         slab[i].tsan_fiber = NULL;
         slab[i].stack = NULL;
         slab[i].magic = MAG__TASK_MAGIC;
-        atomic_init(&slab[i].state, MAG__FREE);
+        mag__state_init_free(&slab[i].state);
         slab[i].next = i + 1 < SLAB_TASKS ? &slab[i + 1] : NULL;
     }
     pthread_mutex_lock(&pool_lock);
@@ -103,7 +103,7 @@ void mag__task_pool_put(mag_task_t *t)
 static void task_free(mag_task_t *t)
 {
     mag__registry_remove(t->rt, t);
-    atomic_store_explicit(&t->state, MAG__FREE, memory_order_release);
+    mag__state_set_free(&t->state);
     mag__worker_t *w = mag__tls_worker;
     if (w && w->free_count < CACHE_MAX) {
         t->next = w->free_tasks;
@@ -119,6 +119,21 @@ void mag__task_release(mag_task_t *t)
     /* acq_rel: the last holder sees every write the others made. */
     if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
         task_free(t);
+}
+
+void mag__hooks_install(mag_runtime_t *rt, const mag__hooks_t *hooks, void *ctx)
+{
+    rt->hooks = hooks;
+    rt->hook_ctx = ctx;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        rt->workers[i]->hooks = hooks;
+        rt->workers[i]->hook_ctx = ctx;
+    }
+}
+
+void *mag__hooks_ctx(const mag_runtime_t *rt)
+{
+    return rt->hook_ctx;
 }
 
 /* ---- the registry of live tasks (shutdown, dumps) -------------------------- */
@@ -192,14 +207,11 @@ void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool
     atomic_store_explicit(&t->joiner, NULL, memory_order_relaxed);
     atomic_store_explicit(&t->cancelled, 0, memory_order_relaxed);
     t->id = 0;
-    t->spawn_ns = rt->obs ? mag__now() : 0; /* task ages, when tracked (trace.h) */
-    atomic_store_explicit(&t->run_start_ns, 0, memory_order_relaxed);
     t->ndeadlines = 0;
     t->deadline = UINT64_MAX;
     t->deadline_armed = false;
     memset(&t->deadline_timer, 0, sizeof t->deadline_timer);
     t->started = false;
-    t->trace_flow = 0;
     atomic_store_explicit(&t->wait_kind, MAG__WAIT_NONE, memory_order_relaxed);
     atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
     t->group = NULL;
@@ -207,8 +219,11 @@ void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool
     t->group_id = -1;
     t->tsan_fiber = NULL;
     t->name[0] = 0;
+    for (unsigned i = 0; i < MAG__HOOK_WORDS; i++)
+        atomic_store_explicit(&t->hook_words[i], 0, memory_order_relaxed);
+    MAG__HOOK(rt, task_init, t);
     /* Published with the record by whatever queue hands it on. */
-    atomic_store_explicit(&t->state, MAG__RUNNABLE, memory_order_relaxed);
+    mag__state_init(&t->state);
 }
 
 int mag__spawn_member(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
@@ -300,8 +315,7 @@ void mag__task_finish(mag_task_t *t)
     /* relaxed: a counter; counted before joiners can see the task done, so
      * that once everything is joined, spawned == completed (metrics). */
     atomic_fetch_add_explicit(&rt->completed, 1, memory_order_relaxed);
-    /* release: the result and everything the body wrote, for joiners. */
-    atomic_store_explicit(&t->state, MAG__DONE, memory_order_release);
+    mag__state_set_done(&t->state);
     if (t->group)
         mag__group_member_done(t);
     /* acq_rel: release publishes the result to the joiner, which reads it
@@ -334,7 +348,7 @@ static bool handle_valid(mag_task_t *t, const char *what)
         mag__warn("%s: %p is not a task handle", what, (void *)t);
         return false;
     }
-    uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire) & MAG__STATUS_MASK;
+    uint32_t s = mag__state_status(&t->state);
     uint32_t h = atomic_load_explicit(&t->handle, memory_order_acquire);
     if (s == MAG__FREE || h != MAG__HANDLE_JOINABLE) {
         /* Not t->rt->cfg.debug: a freed record's runtime may be gone. */
@@ -427,7 +441,7 @@ void mag_cancel(mag_task_t *t)
 {
     if (!t || t->magic != MAG__TASK_MAGIC)
         return;
-    uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire) & MAG__STATUS_MASK;
+    uint32_t s = mag__state_status(&t->state);
     if (s == MAG__DONE || s == MAG__FREE)
         return;
     /* release: pairs with the acquire loads in the suspension checks; the

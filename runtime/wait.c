@@ -48,30 +48,8 @@ void mag__park(void)
 
 void mag__wake(mag_task_t *t)
 {
-    /* relaxed first read: the CAS below is what orders. */
-    uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
-    for (;;) {
-        uint32_t status = s & MAG__STATUS_MASK;
-        if (status == MAG__DONE || status == MAG__FREE)
-            return;
-        if (status == MAG__PARKED) {
-            /* acq_rel: release publishes the waker's condition to whoever
-             * runs the task; pairs with the scheduler's acquire exchange. */
-            if (atomic_compare_exchange_weak_explicit(&t->state, &s, MAG__RUNNABLE,
-                                                      memory_order_acq_rel,
-                                                      memory_order_relaxed)) {
-                mag__schedule(t->rt, t, false);
-                return;
-            }
-            continue;
-        }
-        /* RUNNABLE or RUNNING: a read-modify-write even when NOTIFY is
-         * already set, so that it is ordered against the scheduler's
-         * exchange (see internal.h). */
-        if (atomic_compare_exchange_weak_explicit(&t->state, &s, s | MAG__NOTIFY,
-                                                  memory_order_acq_rel, memory_order_relaxed))
-            return;
-    }
+    if (mag__state_wake(&t->state) == MAG__WAKE_SCHEDULE)
+        mag__schedule(t->rt, t, false);
 }
 
 /* ---- suspension points ---------------------------------------------------- */

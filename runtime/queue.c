@@ -1,0 +1,106 @@
+/*
+ * runtime/queue.c - the run queues: the runtime's inject queue (spawns and
+ * wake-ups from outside its workers, and overflow) and each worker's local
+ * queue (a Chase-Lev deque, deque.h, plus the LIFO slot), and where a task
+ * made runnable goes.
+ */
+#include "runtime/idle.h"
+#include "runtime/queue.h"
+
+/* ---- the inject queue ----------------------------------------------------- */
+
+void mag__inject_push(mag_runtime_t *rt, mag_task_t *first, mag_task_t *last, size_t n)
+{
+    last->next = NULL;
+    pthread_mutex_lock(&rt->inject_lock);
+    if (rt->inject_tail)
+        rt->inject_tail->next = first;
+    else
+        rt->inject_head = first;
+    rt->inject_tail = last;
+    /* relaxed: a hint read without the lock; the mutex orders the list. */
+    atomic_store_explicit(&rt->inject_len,
+                          atomic_load_explicit(&rt->inject_len, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&rt->inject_lock);
+}
+
+/* Takes up to max tasks; returns the first, links the rest via ->next. */
+mag_task_t *mag__inject_take(mag_runtime_t *rt, size_t max, size_t *taken)
+{
+    *taken = 0;
+    if (!atomic_load_explicit(&rt->inject_len, memory_order_relaxed))
+        return NULL;
+    pthread_mutex_lock(&rt->inject_lock);
+    size_t len = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
+    size_t n = len < max ? len : max;
+    mag_task_t *first = rt->inject_head, *last = NULL, *t = first;
+    for (size_t i = 0; i < n; i++) {
+        last = t;
+        t = t->next;
+    }
+    rt->inject_head = t;
+    if (!t)
+        rt->inject_tail = NULL;
+    if (last)
+        last->next = NULL;
+    atomic_store_explicit(&rt->inject_len, len - n, memory_order_relaxed);
+    pthread_mutex_unlock(&rt->inject_lock);
+    *taken = n;
+    return n ? first : NULL;
+}
+
+/* ---- local queue ------------------------------------------------------------ */
+
+/* The local queue is full: half of it and t go to the inject queue in one
+ * batch. Out of line, so the hot push below stays small. */
+void mag__push_overflow(mag__worker_t *w, mag_task_t *t)
+{
+    mag_task_t *batch[MAG__DEQUE_CAP / 2];
+    unsigned n = mag__deque_take(&w->deque, batch, MAG__DEQUE_CAP / 2, false);
+    for (unsigned i = 0; i + 1 < n; i++)
+        batch[i]->next = batch[i + 1];
+    if (n) {
+        batch[n - 1]->next = t;
+        mag__inject_push(w->rt, batch[0], t, n + 1);
+    } else {
+        mag__inject_push(w->rt, t, t, 1);
+    }
+    mag__stat_inc(&w->stats.overflows, 1);
+}
+
+void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new)
+{
+    mag__worker_t *w = mag__tls_worker;
+    if (w && w->rt == rt) {
+        MAG__HOOK(w, wake, w, t, is_new);
+        /* The task just woken or spawned runs next here (cache-warm); the one
+         * it displaces goes to the back, where others may steal it. */
+        mag_task_t *prev = w->lifo;
+        w->lifo = t;
+        if (!prev)
+            return;
+        mag__push_back(w, prev);
+        if (rt->nworkers == 1) /* loop mode: no other worker to wake */
+            return;
+    } else {
+        mag__inject_push(rt, t, t, 1);
+        if (w)
+            mag__stat_inc(&w->stats.remote_wakes, 1);
+    }
+    mag__notify_parked(rt);
+}
+
+bool mag__work_pending_anywhere(mag_runtime_t *rt)
+{
+    /* seq_cst loads: see mag__notify_parked. */
+    if (atomic_load_explicit(&rt->inject_len, memory_order_seq_cst))
+        return true;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        mag__deque_t *q = &rt->workers[i]->deque;
+        uint64_t t = atomic_load_explicit(&q->top, memory_order_seq_cst);
+        if (atomic_load_explicit(&q->bottom, memory_order_seq_cst) > t)
+            return true;
+    }
+    return false;
+}

@@ -1,0 +1,222 @@
+/*
+ * runtime/ring.c - the ring driver: the only code that sets up, submits to,
+ * reaps and waits on a worker's io_uring, forwards cancel requests to the
+ * ring that owns an operation, and rings a parked worker's doorbell (an
+ * eventfd whose read is always armed on the ring).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "runtime/ring.h"
+
+void mag__worker_wake(mag__worker_t *w)
+{
+    /* seq_cst: pairs with the seq_cst store of sleeping and load of notified
+     * in park(): either the sleeper sees our notified flag, or we see it
+     * sleeping and write its eventfd. */
+    if (atomic_exchange_explicit(&w->sleeping, 0, memory_order_seq_cst)) {
+        uint64_t one = 1;
+        ssize_t r = write(w->wake_fd, &one, sizeof one);
+        (void)r; /* EAGAIN means a wake is pending already */
+    }
+}
+
+static void wake_complete(mag__op_t *op, int res, uint32_t flags)
+{
+    (void)res;
+    (void)flags;
+    mag__worker_t *w = (mag__worker_t *)((char *)op - offsetof(mag__worker_t, wake_op));
+    w->wake_armed = false;
+}
+
+static void arm_wake_read(mag__worker_t *w)
+{
+    if (w->wake_armed)
+        return;
+    struct io_uring_sqe *sqe = mag__sqe();
+    io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0);
+    io_uring_sqe_set_data(sqe, &w->wake_op);
+    w->wake_armed = true;
+}
+
+struct io_uring_sqe *mag__sqe(void)
+{
+    mag__worker_t *w = mag__worker_current();
+    struct io_uring_sqe *sqe;
+    while (!(sqe = io_uring_get_sqe(&w->ring)))
+        io_uring_submit(&w->ring);
+    w->inflight++;
+    mag__stat_inc(&w->stats.io_submitted, 1);
+    return sqe;
+}
+
+static unsigned reap(mag__worker_t *w)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&w->ring, head, cqe)
+    {
+        mag__op_t *op = io_uring_cqe_get_data(cqe);
+        if (!(cqe->flags & IORING_CQE_F_MORE))
+            w->inflight--;
+        if (op)
+            op->complete(op, cqe->res, cqe->flags);
+        n++;
+    }
+    if (n) {
+        io_uring_cq_advance(&w->ring, n);
+        mag__stat_inc(&w->stats.io_completed, n);
+    }
+    return n;
+}
+
+static void cancel_complete(mag__op_t *op, int res, uint32_t flags)
+{
+    (void)res;
+    (void)flags;
+    mag__cancel_t *c = (mag__cancel_t *)op;
+    mag_task_t *task = c->task; /* waker's rule: read before the release */
+    /* release: pairs with the acquire in mag__cancel_done. */
+    atomic_store_explicit(&c->done, 1, memory_order_release);
+    if (task)
+        mag__wake(task);
+}
+
+static void submit_cancel(mag__cancel_t *c)
+{
+    struct io_uring_sqe *sqe = mag__sqe();
+    io_uring_prep_cancel(sqe, c->target, 0);
+    io_uring_sqe_set_data(sqe, &c->op);
+}
+
+/* Cancel requests forwarded by other threads: a Treiber stack. Each record
+ * stays alive until its own completion (see mag__cancel_t). */
+static void drain_cancels(mag__worker_t *w)
+{
+    if (!atomic_load_explicit(&w->cancels, memory_order_relaxed))
+        return;
+    /* acquire: pairs with the release in mag__op_cancel's CAS. */
+    mag__cancel_t *c = atomic_exchange_explicit(&w->cancels, NULL, memory_order_acquire);
+    while (c) {
+        mag__cancel_t *next = c->next;
+        submit_cancel(c);
+        c = next;
+    }
+}
+
+void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
+{
+    mag__worker_t *owner = target->worker;
+    c->op.complete = cancel_complete;
+    c->op.worker = owner;
+    c->target = target;
+    c->task = mag__task_current();
+    atomic_store_explicit(&c->done, 0, memory_order_relaxed);
+    if (owner == mag__worker_current()) {
+        submit_cancel(c);
+        return;
+    }
+    mag__cancel_t *head = atomic_load_explicit(&owner->cancels, memory_order_relaxed);
+    do
+        c->next = head;
+    /* seq_cst: release publishes c to the draining owner; seq_cst pairs
+     * with park's seq_cst load of cancels after it announces sleeping. */
+    while (!atomic_compare_exchange_weak_explicit(&owner->cancels, &head, c, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+    mag__worker_wake(owner);
+}
+
+/* Submits what is pending and reaps what completed, without blocking. */
+unsigned mag__ring_poll(mag__worker_t *w)
+{
+    drain_cancels(w);
+    unsigned busy = w->inflight - (w->wake_armed ? 1 : 0);
+    if (io_uring_sq_ready(&w->ring) || busy) {
+        if (w->ring_flags & IORING_SETUP_DEFER_TASKRUN)
+            io_uring_submit_and_get_events(&w->ring);
+        else
+            io_uring_submit(&w->ring);
+    }
+    return reap(w);
+}
+
+void mag__ring_sleep_begin(mag__worker_t *w)
+{
+    arm_wake_read(w);
+    /* seq_cst: pairs with mag__worker_wake's exchange (see there). */
+    atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
+}
+
+bool mag__ring_cancels_pending(mag__worker_t *w)
+{
+    /* seq_cst: after the seq_cst store of sleeping; pairs with the seq_cst
+     * CAS in mag__op_cancel. */
+    return atomic_load_explicit(&w->cancels, memory_order_seq_cst) != NULL;
+}
+
+void mag__ring_wait(mag__worker_t *w, uint64_t deadline_ns)
+{
+    struct io_uring_cqe *cqe;
+    drain_cancels(w);
+    if (deadline_ns == UINT64_MAX) {
+        io_uring_submit_and_wait(&w->ring, 1);
+    } else {
+        uint64_t now = mag__now();
+        uint64_t d = deadline_ns > now ? deadline_ns - now : 0;
+        struct __kernel_timespec ts = {.tv_sec = (long long)(d / 1000000000ull),
+                                       .tv_nsec = (long long)(d % 1000000000ull)};
+        io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+    }
+}
+
+void mag__ring_sleep_end(mag__worker_t *w)
+{
+    atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
+}
+
+int mag__ring_setup(mag__worker_t *w)
+{
+    struct io_uring_params p;
+    unsigned entries = w->rt->cfg.ring_entries;
+    /* Newest flags first, falling back on kernels that refuse them. */
+    static const unsigned flag_sets[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+        0,
+    };
+    int rc = -EINVAL;
+    for (unsigned i = 0; i < sizeof flag_sets / sizeof flag_sets[0]; i++) {
+        memset(&p, 0, sizeof p);
+        p.flags = flag_sets[i];
+        rc = io_uring_queue_init_params(entries, &w->ring, &p);
+        if (rc == 0) {
+            w->ring_flags = p.flags;
+            break;
+        }
+        if (rc != -EINVAL)
+            break;
+    }
+    if (rc)
+        return rc;
+    w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w->wake_fd < 0) {
+        rc = -errno;
+        io_uring_queue_exit(&w->ring);
+        return rc;
+    }
+    w->wake_op.complete = wake_complete;
+    w->wake_op.worker = w;
+    w->ring_ready = true;
+    return 0;
+}
+
+void mag__ring_teardown(mag__worker_t *w)
+{
+    if (!w->ring_ready)
+        return;
+    io_uring_queue_exit(&w->ring);
+    close(w->wake_fd);
+    w->ring_ready = false;
+}

@@ -1,0 +1,29 @@
+/*
+ * runtime/ring.h - the ring driver (ring.c): the only user of io_uring setup,
+ * submission, reaping, waiting and cancel forwarding. Operations elsewhere
+ * only prepare SQEs they get from mag__sqe (internal.h). Private to runtime/.
+ */
+#ifndef MAGPIE_RUNTIME_RING_H
+#define MAGPIE_RUNTIME_RING_H
+
+#include "runtime/sched.h"
+
+/* Creates w's ring (the newest setup flags the kernel accepts) and its
+ * doorbell eventfd. On the thread that will own the ring. 0 or -errno. */
+MAG_HIDDEN int mag__ring_setup(mag__worker_t *w);
+/* Closes the ring and the doorbell; a no-op when there is none. */
+MAG_HIDDEN void mag__ring_teardown(mag__worker_t *w);
+/* Submits what is pending (and forwarded cancels) and reaps what completed,
+ * without blocking. Returns the completions handled. */
+MAG_HIDDEN unsigned mag__ring_poll(mag__worker_t *w);
+/* Going to sleep: arms the doorbell and announces w as sleeping (seq_cst),
+ * so that mag__worker_wake either sees it or w sees the waker's work. */
+MAG_HIDDEN void mag__ring_sleep_begin(mag__worker_t *w);
+/* A cancel was forwarded to w (checked after sleep_begin: then sleep not). */
+MAG_HIDDEN bool mag__ring_cancels_pending(mag__worker_t *w);
+/* Submits and waits for a completion (the doorbell counts) or until
+ * deadline_ns (absolute, UINT64_MAX: none). */
+MAG_HIDDEN void mag__ring_wait(mag__worker_t *w, uint64_t deadline_ns);
+MAG_HIDDEN void mag__ring_sleep_end(mag__worker_t *w);
+
+#endif /* MAGPIE_RUNTIME_RING_H */

@@ -1,0 +1,155 @@
+/*
+ * runtime/task_state.h - the task state word (mag_task.state) and every
+ * transition it makes. Nothing outside this header writes the word; each
+ * transition is a named function that says what happened, as Tokio's
+ * task/state.rs does.
+ *
+ * The word is a status in the low bits plus a NOTIFY bit:
+ *
+ *   FREE -> RUNNABLE          spawn (mag__state_init), published by the queue
+ *   RUNNABLE -> RUNNING       a worker (or a blocking-pool thread) starts it
+ *   RUNNING -> PARKED         the scheduler, after the task switched out
+ *   RUNNING -> RUNNING        a yield: it stays RUNNING while queued
+ *   PARKED -> RUNNABLE        a waker; the waker queues it
+ *   RUNNABLE|RUNNING + NOTIFY a waker that found it awake: do not park
+ *   RUNNING -> DONE           the body returned
+ *   DONE -> FREE              the last reference went
+ *
+ * A waker always performs a read-modify-write on the word (it sets NOTIFY even
+ * on a task that is RUNNABLE or RUNNING): the scheduler starts a task with an
+ * exchange, so the two read-modify-writes are ordered, and either the
+ * scheduler's exchange sees the waker's write (and with it, by
+ * acquire/release, the condition the waker published) or the waker sees
+ * RUNNING and its NOTIFY stops the park. A waker that only loaded the word
+ * could race the scheduler's store of RUNNING (the store-buffer pattern) and
+ * lose the wake-up.
+ */
+#ifndef MAGPIE_RUNTIME_TASK_STATE_H
+#define MAGPIE_RUNTIME_TASK_STATE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum {
+    MAG__RUNNABLE = 0, /* in a run queue, or about to be */
+    MAG__RUNNING = 1,  /* on a worker (also while switching out) */
+    MAG__PARKED = 2,   /* suspended; the next wake queues it */
+    MAG__DONE = 3,     /* returned; its stack is released */
+    MAG__FREE = 4,     /* the record is in the free pool */
+    MAG__STATUS_MASK = 7,
+    MAG__NOTIFY = 8,   /* woken while runnable or running: do not park */
+};
+
+/* The status alone (RUNNABLE ... FREE). acquire: a reader that sees DONE
+ * sees the result and everything the body wrote (pairs with
+ * mag__state_set_done). */
+static inline uint32_t mag__state_status(_Atomic uint32_t *word)
+{
+    return atomic_load_explicit(word, memory_order_acquire) & MAG__STATUS_MASK;
+}
+
+/* A record carved from a slab, never yet used. */
+static inline void mag__state_init_free(_Atomic uint32_t *word)
+{
+    atomic_init(word, MAG__FREE);
+}
+
+/* A fresh task, not yet started. relaxed: the queue that hands the record on
+ * publishes it (release/acquire). */
+static inline void mag__state_init(_Atomic uint32_t *word)
+{
+    atomic_store_explicit(word, MAG__RUNNABLE, memory_order_relaxed);
+}
+
+/* A worker is about to run the task. A task woken from PARKED is RUNNABLE:
+ * the exchange (acq_rel) orders us after the waker's read-modify-write, so
+ * the task sees what the waker published, and clears a NOTIFY that came while
+ * it was queued. A task that yielded stayed RUNNING: a waker meanwhile set
+ * NOTIFY with a read-modify-write, which makes its next park run it again
+ * rather than lose the wake, so the plain load suffices and the common yield
+ * costs no locked instruction. */
+static inline void mag__state_begin_run(_Atomic uint32_t *word)
+{
+    if (atomic_load_explicit(word, memory_order_acquire) != MAG__RUNNING)
+        atomic_exchange_explicit(word, MAG__RUNNING, memory_order_acq_rel);
+}
+
+/* A blocking-pool thread starts a job. An exchange like the scheduler's, so
+ * that a concurrent wake's read-modify-write is ordered with it (on a job a
+ * wake only sets NOTIFY: the record is never PARKED, so never queued). */
+static inline void mag__state_begin_job(_Atomic uint32_t *word)
+{
+    atomic_exchange_explicit(word, MAG__RUNNING, memory_order_acq_rel);
+}
+
+/* The scheduler, after the task switched out to park. Returns true if it is
+ * now PARKED (the next wake queues it), false if it was woken while switching
+ * out: it is RUNNING again with NOTIFY cleared, and must run at once. */
+static inline bool mag__state_park(_Atomic uint32_t *word)
+{
+    uint32_t expected = MAG__RUNNING;
+    /* acq_rel: release makes the task's writes visible to whoever wakes and
+     * runs it; on failure, acquire sees the waker's data. */
+    if (atomic_compare_exchange_strong_explicit(word, &expected, MAG__PARKED,
+                                                memory_order_acq_rel, memory_order_acquire))
+        return true;
+    atomic_exchange_explicit(word, MAG__RUNNING, memory_order_acq_rel);
+    return false;
+}
+
+/* What a wake did. */
+typedef enum {
+    MAG__WAKE_NONE,     /* DONE or FREE: nothing to wake */
+    MAG__WAKE_NOTIFIED, /* runnable or running: NOTIFY set, it will not park */
+    MAG__WAKE_SCHEDULE, /* was PARKED, now RUNNABLE: the caller must queue it */
+} mag__wake_result_t;
+
+/* Any thread. The caller published its condition before (the waker's rule in
+ * internal.h). */
+static inline mag__wake_result_t mag__state_wake(_Atomic uint32_t *word)
+{
+    /* relaxed first read: the CAS below is what orders. */
+    uint32_t s = atomic_load_explicit(word, memory_order_relaxed);
+    for (;;) {
+        uint32_t status = s & MAG__STATUS_MASK;
+        if (status == MAG__DONE || status == MAG__FREE)
+            return MAG__WAKE_NONE;
+        if (status == MAG__PARKED) {
+            /* acq_rel: release publishes the waker's condition to whoever
+             * runs the task; pairs with the exchange in begin_run. */
+            if (atomic_compare_exchange_weak_explicit(word, &s, MAG__RUNNABLE,
+                                                      memory_order_acq_rel, memory_order_relaxed))
+                return MAG__WAKE_SCHEDULE;
+            continue;
+        }
+        /* RUNNABLE or RUNNING: a read-modify-write even when NOTIFY is
+         * already set, so that it is ordered against the scheduler's
+         * exchange (see the top of this file). */
+        if (atomic_compare_exchange_weak_explicit(word, &s, s | MAG__NOTIFY, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return MAG__WAKE_NOTIFIED;
+    }
+}
+
+/* The body returned. release: the result and everything the body wrote, for
+ * whoever sees DONE (mag__state_status, joiners). */
+static inline void mag__state_set_done(_Atomic uint32_t *word)
+{
+    atomic_store_explicit(word, MAG__DONE, memory_order_release);
+}
+
+/* The last reference went: the record returns to a free pool. release: pairs
+ * with the acquire in mag__state_status of a late handle check. */
+static inline void mag__state_set_free(_Atomic uint32_t *word)
+{
+    atomic_store_explicit(word, MAG__FREE, memory_order_release);
+}
+
+/* The raw word, for task dumps only (relaxed: a snapshot). */
+static inline uint32_t mag__state_peek(_Atomic uint32_t *word)
+{
+    return atomic_load_explicit(word, memory_order_relaxed);
+}
+
+#endif /* MAGPIE_RUNTIME_TASK_STATE_H */
