@@ -371,7 +371,7 @@ static void release_leftovers(mag_runtime_t *rt)
             pthread_mutex_unlock(&rt->shards[i].lock);
             if (!t)
                 break;
-            if (rt->cfg.debug && !t->group)
+            if (rt->cfg.debug && !t->hook) /* a hook's owner holds its handle */
                 mag__warn("task '%s' (id %llu) was never joined nor detached",
                           t->name[0] ? t->name : "(unnamed)", (unsigned long long)t->id);
             /* A join or detach may be finishing on another thread: only the

@@ -172,13 +172,10 @@ static int start_thread(struct mag__blocking *b)
 
 /* ---- spawn ------------------------------------------------------------------- */
 
-/* Fills a fresh record the way mag__spawn_member (task.c) does, minus the
- * stack: keep the two in step when mag_task gains a field. */
 /* A blocking job is a task record the scheduler never runs: it starts out
  * "started" and waiting in the blocking pool, with an id of its own. */
-static void init_record(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool joinable)
+static void init_record(mag_task_t *t)
 {
-    mag__task_init(t, rt, fn, arg, joinable);
     /* relaxed: a unique number, nothing is published through it. */
     t->id = (1ull << 63) | atomic_fetch_add_explicit(&next_blocking_id, 1, memory_order_relaxed);
     t->started = true;
@@ -190,30 +187,21 @@ int mag__spawn_blocking(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *ar
 {
     if (!rt || !fn)
         return -EINVAL;
-    /* As mag__spawn does: counted live before looking at closing, both
-     * seq_cst, against shutdown's store of closing and load of live. Either
-     * shutdown sees this job live (and waits for it: the pools stay up), or
-     * we see closing and refuse. */
-    atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&rt->closing, memory_order_seq_cst) || !rt->blocking) {
-        mag__live_drop(rt);
-        return -ESHUTDOWN;
-    }
     struct mag__blocking *b = rt->blocking;
+    if (!b) /* the pools stopped: shutdown is past waiting for jobs */
+        return -ESHUTDOWN;
     mag__worker_t *w = mag__worker_current();
     if (w && w->rt != rt)
         w = NULL;
-    mag_task_t *t = mag__task_alloc(w);
-    if (!t) {
-        mag__live_drop(rt);
-        return -ENOMEM;
-    }
-    init_record(t, rt, fn, arg, out != NULL);
-    /* relaxed: a counter for metrics. */
-    atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
-    mag__registry_add(rt, t, w ? w->index : rt->nworkers);
+    /* As a spawn does: either shutdown sees this job live (and waits for it:
+     * the pools stay up), or we see closing and refuse. */
+    mag_task_t *t;
+    int rc = mag__task_admit(rt, w, fn, arg, out != NULL, &t);
+    if (rc)
+        return rc;
+    init_record(t);
+    mag__task_register(rt, w, t);
 
-    int rc = 0;
     pthread_mutex_lock(&b->lock);
     /* The queue and the mutex publish the record to the thread that runs it. */
     if (b->tail)

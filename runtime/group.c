@@ -2,22 +2,32 @@
  * runtime/group.c - structured concurrency: asyncio.TaskGroup, gather,
  * as_completed, Tokio's JoinSet.
  *
- * The group holds every member's handle. Members that finish move, in
- * finishing order, from the running list to the done list, where
- * mag_group_next collects them. One waiter at a time (the group's owner).
+ * The group holds every member's handle, through a member record that
+ * follows the task with a task hook (sched.h), so task records carry nothing
+ * of groups. Members that finish move, in finishing order, from the running
+ * list to the done list, where mag_group_next collects them. One waiter at a
+ * time (the group's owner).
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 
-#include "runtime/group.h"
+#include "runtime/sched.h"
+
+typedef struct member {
+    mag__task_hook_t hook; /* first: the task's hook points here */
+    struct mag_group *group;
+    mag_task_t *task;
+    struct member *next, *prev; /* running list (doubly), done list (next) */
+    int id;
+} member_t;
 
 struct mag_group {
     mag_runtime_t *rt;
     unsigned flags;
     pthread_mutex_t lock; /* never held across a suspension */
-    mag_task_t *running;  /* doubly linked through group_next/group_prev */
-    mag_task_t *done_head, *done_tail;
+    member_t *running;
+    member_t *done_head, *done_tail;
     unsigned nrunning;
     int next_id;
     bool cancelled;       /* mag_group_cancel, or the first error */
@@ -43,42 +53,48 @@ mag_group_t *mag_group_create(unsigned flags)
 static void cancel_running(mag_group_t *g)
 {
     g->cancelled = true;
-    for (mag_task_t *t = g->running; t; t = t->group_next)
-        mag_cancel(t);
+    for (member_t *m = g->running; m; m = m->next)
+        mag_cancel(m->task);
 }
 
-void mag__group_link(mag_task_t *t)
+/* The task hook's spawned(): links a new member into the running list before
+ * it is queued. */
+static void member_spawned(mag__task_hook_t *h, mag_task_t *t)
 {
-    mag_group_t *g = t->group;
+    member_t *m = (member_t *)h;
+    mag_group_t *g = m->group;
     pthread_mutex_lock(&g->lock);
-    t->group_prev = NULL;
-    t->group_next = g->running;
+    m->task = t;
+    m->prev = NULL;
+    m->next = g->running;
     if (g->running)
-        g->running->group_prev = t;
-    g->running = t;
+        g->running->prev = m;
+    g->running = m;
     g->nrunning++;
     if (g->cancelled) /* raced with a cancel: start cancelled */
         atomic_store_explicit(&t->cancelled, 1, memory_order_relaxed);
     pthread_mutex_unlock(&g->lock);
 }
 
-void mag__group_member_done(mag_task_t *t)
+/* The task hook's done(): on the worker where a member's body returned. */
+static void member_done(mag__task_hook_t *h, mag_task_t *t)
 {
-    mag_group_t *g = t->group;
+    member_t *m = (member_t *)h;
+    mag_group_t *g = m->group;
     pthread_mutex_lock(&g->lock);
-    if (t->group_prev)
-        t->group_prev->group_next = t->group_next;
+    if (m->prev)
+        m->prev->next = m->next;
     else
-        g->running = t->group_next;
-    if (t->group_next)
-        t->group_next->group_prev = t->group_prev;
+        g->running = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
     g->nrunning--;
-    t->group_next = NULL;
+    m->next = NULL;
     if (g->done_tail)
-        g->done_tail->group_next = t;
+        g->done_tail->next = m;
     else
-        g->done_head = t;
-    g->done_tail = t;
+        g->done_head = m;
+    g->done_tail = m;
     if ((g->flags & MAG_GROUP_CANCEL_ON_ERROR) && t->result < 0 && !g->cancelled) {
         g->first_error = t->result;
         cancel_running(g);
@@ -105,8 +121,17 @@ int mag_group_spawn(mag_group_t *g, mag_fn fn, void *arg)
     }
     int id = g->next_id++;
     pthread_mutex_unlock(&g->lock);
+    member_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    m->hook.spawned = member_spawned;
+    m->hook.done = member_done;
+    m->group = g;
+    m->id = id;
     mag_task_t *t;
-    int rc = mag__spawn_member(g->rt, &t, fn, arg, NULL, g, id);
+    int rc = mag__spawn_hooked(g->rt, &t, fn, arg, NULL, &m->hook);
+    if (rc) /* never spawned: the hook was not called */
+        free(m);
     return rc ? rc : id;
 }
 
@@ -114,13 +139,15 @@ static int next_common(mag_group_t *g, int *status, bool interruptible)
 {
     pthread_mutex_lock(&g->lock);
     for (;;) {
-        mag_task_t *t = g->done_head;
-        if (t) {
-            g->done_head = t->group_next;
+        member_t *m = g->done_head;
+        if (m) {
+            g->done_head = m->next;
             if (!g->done_head)
                 g->done_tail = NULL;
             pthread_mutex_unlock(&g->lock);
-            int id = t->group_id;
+            int id = m->id;
+            mag_task_t *t = m->task;
+            free(m);
             if (status)
                 *status = t->result;
             atomic_store_explicit(&t->handle, MAG__HANDLE_RELEASED, memory_order_relaxed);

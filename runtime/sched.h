@@ -90,14 +90,36 @@ struct mag_task {
     bool started;
     _Atomic int wait_kind;          /* MAG__WAIT_* (dumps) */
     const void *_Atomic wait_obj;
-    struct mag_group *group;        /* group membership (group.c) */
-    mag_task_t *group_next, *group_prev;
-    int group_id;
+    struct mag__task_hook *hook;    /* NULL, or who follows its life (below) */
     void *tsan_fiber;
     char name[32];
     _Atomic uint64_t hook_words[MAG__HOOK_WORDS]; /* the installed hooks' (hooks.h) */
 };
 
+/* Lets code above the task record follow one task's life without fields of
+ * its own in every record: a group keeps a member record that embeds this.
+ * The handle then belongs to the hook's owner, which releases it. */
+typedef struct mag__task_hook {
+    /* Once, when the record is set up and before it is queued (the spawning
+     * thread). */
+    void (*spawned)(struct mag__task_hook *h, mag_task_t *t);
+    /* Once, on the thread where the body returned: t is DONE and its result
+     * set; joiners have not been signalled yet. */
+    void (*done)(struct mag__task_hook *h, mag_task_t *t);
+} mag__task_hook_t;
+
+/* mag__spawn with a hook that follows the task (NULL: a plain spawn). */
+MAG_HIDDEN int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
+                                 const mag_spawn_opts_t *opts, mag__task_hook_t *hook);
+/* The admission protocol every new record goes through (tasks and blocking
+ * jobs): counted live against shutdown, then a record from w's cache (w
+ * NULL: the global pool) initialised by mag__task_init. 0 and *out, or
+ * -ESHUTDOWN (shutdown started) or -ENOMEM, with nothing left counted. The
+ * caller sets what its kind needs, then calls mag__task_register. */
+MAG_HIDDEN int mag__task_admit(mag_runtime_t *rt, struct mag__worker *w, mag_fn fn, void *arg,
+                               bool joinable, mag_task_t **out);
+/* Counts t spawned and lists it in the live-task registry (shutdown, dumps). */
+MAG_HIDDEN void mag__task_register(mag_runtime_t *rt, struct mag__worker *w, mag_task_t *t);
 MAG_HIDDEN mag_task_t *mag__task_alloc(struct mag__worker *w);
 MAG_HIDDEN void mag__task_pool_put(mag_task_t *t);
 MAG_HIDDEN void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg,

@@ -18,7 +18,6 @@
 #include <string.h>
 
 #include "runtime/fiber.h"
-#include "runtime/group.h"
 #include "runtime/sched.h"
 
 #define SLAB_TASKS 64
@@ -185,7 +184,7 @@ static uint64_t next_id(mag__worker_t *w)
 int mag__spawn(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
                const mag_spawn_opts_t *opts)
 {
-    return mag__spawn_member(rt, out, fn, arg, opts, NULL, -1);
+    return mag__spawn_hooked(rt, out, fn, arg, opts, NULL);
 }
 
 /* Every field of a fresh record, as a runnable task not yet started; the
@@ -214,9 +213,7 @@ void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool
     t->started = false;
     atomic_store_explicit(&t->wait_kind, MAG__WAIT_NONE, memory_order_relaxed);
     atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
-    t->group = NULL;
-    t->group_next = t->group_prev = NULL;
-    t->group_id = -1;
+    t->hook = NULL;
     t->tsan_fiber = NULL;
     t->name[0] = 0;
     for (unsigned i = 0; i < MAG__HOOK_WORDS; i++)
@@ -226,17 +223,9 @@ void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool
     mag__state_init(&t->state);
 }
 
-int mag__spawn_member(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
-                      const mag_spawn_opts_t *opts, struct mag_group *group, int id)
+int mag__task_admit(mag_runtime_t *rt, mag__worker_t *w, mag_fn fn, void *arg, bool joinable,
+                    mag_task_t **out)
 {
-    if (!fn || !rt)
-        return -EINVAL;
-    size_t stack = rt->cfg.stack_size;
-    if (opts && opts->stack_size) {
-        if (opts->stack_size < MAG_STACK_MIN || opts->stack_size > MAG_STACK_MAX)
-            return -EINVAL;
-        stack = opts->stack_size;
-    }
     /* Count the task live before looking at closing, both seq_cst, against
      * shutdown's seq_cst store of closing and load of live: either shutdown
      * sees this task live (and waits for it, cancelling it), or we see
@@ -246,27 +235,49 @@ int mag__spawn_member(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
         mag__live_drop(rt);
         return -ESHUTDOWN;
     }
-    mag__worker_t *w = mag__tls_worker;
-    if (w && w->rt != rt)
-        w = NULL;
     mag_task_t *t = mag__task_alloc(w);
     if (!t) {
         mag__live_drop(rt);
         return -ENOMEM;
     }
-    mag__task_init(t, rt, fn, arg, out != NULL);
-    t->stack_size = stack;
-    t->id = next_id(w);
-    t->group = group;
-    t->group_id = id;
-    if (opts && opts->name)
-        snprintf(t->name, sizeof t->name, "%s", opts->name);
+    mag__task_init(t, rt, fn, arg, joinable);
+    *out = t;
+    return 0;
+}
 
+void mag__task_register(mag_runtime_t *rt, mag__worker_t *w, mag_task_t *t)
+{
     /* relaxed: a counter for metrics. */
     atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
     mag__registry_add(rt, t, w ? w->index : rt->nworkers);
-    if (group)
-        mag__group_link(t);
+}
+
+int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
+                      const mag_spawn_opts_t *opts, mag__task_hook_t *hook)
+{
+    if (!fn || !rt)
+        return -EINVAL;
+    size_t stack = rt->cfg.stack_size;
+    if (opts && opts->stack_size) {
+        if (opts->stack_size < MAG_STACK_MIN || opts->stack_size > MAG_STACK_MAX)
+            return -EINVAL;
+        stack = opts->stack_size;
+    }
+    mag__worker_t *w = mag__tls_worker;
+    if (w && w->rt != rt)
+        w = NULL;
+    mag_task_t *t;
+    int rc = mag__task_admit(rt, w, fn, arg, out != NULL || hook != NULL, &t);
+    if (rc)
+        return rc;
+    t->stack_size = stack;
+    t->id = next_id(w);
+    t->hook = hook;
+    if (opts && opts->name)
+        snprintf(t->name, sizeof t->name, "%s", opts->name);
+    mag__task_register(rt, w, t);
+    if (hook)
+        hook->spawned(hook, t);
     if (out)
         *out = t;
     /* The queues publish the record (release/acquire) to whoever runs it. */
@@ -316,8 +327,8 @@ void mag__task_finish(mag_task_t *t)
      * that once everything is joined, spawned == completed (metrics). */
     atomic_fetch_add_explicit(&rt->completed, 1, memory_order_relaxed);
     mag__state_set_done(&t->state);
-    if (t->group)
-        mag__group_member_done(t);
+    if (t->hook)
+        t->hook->done(t->hook, t);
     /* acq_rel: release publishes the result to the joiner, which reads it
      * after seeing MAG__JOIN_DONE or being signalled; acquire gets the
      * joiner's waiter record. */
