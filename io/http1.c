@@ -10,7 +10,6 @@
 #include <strings.h>
 
 #include "magpie/http1.h"
-#include "runtime/internal.h"
 
 /* Character classes (RFC 9110 section 5.6.2 and 5.5). */
 enum {
