@@ -28,24 +28,29 @@ static mag_task_t *pool_head;
 static _Atomic uint64_t next_task_id = 1;
 bool mag__debug_any;
 
-void mag__warn(const char *fmt, ...)
+/* One line on stderr: formatted first, so that lines from several threads
+ * do not interleave. */
+static void vwarn(const char *fmt, va_list ap)
 {
     char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    fprintf(stderr, "magpie: %s\n", buf);
+}
+
+void mag__warn(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vwarn(fmt, ap);
     va_end(ap);
-    fprintf(stderr, "magpie: %s\n", buf);
 }
 
 _Noreturn void mag__fatal(const char *fmt, ...)
 {
-    char buf[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vwarn(fmt, ap);
     va_end(ap);
-    fprintf(stderr, "magpie: %s\n", buf);
     abort();
 }
 
