@@ -32,31 +32,43 @@ LIBS     := -luring -lck -lpthread
 
 LIB_DIRS := runtime io sync procpool observe lifecycle
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
-LIB_ASM  := $(wildcard runtime/*.S)
+LIB_ASM  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.S))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(LIB_ASM:%.S=$(BUILD)/obj/%.o)
 HEADERS  := $(wildcard include/*.h include/magpie/*.h $(foreach d,$(LIB_DIRS),$(d)/*.h))
+LIB      := $(BUILD)/libmagpie.a $(BUILD)/libmagpie.so
 
-TESTS    := $(patsubst test/%.c,$(BUILD)/test/%,$(wildcard test/*.c))
-BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
-FLOOR    := $(patsubst bench/floor/%.c,$(BUILD)/bench/floor/%,$(wildcard bench/floor/*.c))
-EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
-TOOLS    := $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
+# Programs: one source file each, DIR/NAME.c -> $(BUILD)/DIR/NAME, compiled to
+# $(BUILD)/obj/DIR/NAME.o first (a program with flags of its own:
+# $(BUILD)/obj/DIR/NAME.o: CFLAGS += ...).
+TESTS    := $(patsubst %.c,$(BUILD)/%,$(wildcard test/*.c))
+BENCHES  := $(patsubst %.c,$(BUILD)/%,$(wildcard bench/*.c))
+FLOOR    := $(patsubst %.c,$(BUILD)/%,$(wildcard bench/floor/*.c))
+EXAMPLES := $(patsubst %.c,$(BUILD)/%,$(wildcard examples/*.c))
+TOOLS    := $(patsubst %.c,$(BUILD)/%,$(wildcard tools/*.c))
+PROGRAMS := $(TESTS) $(BENCHES) $(EXAMPLES) $(TOOLS)   # linked with libmagpie.a
+PROG_OBJ := $(patsubst $(BUILD)/%,$(BUILD)/obj/%.o,$(PROGRAMS) $(FLOOR))
 DEPS_OK  := build/.deps-ok
 
-.PHONY: all test bench bench-peers bench-compare install clean deps format format-check fuzz fuzz-run
-all: $(BUILD)/libmagpie.a $(BUILD)/libmagpie.so $(BUILD)/magpie.pc $(TESTS) $(BENCHES) $(FLOOR) $(EXAMPLES) $(TOOLS)
+.PHONY: all lib test bench bench-peers bench-compare install clean deps format format-check fuzz fuzz-run
+.DELETE_ON_ERROR:
+all: $(LIB) $(BUILD)/magpie.pc $(PROGRAMS) $(FLOOR)
+lib: $(LIB)
 
 $(DEPS_OK): tools/deps.sh
 	@sh tools/deps.sh build
 	@mkdir -p $(@D) && touch $@
 deps: $(DEPS_OK)
 
-$(BUILD)/obj/%.o: %.c $(HEADERS) $(DEPS_OK)
+# The compiler writes each object's header dependencies beside it (NAME.d,
+# -MMD), with a phony target per header (-MP) so that a removed header does
+# not stop the build; the .d files are included at the end.
+DEPFLAGS := -MMD -MP
+$(BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
-$(BUILD)/obj/%.o: %.S $(DEPS_OK)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+$(BUILD)/obj/%.o: %.S | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/libmagpie.a: $(LIB_OBJ)
 	@rm -f $@
@@ -68,23 +80,13 @@ $(BUILD)/magpie.pc: tools/magpie.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' $< > $@
 
 # Programs link the static library so that they run from the build tree.
-LINK = $(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libmagpie.a $(LDFLAGS) $(LIBS) -lm
-$(BUILD)/test/%: test/%.c test/test.h $(BUILD)/libmagpie.a
+$(PROGRAMS): $(BUILD)/%: $(BUILD)/obj/%.o $(BUILD)/libmagpie.a
 	@mkdir -p $(@D)
-	$(LINK)
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libmagpie.a $(wildcard bench/*.h)
-	@mkdir -p $(@D)
-	$(LINK)
-$(BUILD)/examples/%: examples/%.c $(BUILD)/libmagpie.a
-	@mkdir -p $(@D)
-	$(LINK)
-$(BUILD)/tools/%: tools/%.c $(BUILD)/libmagpie.a
-	@mkdir -p $(@D)
-	$(LINK)
+	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/libmagpie.a $(LDFLAGS) $(LIBS) -lm
 # The floor is a hand-written io_uring program: no runtime linked in.
-$(BUILD)/bench/floor/%: bench/floor/%.c $(wildcard bench/floor/*.h) $(DEPS_OK)
+$(FLOOR): $(BUILD)/%: $(BUILD)/obj/%.o
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(LDFLAGS) -luring
+	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) -luring
 
 test: all
 	@sh tools/run-tests.sh $(BUILD)/test $(if $(SANITIZE),3,1)
@@ -125,3 +127,5 @@ format-check:
 
 clean:
 	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(PROG_OBJ:.o=.d)
