@@ -1,6 +1,7 @@
 # magpie - build, test and benchmark.
 #   make                  library, tests, benchmarks, examples, tools
-#   make test             run the test suite (SANITIZE=address|undefined|thread|address,undefined)
+#   make test             build the library and the tests (and what they run), run the
+#                         tests (SANITIZE=address|undefined|thread|address,undefined)
 #   make bench            run the benchmark suite (QUICK=1 for a short run)
 #   make install PREFIX=/usr/local DESTDIR=
 # WERROR=1 adds -Werror (CI sets it).
@@ -47,6 +48,12 @@ EXAMPLES := $(patsubst %.c,$(BUILD)/%,$(wildcard examples/*.c))
 TOOLS    := $(patsubst %.c,$(BUILD)/%,$(wildcard tools/*.c))
 PROGRAMS := $(TESTS) $(BENCHES) $(EXAMPLES) $(TOOLS)   # linked with libmagpie.a
 PROG_OBJ := $(patsubst $(BUILD)/%,$(BUILD)/obj/%.o,$(PROGRAMS) $(FLOOR))
+# Programs the tests run besides themselves: test/http_server.c starts
+# examples/http_server, test/obs_magtop.c drives tools/magtop.
+TEST_USES  := $(BUILD)/examples/http_server $(BUILD)/tools/magtop
+# What bench/run.sh runs (bench/net.sh: tools/loadgen).
+BENCH_USES := $(BENCHES) $(FLOOR) $(BUILD)/examples/echo_server \
+              $(BUILD)/examples/http_server $(BUILD)/tools/loadgen
 DEPS_OK  := build/.deps-ok
 
 .PHONY: all lib test bench bench-peers bench-compare install clean deps format format-check fuzz fuzz-run
@@ -88,16 +95,16 @@ $(FLOOR): $(BUILD)/%: $(BUILD)/obj/%.o
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) -luring
 
-test: all
+test: $(LIB) $(TESTS) $(TEST_USES)
 	@sh tools/run-tests.sh $(BUILD)/test $(if $(SANITIZE),3,1)
 
-bench: all
+bench: $(BENCH_USES)
 	@sh tools/deps.sh bench
 	@sh bench/run.sh $(BUILD) $(if $(QUICK),quick,full)
 
 # Builds the Tokio and Go peers (when the toolchains are there) and runs their
 # micro-benchmarks beside magpie's, in the same line format.
-bench-peers: all
+bench-peers: $(BENCHES)
 	@sh bench/peers/build.sh
 	@for p in build/peers/tokio_bench build/peers/go_bench; do \
 	    [ -x $$p ] && { echo "== $$p"; $$p --quick; } || true; done
