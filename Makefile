@@ -2,7 +2,11 @@
 #   make                  library, tests, benchmarks, examples, tools
 #   make test             build the library and the tests (and what they run), run the
 #                         tests (SANITIZE=address|undefined|thread|address,undefined)
-#   make bench            run the benchmark suite (QUICK=1 for a short run)
+#   make bench            run the benchmark suite (QUICK=1 for a short run); the report
+#                         goes to build/bench-results/ and no tracked file changes
+#   make bench PUBLISH=1  also publish the run: copy the report to bench/results/ and
+#                         replace README.md's benchmark section (then commit them)
+#   make bench-compare    the last run against the published one (OLD=a.csv NEW=b.csv)
 #   make install PREFIX=/usr/local DESTDIR=
 # WERROR=1 adds -Werror (CI sets it).
 
@@ -12,6 +16,7 @@ CC       ?= cc
 SANITIZE ?=
 WERROR   ?=
 QUICK    ?=
+PUBLISH  ?=
 
 ifeq ($(SANITIZE),)
 BUILD    ?= build
@@ -100,7 +105,7 @@ test: $(LIB) $(TESTS) $(TEST_USES)
 
 bench: $(BENCH_USES)
 	@sh tools/deps.sh bench
-	@sh bench/run.sh $(BUILD) $(if $(QUICK),quick,full)
+	@PUBLISH='$(PUBLISH)' sh bench/run.sh $(BUILD) $(if $(QUICK),quick,full)
 
 # Builds the Tokio and Go peers (when the toolchains are there) and runs their
 # micro-benchmarks beside magpie's, in the same line format.
@@ -110,6 +115,10 @@ bench-peers: $(BENCHES)
 	    [ -x $$p ] && { echo "== $$p"; $$p --quick; } || true; done
 	@echo "== magpie"; $(BUILD)/bench/micro --quick; $(BUILD)/bench/sync_bench --quick
 
+# The last run (bench/run.sh writes build/bench-results/) against the published
+# one (bench/results/), or any two runs' latest.csv: OLD=a.csv NEW=b.csv.
+OLD ?= bench/results/latest.csv
+NEW ?= build/bench-results/latest.csv
 bench-compare:
 	@sh bench/compare.sh $(OLD) $(NEW)
 
