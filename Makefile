@@ -1,7 +1,12 @@
 # magpie - build, test and benchmark.
 #   make                  library, tests, benchmarks, examples, tools
-#   make test             run the test suite (SANITIZE=address|undefined|thread|address,undefined)
-#   make bench            run the benchmark suite (QUICK=1 for a short run)
+#   make test             build the library and the tests (and what they run), run the
+#                         tests (SANITIZE=address|undefined|thread|address,undefined)
+#   make bench            run the benchmark suite (QUICK=1 for a short run); the report
+#                         goes to build/bench-results/ and no tracked file changes
+#   make bench PUBLISH=1  also publish the run: copy the report to bench/results/ and
+#                         replace README.md's benchmark section (then commit them)
+#   make bench-compare    the last run against the published one (OLD=a.csv NEW=b.csv)
 #   make install PREFIX=/usr/local DESTDIR=
 # WERROR=1 adds -Werror (CI sets it).
 
@@ -11,6 +16,7 @@ CC       ?= cc
 SANITIZE ?=
 WERROR   ?=
 QUICK    ?=
+PUBLISH  ?=
 
 ifeq ($(SANITIZE),)
 BUILD    ?= build
@@ -32,31 +38,49 @@ LIBS     := -luring -lck -lpthread
 
 LIB_DIRS := runtime io sync procpool observe lifecycle
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
-LIB_ASM  := $(wildcard runtime/*.S)
+LIB_ASM  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.S))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(LIB_ASM:%.S=$(BUILD)/obj/%.o)
 HEADERS  := $(wildcard include/*.h include/magpie/*.h $(foreach d,$(LIB_DIRS),$(d)/*.h))
+LIB      := $(BUILD)/libmagpie.a $(BUILD)/libmagpie.so
 
-TESTS    := $(patsubst test/%.c,$(BUILD)/test/%,$(wildcard test/*.c))
-BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
-FLOOR    := $(patsubst bench/floor/%.c,$(BUILD)/bench/floor/%,$(wildcard bench/floor/*.c))
-EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
-TOOLS    := $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
+# Programs: one source file each, DIR/NAME.c -> $(BUILD)/DIR/NAME, compiled to
+# $(BUILD)/obj/DIR/NAME.o first (a program with flags of its own:
+# $(BUILD)/obj/DIR/NAME.o: CFLAGS += ...).
+TESTS    := $(patsubst %.c,$(BUILD)/%,$(wildcard test/*.c))
+BENCHES  := $(patsubst %.c,$(BUILD)/%,$(wildcard bench/*.c))
+FLOOR    := $(patsubst %.c,$(BUILD)/%,$(wildcard bench/floor/*.c))
+EXAMPLES := $(patsubst %.c,$(BUILD)/%,$(wildcard examples/*.c))
+TOOLS    := $(patsubst %.c,$(BUILD)/%,$(wildcard tools/*.c))
+PROGRAMS := $(TESTS) $(BENCHES) $(EXAMPLES) $(TOOLS)   # linked with libmagpie.a
+PROG_OBJ := $(patsubst $(BUILD)/%,$(BUILD)/obj/%.o,$(PROGRAMS) $(FLOOR))
+# Programs the tests run besides themselves: test/http_server.c starts
+# examples/http_server, test/obs_magtop.c drives tools/magtop.
+TEST_USES  := $(BUILD)/examples/http_server $(BUILD)/tools/magtop
+# What bench/run.sh runs (bench/net.sh: tools/loadgen).
+BENCH_USES := $(BENCHES) $(FLOOR) $(BUILD)/examples/echo_server \
+              $(BUILD)/examples/http_server $(BUILD)/tools/loadgen
 DEPS_OK  := build/.deps-ok
 
-.PHONY: all test bench bench-peers bench-compare install clean deps format format-check fuzz fuzz-run
-all: $(BUILD)/libmagpie.a $(BUILD)/libmagpie.so $(BUILD)/magpie.pc $(TESTS) $(BENCHES) $(FLOOR) $(EXAMPLES) $(TOOLS)
+.PHONY: all lib test bench bench-peers bench-compare install clean deps format format-check fuzz fuzz-run
+.DELETE_ON_ERROR:
+all: $(LIB) $(BUILD)/magpie.pc $(PROGRAMS) $(FLOOR)
+lib: $(LIB)
 
 $(DEPS_OK): tools/deps.sh
 	@sh tools/deps.sh build
 	@mkdir -p $(@D) && touch $@
 deps: $(DEPS_OK)
 
-$(BUILD)/obj/%.o: %.c $(HEADERS) $(DEPS_OK)
+# The compiler writes each object's header dependencies beside it (NAME.d,
+# -MMD), with a phony target per header (-MP) so that a removed header does
+# not stop the build; the .d files are included at the end.
+DEPFLAGS := -MMD -MP
+$(BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
-$(BUILD)/obj/%.o: %.S $(DEPS_OK)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+$(BUILD)/obj/%.o: %.S | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/libmagpie.a: $(LIB_OBJ)
 	@rm -f $@
@@ -68,39 +92,33 @@ $(BUILD)/magpie.pc: tools/magpie.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' $< > $@
 
 # Programs link the static library so that they run from the build tree.
-LINK = $(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libmagpie.a $(LDFLAGS) $(LIBS) -lm
-$(BUILD)/test/%: test/%.c test/test.h $(BUILD)/libmagpie.a
+$(PROGRAMS): $(BUILD)/%: $(BUILD)/obj/%.o $(BUILD)/libmagpie.a
 	@mkdir -p $(@D)
-	$(LINK)
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libmagpie.a $(wildcard bench/*.h)
-	@mkdir -p $(@D)
-	$(LINK)
-$(BUILD)/examples/%: examples/%.c $(BUILD)/libmagpie.a
-	@mkdir -p $(@D)
-	$(LINK)
-$(BUILD)/tools/%: tools/%.c $(BUILD)/libmagpie.a
-	@mkdir -p $(@D)
-	$(LINK)
+	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/libmagpie.a $(LDFLAGS) $(LIBS) -lm
 # The floor is a hand-written io_uring program: no runtime linked in.
-$(BUILD)/bench/floor/%: bench/floor/%.c $(wildcard bench/floor/*.h) $(DEPS_OK)
+$(FLOOR): $(BUILD)/%: $(BUILD)/obj/%.o
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(LDFLAGS) -luring
+	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) -luring
 
-test: all
+test: $(LIB) $(TESTS) $(TEST_USES)
 	@sh tools/run-tests.sh $(BUILD)/test $(if $(SANITIZE),3,1)
 
-bench: all
+bench: $(BENCH_USES)
 	@sh tools/deps.sh bench
-	@sh bench/run.sh $(BUILD) $(if $(QUICK),quick,full)
+	@PUBLISH='$(PUBLISH)' sh bench/run.sh $(BUILD) $(if $(QUICK),quick,full)
 
 # Builds the Tokio and Go peers (when the toolchains are there) and runs their
 # micro-benchmarks beside magpie's, in the same line format.
-bench-peers: all
+bench-peers: $(BENCHES)
 	@sh bench/peers/build.sh
 	@for p in build/peers/tokio_bench build/peers/go_bench; do \
 	    [ -x $$p ] && { echo "== $$p"; $$p --quick; } || true; done
 	@echo "== magpie"; $(BUILD)/bench/micro --quick; $(BUILD)/bench/sync_bench --quick
 
+# The last run (bench/run.sh writes build/bench-results/) against the published
+# one (bench/results/), or any two runs' latest.csv: OLD=a.csv NEW=b.csv.
+OLD ?= bench/results/latest.csv
+NEW ?= build/bench-results/latest.csv
 bench-compare:
 	@sh bench/compare.sh $(OLD) $(NEW)
 
@@ -125,3 +143,5 @@ format-check:
 
 clean:
 	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(PROG_OBJ:.o=.d)

@@ -1,17 +1,21 @@
 #!/bin/sh
 # bench/compare.sh OLD.csv NEW.csv - how a benchmark run compares with an
-# earlier one (make bench-compare OLD=... NEW=...).
+# earlier one (make bench-compare [OLD=...] [NEW=...]).
 #
-# Both files are bench/results/latest.csv files (bench/report.py). For every
+# Both files are latest.csv files (bench/report.py): make bench writes the
+# last run's to build/bench-results/latest.csv (the default NEW), and the
+# published run's is bench/results/latest.csv (the default OLD). For every
 # benchmark, metric, contestant and worker count present in both, prints
 # OLD, NEW and NEW/OLD, and "better" or "worse" when the change is over 5%
 # (lower is better for times, CPU and memory; higher for requests/s). Rows in
-# only one file are listed at the end. Keep a copy of latest.csv before a
-# change (cp bench/results/latest.csv /tmp/before.csv), run make bench, then
-# make bench-compare OLD=/tmp/before.csv NEW=bench/results/latest.csv.
+# only one file are listed at the end. To measure a change: make bench, keep
+# a copy of the report (cp build/bench-results/latest.csv /tmp/before.csv),
+# make the change, make bench again, then
+# make bench-compare OLD=/tmp/before.csv (NEW defaults to the last run).
 set -u
 if [ $# -ne 2 ] || [ ! -r "$1" ] || [ ! -r "$2" ]; then
-    echo "usage: sh bench/compare.sh OLD.csv NEW.csv   (make bench-compare OLD=... NEW=...)" >&2
+    echo "usage: sh bench/compare.sh OLD.csv NEW.csv   (make bench-compare [OLD=...] [NEW=...];" >&2
+    echo "       default OLD=bench/results/latest.csv, NEW=build/bench-results/latest.csv)" >&2
     [ $# -eq 2 ] && for f in "$1" "$2"; do [ -r "$f" ] || echo "compare.sh: cannot read $f" >&2; done
     exit 2
 fi

@@ -2,14 +2,17 @@
 """bench/report.py - turns a benchmark run's raw records into the report.
 
     report.py --raw RESULTS.tsv --machine MACHINE.tsv --out DIR
-              [--readme README.md] [--print]
+              [--publish PUBDIR] [--readme README.md] [--print]
 
 Writes DIR/latest.md (machine, run mode, tables), DIR/latest.csv (one row per
 benchmark, metric, contestant and worker count) and DIR/latest.svg (grouped
 bars normalised to Tokio = 1, drawn by gnuplot with bench/plot.gp, or by this
-script when gnuplot is missing). --readme replaces the part of README.md
-between <!-- bench:start --> and <!-- bench:end --> (appending the markers
-when absent) with the table and chart; --print prints the table.
+script when gnuplot is missing). bench/run.sh makes DIR build/bench-results,
+which git does not track. Publishing a run (make bench PUBLISH=1): --publish
+copies the three files into PUBDIR (bench/results) and --readme replaces the
+part of README.md between <!-- bench:start --> and <!-- bench:end -->
+(appending the markers when absent) with the table and chart, which link to
+bench/results/. --print prints the table and where the files are.
 
 Raw records (tab-separated, written by bench/run.sh):
     B  contestant workers source name value      one micro-benchmark result
@@ -626,6 +629,7 @@ def main():
     ap.add_argument("--raw", required=True)
     ap.add_argument("--machine")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--publish")
     ap.add_argument("--readme")
     ap.add_argument("--print", action="store_true")
     a = ap.parse_args()
@@ -668,6 +672,13 @@ def main():
     if not write_svg_gnuplot(svg, groups, n, title):
         write_svg_python(svg, groups, n, title)
 
+    files = ["latest.md", "latest.csv", "latest.svg"]
+    if a.publish:
+        os.makedirs(a.publish, exist_ok=True)
+        for name in files:
+            tmp = os.path.join(a.publish, name + ".tmp")
+            shutil.copyfile(os.path.join(a.out, name), tmp)
+            os.replace(tmp, os.path.join(a.publish, name))
     if a.readme:
         update_readme(a.readme, m, main_t, foot.lines()[:main_notes])
 
@@ -683,7 +694,11 @@ def main():
             print()
             print("\n".join(foot.lines()))
         print()
-        print("Written: %s/latest.md, latest.csv, latest.svg" % os.path.relpath(a.out))
+        print("Report: %s/latest.md, latest.csv, latest.svg" % os.path.relpath(a.out))
+        if a.publish:
+            print("Published: %s/latest.md, latest.csv, latest.svg" % os.path.relpath(a.publish))
+        if a.readme:
+            print("Published: the benchmark section of %s" % os.path.relpath(a.readme))
 
 
 def print_plain(md_lines):
@@ -714,12 +729,16 @@ def update_readme(path, m, main_t, note_lines):
     body = ["## Benchmarks", "",
             "`make bench` runs the whole suite (about 5 minutes on an idle 2-core machine; "
             "`make bench QUICK=1` about one minute; building the Tokio peer the first "
-            "time adds a minute or two) and writes "
+            "time adds a minute or two) and writes its report (latest.md, latest.csv, "
+            "latest.svg) to build/bench-results/, which git does not track; "
+            "`make bench-compare` prints the ratio of that run to the published one "
+            "(`OLD=a.csv NEW=b.csv`: of any two). "
+            "A reference run is published on purpose with `make bench PUBLISH=1`, which "
+            "also copies the report to "
             "[bench/results/latest.md](bench/results/latest.md), "
             "[latest.csv](bench/results/latest.csv) and "
-            "[latest.svg](bench/results/latest.svg); "
-            "`make bench-compare OLD=a.csv NEW=b.csv` prints the ratio of two runs. "
-            "The latest results:", ""]
+            "[latest.svg](bench/results/latest.svg) and replaces this section. "
+            "The published run:", ""]
     body += machine_lines(m) + [""]
     body += main_t + [""]
     if note_lines:

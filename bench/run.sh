@@ -4,12 +4,16 @@
 # Tokio and Go (bench/peers), the raw io_uring floor (bench/floor) and Python
 # asyncio with and without uvloop (bench/peers/python).
 #
-#   sh bench/run.sh [BUILD] [quick|full]        (make bench [QUICK=1])
+#   sh bench/run.sh [BUILD] [quick|full]        (make bench [QUICK=1] [PUBLISH=1])
 #
 # BUILD is the build directory of magpie's programs (default build). Writes
-# bench/results/latest.md, latest.csv and latest.svg (bench/report.py) and
-# prints the table at the end; raw outputs and logs go to BUILD/bench-run/.
-# Progress ("[3/40] micro workers=2 ...") goes to stderr.
+# the report, latest.md, latest.csv and latest.svg (bench/report.py), to
+# build/bench-results/, which git does not track, and prints the table and
+# where the report is at the end; raw outputs and logs go to BUILD/bench-run/.
+# No tracked file changes. PUBLISH=1 publishes the run as the reference: it
+# also copies the report to bench/results/ and replaces the benchmark section
+# of README.md, for a commit of its own. Progress ("[3/40] micro workers=2
+# ...") goes to stderr.
 #
 #   full   micro-benchmarks: 5 runs each, median (parked_1m: one run, at
 #          workers N only: a million tasks take about a minute to park, and
@@ -26,8 +30,9 @@
 # Servers and load generators are not pinned, the same for every contestant;
 # PIN_SERVER and PIN_LOAD (taskset CPU lists, see bench/net.sh) pin them all.
 # Environment: PEERS_DIR (peer binaries, default build/peers), RESULTS (output
-# directory, default bench/results), README (the README.md whose bench section
-# is replaced; empty: none), NET_DURATION, NET_REPS, SKIP_PEER_BUILD=1.
+# directory, default build/bench-results), PUBLISH (non-empty: publish),
+# README (the README.md whose bench section PUBLISH replaces, default
+# README.md; empty: none), NET_DURATION, NET_REPS, SKIP_PEER_BUILD=1.
 set -u
 
 BUILD=${1:-build}
@@ -43,7 +48,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 PEERS_DIR=${PEERS_DIR:-$ROOT/build/peers}
-RESULTS=${RESULTS:-$ROOT/bench/results}
+RESULTS=${RESULTS:-$ROOT/build/bench-results}
+PUBLISH=${PUBLISH:-}
+PUBLISHED=$ROOT/bench/results # where PUBLISH copies the report
 RAW=$BUILD/bench-run
 N=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 export BUILD # bench/net.sh finds BUILD/tools/loadgen through it
@@ -316,7 +323,11 @@ plan
     printf 'python\t%s\n' "$("$PYTHON" --version 2>&1)$("$PYTHON" -c 'import uvloop; print(", uvloop", uvloop.__version__)' 2>/dev/null)"
 } >"$RAW/machine.tsv"
 
-echo "[report] bench/report.py: $RESULTS/latest.md, latest.csv, latest.svg ($(($(date +%s) - START)) s)" >&2
-README=${README-$ROOT/README.md}
-"$PYTHON" bench/report.py --raw "$DB" --machine "$RAW/machine.tsv" --out "$RESULTS" \
-    ${README:+--readme "$README"} --print
+echo "[report] bench/report.py: ${RESULTS#"$ROOT"/}/latest.md, latest.csv, latest.svg ($(($(date +%s) - START)) s)" >&2
+if [ -n "$PUBLISH" ]; then
+    README=${README-$ROOT/README.md}
+    "$PYTHON" bench/report.py --raw "$DB" --machine "$RAW/machine.tsv" --out "$RESULTS" \
+        --publish "$PUBLISHED" ${README:+--readme "$README"} --print
+else
+    "$PYTHON" bench/report.py --raw "$DB" --machine "$RAW/machine.tsv" --out "$RESULTS" --print
+fi
