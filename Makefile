@@ -2,6 +2,7 @@
 #   make                  library, tests, benchmarks, examples, tools
 #   make test             build the library and the tests (and what they run), run the
 #                         tests (SANITIZE=address|undefined|thread|address,undefined)
+#   make check-layers     the folder layering and file sizes (make test runs it)
 #   make bench            run the benchmark suite (QUICK=1 for a short run); the report
 #                         goes to build/bench-results/ and no tracked file changes
 #   make bench PUBLISH=1  also publish the run: copy the report to bench/results/ and
@@ -61,7 +62,7 @@ BENCH_USES := $(BENCHES) $(FLOOR) $(BUILD)/examples/echo_server \
               $(BUILD)/examples/http_server $(BUILD)/tools/loadgen
 DEPS_OK  := build/.deps-ok
 
-.PHONY: all lib test bench bench-peers bench-compare install clean deps format format-check fuzz fuzz-run
+.PHONY: all lib test check-layers bench bench-peers bench-compare install clean deps format format-check fuzz fuzz-run
 .DELETE_ON_ERROR:
 all: $(LIB) $(BUILD)/magpie.pc $(PROGRAMS) $(FLOOR)
 lib: $(LIB)
@@ -100,8 +101,12 @@ $(FLOOR): $(BUILD)/%: $(BUILD)/obj/%.o
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) -luring
 
-test: $(LIB) $(TESTS) $(TEST_USES)
+test: $(LIB) $(TESTS) $(TEST_USES) check-layers
 	@sh tools/run-tests.sh $(BUILD)/test $(if $(SANITIZE),3,1)
+
+# The folder layering of README.md's design notes, and the file-size limit.
+check-layers:
+	@python3 tools/layers.py .
 
 bench: $(BENCH_USES)
 	@sh tools/deps.sh bench
