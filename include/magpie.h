@@ -2,6 +2,7 @@
 #ifndef MAGPIE_H
 #define MAGPIE_H
 
+#include "magpie/version.h"
 #include "magpie/runtime.h"
 #include "magpie/io.h"
 #include "magpie/sync.h"

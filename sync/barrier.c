@@ -19,13 +19,14 @@ int mag_barrier_init(mag_barrier_t *b, unsigned n)
 /* A party that leaves before the round completes no longer counts. */
 static void barrier_repair(void *obj, mag__wake_t *wk)
 {
-    mag_barrier_t *b = obj;
+    mag__barrier_t *b = obj;
     (void)wk;
     b->arrived--;
 }
 
-int mag_barrier_wait(mag_barrier_t *b)
+int mag_barrier_wait(mag_barrier_t *pub)
 {
+    mag__barrier_t *b = mag__barrier_of(pub);
     if (!b || b->parties == 0)
         return -EINVAL;
     mag__wnode_t n;
@@ -58,8 +59,9 @@ int mag_wg_init(mag_wg_t *wg)
     return 0;
 }
 
-int mag_wg_add(mag_wg_t *wg, int64_t delta)
+int mag_wg_add(mag_wg_t *pub, int64_t delta)
 {
+    mag__wg_t *wg = mag__wg_of(pub);
     if (!wg)
         return -EINVAL;
     mag__wake_t wk = {NULL};
@@ -86,8 +88,9 @@ int mag_wg_done(mag_wg_t *wg)
     return mag_wg_add(wg, -1);
 }
 
-int mag_wg_wait(mag_wg_t *wg)
+int mag_wg_wait(mag_wg_t *pub)
 {
+    mag__wg_t *wg = mag__wg_of(pub);
     if (!wg)
         return -EINVAL;
     /* acquire: pairs with the release store in mag_wg_add. */

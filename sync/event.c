@@ -20,15 +20,17 @@ int mag_event_init(mag_event_t *e)
     return 0;
 }
 
-bool mag_event_is_set(mag_event_t *e)
+bool mag_event_is_set(mag_event_t *pub)
 {
+    mag__event_t *e = mag__event_of(pub);
     /* acquire: pairs with the release in mag_event_set, so a caller that sees
      * the flag also sees what the setter wrote before setting it. */
     return e && (atomic_load_explicit(&e->state, memory_order_acquire) & E_SET);
 }
 
-int mag_event_set(mag_event_t *e)
+int mag_event_set(mag_event_t *pub)
 {
+    mag__event_t *e = mag__event_of(pub);
     if (!e)
         return -EINVAL;
     /* release: publishes the setter's writes to is_set / waiters. */
@@ -45,8 +47,9 @@ int mag_event_set(mag_event_t *e)
     return 0;
 }
 
-int mag_event_clear(mag_event_t *e)
+int mag_event_clear(mag_event_t *pub)
 {
+    mag__event_t *e = mag__event_of(pub);
     if (!e)
         return -EINVAL;
     /* relaxed: clearing publishes nothing. */
@@ -54,8 +57,9 @@ int mag_event_clear(mag_event_t *e)
     return 0;
 }
 
-int mag_event_wait(mag_event_t *e)
+int mag_event_wait(mag_event_t *pub)
 {
+    mag__event_t *e = mag__event_of(pub);
     if (!e)
         return -EINVAL;
     if (atomic_load_explicit(&e->state, memory_order_acquire) & E_SET)
@@ -92,8 +96,9 @@ int mag_notify_init(mag_notify_t *n)
     return 0;
 }
 
-int mag_notify_wait(mag_notify_t *nt)
+int mag_notify_wait(mag_notify_t *pub)
 {
+    mag__notify_t *nt = mag__notify_of(pub);
     if (!nt)
         return -EINVAL;
     /* acquire: pairs with the release store of the permit in notify_one. */
@@ -117,8 +122,9 @@ int mag_notify_wait(mag_notify_t *nt)
     return mag__wnode_wait(&nt->q.lock, &nt->q.list, &n, NULL, nt);
 }
 
-int mag_notify_one(mag_notify_t *nt)
+int mag_notify_one(mag_notify_t *pub)
 {
+    mag__notify_t *nt = mag__notify_of(pub);
     if (!nt)
         return -EINVAL;
     mag__spin_lock(&nt->q.lock);
@@ -132,8 +138,9 @@ int mag_notify_one(mag_notify_t *nt)
     return 0;
 }
 
-int mag_notify_all(mag_notify_t *nt)
+int mag_notify_all(mag_notify_t *pub)
 {
+    mag__notify_t *nt = mag__notify_of(pub);
     if (!nt)
         return -EINVAL;
     mag__wake_t wk = {NULL};

@@ -101,6 +101,86 @@ static inline void mag__spin_unlock(ck_spinlock_fas_t *l)
     ck_spinlock_fas_unlock(l);
 }
 
+/* ---- the wait queue -------------------------------------------------------- */
+struct mag__wnode;
+typedef struct mag__wlist {
+    struct mag__wnode *head, *tail;
+} mag__wlist_t;
+typedef struct mag__waitq {
+    ck_spinlock_fas_t lock; /* never held across a suspension */
+    mag__wlist_t list;      /* FIFO of waiters */
+} mag__waitq_t;
+
+/* ---- private layouts of the public primitives -----------------------------
+ * magpie/sync.h gives each caller-allocated primitive opaque storage of a
+ * fixed size and alignment, so that the public header needs neither C11
+ * atomics nor Concurrency Kit; these are the real layouts. The public static
+ * initializers set the first two 32-bit words and zero the rest, and the
+ * _init functions store exactly those initializers. So every layout begins
+ * with the word that the initializer sets (state, permit or parties, 32
+ * bits at offset 0) and takes all-zero bytes for an idle wait queue: an
+ * unlocked ck_spinlock_fas (CK_SPINLOCK_FAS_INITIALIZER is {false}) and empty
+ * lists. */
+typedef struct mag__mutex {
+    _Atomic uint32_t state; /* LOCKED | WAITERS */
+    mag__waitq_t q;
+} mag__mutex_t;
+typedef struct mag__rwlock {
+    _Atomic uint32_t state; /* WRITER | WAITERS | reader count */
+    mag__waitq_t q;
+} mag__rwlock_t;
+typedef struct mag__sem {
+    _Atomic uint32_t state; /* permits << 1 | WAITERS, as MAG_SEM_INIT writes it */
+    mag__waitq_t q;
+} mag__sem_t;
+typedef struct mag__event {
+    _Atomic uint32_t state; /* SET | WAITERS */
+    mag__waitq_t q;
+} mag__event_t;
+typedef struct mag__notify {
+    _Atomic uint32_t permit; /* 0 or 1 */
+    mag__waitq_t q;
+} mag__notify_t;
+typedef struct mag__cond {
+    mag__waitq_t q;
+} mag__cond_t;
+typedef struct mag__barrier {
+    uint32_t parties, arrived; /* under q.lock */
+    mag__waitq_t q;
+} mag__barrier_t;
+typedef struct mag__wg {
+    _Atomic int64_t count;
+    mag__waitq_t q;
+} mag__wg_t;
+
+/* The state words must be plain integers in memory for the public
+ * initializers to set them. */
+_Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "atomic state word of 32 bits");
+_Static_assert(sizeof(_Atomic int64_t) == sizeof(int64_t), "atomic counter of 64 bits");
+_Static_assert(sizeof(ck_spinlock_fas_t) == sizeof(uint32_t), "spinlock of 32 bits");
+
+/* Checks that priv fits the storage of pub and begins with the word its
+ * initializer sets, and defines fn, the conversion from the public pointer
+ * (NULL stays NULL, so callers convert before their NULL check). */
+#define MAG__LAYOUT(pub, priv, first, fn)                                                          \
+    _Static_assert(sizeof(priv) <= sizeof(pub), #priv " outgrew the storage of " #pub);            \
+    _Static_assert(_Alignof(priv) <= _Alignof(pub), #priv " needs more alignment than " #pub);     \
+    _Static_assert(offsetof(priv, first) == 0,                                                     \
+                   #priv "." #first " is where the initializer writes");                           \
+    static inline priv *fn(pub *p)                                                                 \
+    {                                                                                              \
+        return (priv *)(void *)p;                                                                  \
+    }
+MAG__LAYOUT(mag_mutex_t, mag__mutex_t, state, mag__mutex_of)
+MAG__LAYOUT(mag_rwlock_t, mag__rwlock_t, state, mag__rwlock_of)
+MAG__LAYOUT(mag_sem_t, mag__sem_t, state, mag__sem_of)
+MAG__LAYOUT(mag_event_t, mag__event_t, state, mag__event_of)
+MAG__LAYOUT(mag_notify_t, mag__notify_t, permit, mag__notify_of)
+MAG__LAYOUT(mag_cond_t, mag__cond_t, q, mag__cond_of)
+MAG__LAYOUT(mag_barrier_t, mag__barrier_t, parties, mag__barrier_of)
+MAG__LAYOUT(mag_wg_t, mag__wg_t, count, mag__wg_of)
+#undef MAG__LAYOUT
+
 /* ---- waiter nodes ---------------------------------------------------------- */
 typedef struct mag__select {
     /* MAG__SEL_WAITING, then 1 + the index of the case taken (CAS by the waker
@@ -246,7 +326,7 @@ MAG_HIDDEN void mag__wnode_wait_uninterruptible(mag__wnode_t *n);
 /* ---- shared between files ------------------------------------------------- */
 /* mag_mutex_lock that ignores cancellation and deadlines (mag_cond_wait's
  * relock). */
-MAG_HIDDEN void mag__mutex_lock_uninterruptible(mag_mutex_t *m);
+MAG_HIDDEN void mag__mutex_lock_uninterruptible(mag__mutex_t *m);
 
 /* Per-thread pseudo-random numbers (select's starting case). */
 MAG_HIDDEN uint32_t mag__sync_rand(void);

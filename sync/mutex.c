@@ -19,8 +19,9 @@ int mag_mutex_init(mag_mutex_t *m)
     return 0;
 }
 
-int mag_mutex_trylock(mag_mutex_t *m)
+int mag_mutex_trylock(mag_mutex_t *pub)
 {
+    mag__mutex_t *m = mag__mutex_of(pub);
     if (!m)
         return -EINVAL;
     uint32_t expect = 0;
@@ -35,7 +36,7 @@ int mag_mutex_trylock(mag_mutex_t *m)
  * next unlock takes the fast path. */
 static void mutex_repair(void *obj, mag__wake_t *wk)
 {
-    mag_mutex_t *m = obj;
+    mag__mutex_t *m = obj;
     (void)wk;
     if (mag__wl_empty(&m->q.list))
         /* relaxed: under the queue lock, which orders it for other slow
@@ -46,7 +47,7 @@ static void mutex_repair(void *obj, mag__wake_t *wk)
 /* Under the queue lock: takes the mutex if it is free (0), or marks WAITERS
  * (then the caller queues and will be handed the lock). Returns true when
  * taken. */
-static bool mutex_take_or_mark(mag_mutex_t *m)
+static bool mutex_take_or_mark(mag__mutex_t *m)
 {
     uint32_t s = atomic_load_explicit(&m->state, memory_order_relaxed);
     for (;;) {
@@ -66,7 +67,7 @@ static bool mutex_take_or_mark(mag_mutex_t *m)
     }
 }
 
-static int mutex_lock_slow(mag_mutex_t *m, bool interruptible)
+static int mutex_lock_slow(mag__mutex_t *m, bool interruptible)
 {
     mag__wnode_t n;
     int rc;
@@ -107,8 +108,9 @@ static int mutex_lock_slow(mag_mutex_t *m, bool interruptible)
     return mag__wnode_wait(&m->q.lock, &m->q.list, &n, mutex_repair, m);
 }
 
-int mag_mutex_lock(mag_mutex_t *m)
+int mag_mutex_lock(mag_mutex_t *pub)
 {
+    mag__mutex_t *m = mag__mutex_of(pub);
     if (!m)
         return -EINVAL;
     uint32_t expect = 0;
@@ -119,7 +121,7 @@ int mag_mutex_lock(mag_mutex_t *m)
     return mutex_lock_slow(m, true);
 }
 
-void mag__mutex_lock_uninterruptible(mag_mutex_t *m)
+void mag__mutex_lock_uninterruptible(mag__mutex_t *m)
 {
     uint32_t expect = 0;
     /* acquire: pairs with the release in unlock. */
@@ -129,8 +131,9 @@ void mag__mutex_lock_uninterruptible(mag_mutex_t *m)
     mutex_lock_slow(m, false);
 }
 
-int mag_mutex_unlock(mag_mutex_t *m)
+int mag_mutex_unlock(mag_mutex_t *pub)
 {
+    mag__mutex_t *m = mag__mutex_of(pub);
     if (!m)
         return -EINVAL;
     uint32_t s = M_LOCKED;
@@ -170,8 +173,10 @@ int mag_cond_init(mag_cond_t *c)
     return 0;
 }
 
-int mag_cond_wait(mag_cond_t *c, mag_mutex_t *m)
+int mag_cond_wait(mag_cond_t *cpub, mag_mutex_t *mpub)
 {
+    mag__cond_t *c = mag__cond_of(cpub);
+    mag__mutex_t *m = mag__mutex_of(mpub);
     if (!c || !m)
         return -EINVAL;
     /* relaxed: the caller holds m, so its own earlier lock ordered this. */
@@ -184,14 +189,15 @@ int mag_cond_wait(mag_cond_t *c, mag_mutex_t *m)
     mag__spin_lock(&c->q.lock);
     mag__wl_push(&c->q.list, &n);
     mag__spin_unlock(&c->q.lock);
-    mag_mutex_unlock(m);
+    mag_mutex_unlock(mpub);
     rc = mag__wnode_wait(&c->q.lock, &c->q.list, &n, NULL, c);
     mag__mutex_lock_uninterruptible(m);
     return rc;
 }
 
-int mag_cond_signal(mag_cond_t *c)
+int mag_cond_signal(mag_cond_t *pub)
 {
+    mag__cond_t *c = mag__cond_of(pub);
     if (!c)
         return -EINVAL;
     mag__spin_lock(&c->q.lock);
@@ -204,8 +210,9 @@ int mag_cond_signal(mag_cond_t *c)
     return 0;
 }
 
-int mag_cond_broadcast(mag_cond_t *c)
+int mag_cond_broadcast(mag_cond_t *pub)
 {
+    mag__cond_t *c = mag__cond_of(pub);
     if (!c)
         return -EINVAL;
     mag__wake_t wk = {NULL};

@@ -28,7 +28,7 @@ int mag_rwlock_init(mag_rwlock_t *l)
 
 /* Under the queue lock: admits what the head of the queue allows, moving the
  * admitted nodes onto wk, and clears WAITERS once the queue is empty. */
-static void rw_grant(mag_rwlock_t *l, mag__wake_t *wk)
+static void rw_grant(mag__rwlock_t *l, mag__wake_t *wk)
 {
     mag__wnode_t *n;
     /* Only plain nodes are ever queued here (select is for channels), so the
@@ -71,7 +71,7 @@ static bool rw_can_take(uint32_t s, uintptr_t mode)
     return !(s & RW_WRITER) && (s & RW_READERS) != RW_READERS;
 }
 
-static int rw_lock_slow(mag_rwlock_t *l, uintptr_t mode)
+static int rw_lock_slow(mag__rwlock_t *l, uintptr_t mode)
 {
     mag__wnode_t n;
     int rc = mag__wnode_begin(&n, MAG__WAIT_RWLOCK, l);
@@ -107,8 +107,9 @@ static int rw_lock_slow(mag_rwlock_t *l, uintptr_t mode)
     return mag__wnode_wait(&l->q.lock, &l->q.list, &n, rw_repair, l);
 }
 
-int mag_rwlock_rdlock(mag_rwlock_t *l)
+int mag_rwlock_rdlock(mag_rwlock_t *pub)
 {
+    mag__rwlock_t *l = mag__rwlock_of(pub);
     if (!l)
         return -EINVAL;
     /* relaxed load: a guess for the CAS, which is the acquire. */
@@ -120,8 +121,9 @@ int mag_rwlock_rdlock(mag_rwlock_t *l)
     return rw_lock_slow(l, RW_READ);
 }
 
-int mag_rwlock_wrlock(mag_rwlock_t *l)
+int mag_rwlock_wrlock(mag_rwlock_t *pub)
 {
+    mag__rwlock_t *l = mag__rwlock_of(pub);
     if (!l)
         return -EINVAL;
     uint32_t s = 0;
@@ -132,8 +134,9 @@ int mag_rwlock_wrlock(mag_rwlock_t *l)
     return rw_lock_slow(l, RW_WRITE);
 }
 
-int mag_rwlock_tryrdlock(mag_rwlock_t *l)
+int mag_rwlock_tryrdlock(mag_rwlock_t *pub)
 {
+    mag__rwlock_t *l = mag__rwlock_of(pub);
     if (!l)
         return -EINVAL;
     /* relaxed load, acquire CAS: as in rdlock. */
@@ -146,8 +149,9 @@ int mag_rwlock_tryrdlock(mag_rwlock_t *l)
     return -EAGAIN;
 }
 
-int mag_rwlock_trywrlock(mag_rwlock_t *l)
+int mag_rwlock_trywrlock(mag_rwlock_t *pub)
 {
+    mag__rwlock_t *l = mag__rwlock_of(pub);
     if (!l)
         return -EINVAL;
     uint32_t s = 0;
@@ -158,7 +162,7 @@ int mag_rwlock_trywrlock(mag_rwlock_t *l)
     return -EAGAIN;
 }
 
-static void rw_unlock_slow(mag_rwlock_t *l)
+static void rw_unlock_slow(mag__rwlock_t *l)
 {
     mag__wake_t wk = {NULL};
     mag__spin_lock(&l->q.lock);
@@ -167,8 +171,9 @@ static void rw_unlock_slow(mag_rwlock_t *l)
     mag__wake_all(&wk);
 }
 
-int mag_rwlock_unlock(mag_rwlock_t *l)
+int mag_rwlock_unlock(mag_rwlock_t *pub)
 {
+    mag__rwlock_t *l = mag__rwlock_of(pub);
     if (!l)
         return -EINVAL;
     /* relaxed: a guess; the RMWs below carry the release. */

@@ -19,16 +19,18 @@ int mag_sem_init(mag_sem_t *s, unsigned count)
     return 0;
 }
 
-unsigned mag_sem_value(mag_sem_t *s)
+unsigned mag_sem_value(mag_sem_t *pub)
 {
+    mag__sem_t *s = mag__sem_of(pub);
     if (!s)
         return 0;
     /* relaxed: a snapshot that orders nothing. */
     return atomic_load_explicit(&s->state, memory_order_relaxed) >> 1;
 }
 
-int mag_sem_tryacquire(mag_sem_t *s)
+int mag_sem_tryacquire(mag_sem_t *pub)
 {
+    mag__sem_t *s = mag__sem_of(pub);
     if (!s)
         return -EINVAL;
     /* relaxed: a guess for the CAS, which is the acquire. */
@@ -44,18 +46,19 @@ int mag_sem_tryacquire(mag_sem_t *s)
 
 static void sem_repair(void *obj, mag__wake_t *wk)
 {
-    mag_sem_t *s = obj;
+    mag__sem_t *s = obj;
     (void)wk;
     if (mag__wl_empty(&s->q.list))
         /* relaxed: under the queue lock, which orders it for slow paths. */
         atomic_fetch_and_explicit(&s->state, ~S_WAITERS, memory_order_relaxed);
 }
 
-int mag_sem_acquire(mag_sem_t *s)
+int mag_sem_acquire(mag_sem_t *pub)
 {
+    mag__sem_t *s = mag__sem_of(pub);
     if (!s)
         return -EINVAL;
-    if (MAG_LIKELY(mag_sem_tryacquire(s) == 0))
+    if (MAG_LIKELY(mag_sem_tryacquire(pub) == 0))
         return 0;
 
     mag__wnode_t n;
@@ -86,8 +89,9 @@ int mag_sem_acquire(mag_sem_t *s)
     return mag__wnode_wait(&s->q.lock, &s->q.list, &n, sem_repair, s);
 }
 
-int mag_sem_release(mag_sem_t *s)
+int mag_sem_release(mag_sem_t *pub)
 {
+    mag__sem_t *s = mag__sem_of(pub);
     if (!s)
         return -EINVAL;
     /* relaxed: a guess for the CAS, which is the release. */

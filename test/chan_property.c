@@ -5,6 +5,7 @@
 #include "test/test.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 
 #define P 4
 #define M 3

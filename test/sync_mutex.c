@@ -140,7 +140,7 @@ static void fifo_run(bool rw)
     mag_task_t *tasks[FIFO_N] = {0};
     pthread_t th[FIFO_N];
     fifo_next = 0;
-    mag__waitq_t *q = rw ? &fifo_rw.q : &fifo_mutex.q;
+    mag__waitq_t *q = rw ? &mag__rwlock_of(&fifo_rw)->q : &mag__mutex_of(&fifo_mutex)->q;
     ASSERT_EQ(rw ? mag_rwlock_wrlock(&fifo_rw) : mag_mutex_lock(&fifo_mutex), 0);
     for (int i = 0; i < FIFO_N; i++) {
         args[i] = (struct fifo_arg){i, rw};
@@ -189,11 +189,11 @@ static void cancel_tests(void)
     int st;
     ASSERT_EQ(mag_mutex_lock(&cx_mutex), 0);
     mag_task_t *t = mag_spawn(cx_lock_task, NULL);
-    wait_queued(&cx_mutex.q, 1);
+    wait_queued(&mag__mutex_of(&cx_mutex)->q, 1);
     mag_cancel(t);
     ASSERT_EQ(mag_join(t, &st), 0);
     ASSERT_EQ(st, -ECANCELED);
-    ASSERT_EQ(queued(&cx_mutex.q), 0);
+    ASSERT_EQ(queued(&mag__mutex_of(&cx_mutex)->q), 0);
     t = mag_spawn(cx_deadline_task, NULL);
     ASSERT_EQ(mag_join(t, &st), 0);
     ASSERT_EQ(st, -ETIMEDOUT);
@@ -241,10 +241,10 @@ static void rwlock_tests(void)
         mag_yield();
     /* A writer queues; then readers must queue behind it. */
     t[3] = mag_spawn(writer_task, NULL);
-    wait_queued(&rw.q, 1);
+    wait_queued(&mag__rwlock_of(&rw)->q, 1);
     ASSERT_EQ(mag_rwlock_tryrdlock(&rw), -EAGAIN);
     t[4] = mag_spawn(reader_task, NULL);
-    wait_queued(&rw.q, 2);
+    wait_queued(&mag__rwlock_of(&rw)->q, 2);
     ASSERT_EQ(atomic_load(&rw_readers_in), 3);
     mag_event_set(&rw_release);
     for (int i = 0; i < 5; i++)
@@ -257,17 +257,17 @@ static void rwlock_tests(void)
     atomic_store(&rw_max_readers, 0);
     ASSERT_EQ(mag_rwlock_wrlock(&rw), 0);
     t[0] = mag_spawn(reader_task, NULL);
-    wait_queued(&rw.q, 1);
+    wait_queued(&mag__rwlock_of(&rw)->q, 1);
     t[1] = mag_spawn(reader_task, NULL);
-    wait_queued(&rw.q, 2);
+    wait_queued(&mag__rwlock_of(&rw)->q, 2);
     t[2] = mag_spawn(writer_task, NULL);
-    wait_queued(&rw.q, 3);
+    wait_queued(&mag__rwlock_of(&rw)->q, 3);
     t[3] = mag_spawn(reader_task, NULL);
-    wait_queued(&rw.q, 4);
+    wait_queued(&mag__rwlock_of(&rw)->q, 4);
     ASSERT_EQ(mag_rwlock_unlock(&rw), 0);
     while (atomic_load(&rw_readers_in) < 2)
         mag_yield();
-    ASSERT_EQ(queued(&rw.q), 2);
+    ASSERT_EQ(queued(&mag__rwlock_of(&rw)->q), 2);
     mag_event_set(&rw_release);
     for (int i = 0; i < 4; i++)
         ASSERT_EQ(mag_join(t[i], NULL), 0);
@@ -345,7 +345,7 @@ static void cond_tests(void)
 
     int st;
     mag_task_t *c = mag_spawn(cv_cancelled, NULL);
-    wait_queued(&cv.q, 1);
+    wait_queued(&mag__cond_of(&cv)->q, 1);
     mag_cancel(c);
     ASSERT_EQ(mag_join(c, &st), 0);
     ASSERT_EQ(st, -ECANCELED);

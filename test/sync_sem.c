@@ -118,7 +118,7 @@ static void sem_fifo(void)
     order_next = 0;
     for (int i = 0; i < N; i++) {
         start(&w[i], sem_body, i, i % 2);
-        wait_queued(&sem.q, i + 1);
+        wait_queued(&mag__sem_of(&sem)->q, i + 1);
     }
     /* Release one at a time: each goes to the next in line. */
     for (int i = 0; i < N; i++) {
@@ -145,7 +145,7 @@ static void sem_leave(void)
     order_next = 0;
     for (int i = 0; i < 3; i++) {
         start(&w[i], sem_body, i, false);
-        wait_queued(&sem.q, i + 1);
+        wait_queued(&mag__sem_of(&sem)->q, i + 1);
     }
     mag_cancel(w[1].task);
     ASSERT_EQ(finish(&w[1]), -ECANCELED);
@@ -161,7 +161,7 @@ static void sem_leave(void)
     for (int i = 0; i < 3; i++)
         ASSERT_EQ(finish(&w[i]), -ETIMEDOUT);
     ASSERT_EQ(mag_sem_value(&sem), 0);
-    ASSERT_EQ(queued(&sem.q), 0);
+    ASSERT_EQ(queued(&mag__sem_of(&sem)->q), 0);
     ASSERT_EQ(mag_sem_release(&sem), 0);
     ASSERT_EQ(mag_sem_value(&sem), 1);
     ASSERT_EQ(mag_sem_tryacquire(&sem), 0);
@@ -211,14 +211,14 @@ static void event_tests(void)
     struct who w[N];
     for (int i = 0; i < N; i++) {
         start(&w[i], event_body, i, i % 2);
-        wait_queued(&ev.q, i + 1);
+        wait_queued(&mag__event_of(&ev)->q, i + 1);
     }
     ASSERT_EQ(mag_event_set(&ev), 0);
     mag_event_clear(&ev); /* already woken: still return 0 */
     for (int i = 0; i < N; i++)
         ASSERT_EQ(finish(&w[i]), 0);
     start(&w[0], event_body, 0, false);
-    wait_queued(&ev.q, 1);
+    wait_queued(&mag__event_of(&ev)->q, 1);
     mag_cancel(w[0].task);
     ASSERT_EQ(finish(&w[0]), -ECANCELED);
 }
@@ -239,7 +239,7 @@ static void notify_tests(void)
     order_next = 0;
     for (int i = 0; i < N; i++) {
         start(&w[i], notify_body, i, i % 2);
-        wait_queued(&nt.q, i + 1);
+        wait_queued(&mag__notify_of(&nt)->q, i + 1);
     }
     for (int i = 0; i < 3; i++) {
         ASSERT_EQ(mag_notify_one(&nt), 0);
@@ -248,14 +248,14 @@ static void notify_tests(void)
     ASSERT_EQ(mag_notify_all(&nt), 0);
     for (int i = 0; i < N; i++)
         ASSERT_EQ(finish(&w[i]), 0);
-    ASSERT_EQ(atomic_load(&nt.permit), 0); /* notify_all stored nothing */
+    ASSERT_EQ(atomic_load(&mag__notify_of(&nt)->permit), 0); /* notify_all stored nothing */
     /* A cancelled waiter does not eat the permit of a later notify_one. */
     start(&w[0], notify_body, 0, false);
-    wait_queued(&nt.q, 1);
+    wait_queued(&mag__notify_of(&nt)->q, 1);
     mag_cancel(w[0].task);
     ASSERT_EQ(finish(&w[0]), -ECANCELED);
     ASSERT_EQ(mag_notify_one(&nt), 0);
-    ASSERT_EQ(atomic_load(&nt.permit), 1);
+    ASSERT_EQ(atomic_load(&mag__notify_of(&nt)->permit), 1);
     ASSERT_EQ(mag_notify_wait(&nt), 0);
 }
 
@@ -318,18 +318,18 @@ static void barrier_wg_tests(void)
     start(&w[0], barrier_leave_body, 0, false);
     ASSERT_EQ(finish(&w[0]), -ETIMEDOUT);
     start(&w[1], barrier_once_body, 1, false);
-    wait_queued(&bar.q, 1);
+    wait_queued(&mag__barrier_of(&bar)->q, 1);
     start(&w[2], barrier_once_body, 2, true);
     int a = finish(&w[1]), b = finish(&w[2]);
     ASSERT_EQ(a + b, MAG_BARRIER_SERIAL);
     ASSERT_EQ(mag_wg_add(&wg, 3), 0);
     for (int i = 0; i < N; i++) {
         start(&w[i], wg_body, i, i % 2);
-        wait_queued(&wg.q, i + 1);
+        wait_queued(&mag__wg_of(&wg)->q, i + 1);
     }
     mag_wg_done(&wg);
     mag_wg_done(&wg);
-    ASSERT_EQ(queued(&wg.q), N);
+    ASSERT_EQ(queued(&mag__wg_of(&wg)->q), N);
     mag_wg_done(&wg);
     for (int i = 0; i < N; i++)
         ASSERT_EQ(finish(&w[i]), 0);

@@ -274,6 +274,19 @@ MAG_API int mag_process_kill(mag_process_t *p, int sig);
  * no zombie is left. p NULL is ignored. */
 MAG_API void mag_process_free(mag_process_t *p);
 
+/* sigset_t is POSIX, not ISO C: a strictly conforming compilation (gcc
+ * -std=c11 with no feature-test macro) has no sigset_t, nor the sigemptyset
+ * and sigaddset that fill one, so it could not call these two anyway. They
+ * are declared whenever the C library shows its POSIX interfaces: by default
+ * (gnu11, C++), or when the program asks for them with a feature-test macro
+ * before its first #include, e.g. -D_POSIX_C_SOURCE=200809L. This header
+ * defines no feature-test macro itself: one defined after the program's own
+ * system headers would not take effect, and it would change what those
+ * headers declare for the program. */
+#if !defined(__STRICT_ANSI__) || defined(_POSIX_C_SOURCE) || defined(_POSIX_SOURCE) ||             \
+    defined(_XOPEN_SOURCE) || defined(_GNU_SOURCE) || defined(_DEFAULT_SOURCE) ||                  \
+    defined(_BSD_SOURCE)
+
 /* Waits until one of the signals in set is delivered to the process, and
  * stores its number in *signo. Suspends a task (a read on the ring);
  * blocks a plain thread. Returns 0, -EINVAL (NULL arguments, an empty set,
@@ -300,6 +313,7 @@ MAG_API int mag_signal_wait(const sigset_t *set, int *signo);
  * its default action (call it at start-up, e.g. for SIGINT and SIGTERM).
  * 0 or -EINVAL as mag_signal_wait. Any thread, no runtime needed. */
 MAG_API int mag_signal_catch(const sigset_t *set);
+#endif /* POSIX visible */
 
 #ifdef __cplusplus
 }

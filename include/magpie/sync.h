@@ -27,14 +27,17 @@
  *     when its memory goes away. Channels, broadcast and watch channels are
  *     handles created and destroyed by the library.
  *
- * The struct fields are private: they are public only so that the objects can
- * live inside the caller's structures.
+ * The primitives' types reserve storage only: their layout (C11 atomics and a
+ * spinlock) is private to the library, so that this header is plain C11 and
+ * C++ and the layout can change without touching callers' code. A type's
+ * size and alignment are part of the ABI, and the library checks with static
+ * asserts that its real layout fits them. Init an object (or use its static
+ * initializer) and pass pointers to it; do not look inside the storage, nor
+ * copy an object that is in use.
  */
 #ifndef MAGPIE_SYNC_H
 #define MAGPIE_SYNC_H
 
-#include <ck_spinlock.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,17 +48,26 @@
 extern "C" {
 #endif
 
-/* ---- private: the wait-queue core (sync/internal.h) ---------------------- */
-struct mag__wnode;
-typedef struct mag__wlist {
-    struct mag__wnode *head, *tail;
-} mag__wlist_t;
-typedef struct mag__waitq {
-    ck_spinlock_fas_t lock; /* never held across a suspension */
-    mag__wlist_t list;      /* FIFO of waiters */
-} mag__waitq_t;
+/* ---- opaque storage ------------------------------------------------------
+ * MAG__OPAQUE(n) is n 64-bit words, 8-aligned. The static initializers set
+ * the first two 32-bit words (the primitive's state word, or a barrier's
+ * party count) and zero the rest; the private layouts are built so that this
+ * is the state the _init functions give (sync/internal.h). alignas is a C++11
+ * keyword, _Alignas its C11 spelling. */
+#ifdef __cplusplus
+#define MAG__ALIGNAS(n) alignas(n)
+#else
+#define MAG__ALIGNAS(n) _Alignas(n)
+#endif
+#define MAG__OPAQUE(words)                                                                         \
+    union {                                                                                        \
+        uint32_t u32[2 * (words)]; /* first: what the static initializers set */                   \
+        MAG__ALIGNAS(8) uint64_t u64[words];                                                       \
+        void *ptr[words];                                                                          \
+    } mag__opaque
+/* Plain braces, no designators or compound literals: valid in C and C++. */
 /* clang-format off */
-#define MAG__WAITQ_INIT { CK_SPINLOCK_FAS_INITIALIZER, { NULL, NULL } }
+#define MAG__OPAQUE_INIT(w0, w1) { { { (uint32_t)(w0), (uint32_t)(w1) } } }
 /* clang-format on */
 
 /* ---- mutex ----------------------------------------------------------------
@@ -64,12 +76,9 @@ typedef struct mag__waitq {
  * owner tracking: any task or thread may unlock a locked mutex (as with
  * asyncio.Lock), and the mutex is not recursive. */
 typedef struct mag_mutex {
-    _Atomic uint32_t state; /* LOCKED | WAITERS */
-    mag__waitq_t q;
+    MAG__OPAQUE(4);
 } mag_mutex_t;
-/* clang-format off */
-#define MAG_MUTEX_INIT { 0, MAG__WAITQ_INIT }
-/* clang-format on */
+#define MAG_MUTEX_INIT MAG__OPAQUE_INIT(0, 0)
 
 /* 0 or -EINVAL. */
 MAG_API int mag_mutex_init(mag_mutex_t *m);
@@ -86,12 +95,9 @@ MAG_API int mag_mutex_unlock(mag_mutex_t *m);
  * the queue are admitted together. Uncontended rdlock, wrlock and unlock are
  * one compare-and-swap each. */
 typedef struct mag_rwlock {
-    _Atomic uint32_t state; /* WRITER | WAITERS | reader count */
-    mag__waitq_t q;
+    MAG__OPAQUE(4);
 } mag_rwlock_t;
-/* clang-format off */
-#define MAG_RWLOCK_INIT { 0, MAG__WAITQ_INIT }
-/* clang-format on */
+#define MAG_RWLOCK_INIT MAG__OPAQUE_INIT(0, 0)
 
 MAG_API int mag_rwlock_init(mag_rwlock_t *l); /* 0 or -EINVAL */
 /* Suspend until admitted. 0, -ECANCELED, -ETIMEDOUT, -EINVAL. */
@@ -107,13 +113,11 @@ MAG_API int mag_rwlock_unlock(mag_rwlock_t *l);
 /* ---- counting semaphore ---------------------------------------------------
  * FIFO: a release while tasks wait hands the permit to the first waiter. */
 typedef struct mag_sem {
-    _Atomic uint32_t state; /* permits << 1 | WAITERS */
-    mag__waitq_t q;
+    MAG__OPAQUE(4);
 } mag_sem_t;
 #define MAG_SEM_MAX 0x7fffffffu
-/* clang-format off */
-#define MAG_SEM_INIT(count) { (uint32_t)(count) << 1, MAG__WAITQ_INIT }
-/* clang-format on */
+/* The state word is permits << 1 (the low bit says that tasks wait). */
+#define MAG_SEM_INIT(count) MAG__OPAQUE_INIT((uint32_t)(count) << 1, 0)
 
 /* 0, or -EINVAL (NULL, count > MAG_SEM_MAX). */
 MAG_API int mag_sem_init(mag_sem_t *s, unsigned count);
@@ -131,12 +135,9 @@ MAG_API unsigned mag_sem_value(mag_sem_t *s);
  * A flag: wait returns once it is set; set wakes every waiter; clear resets it
  * (waiters already woken still return 0). */
 typedef struct mag_event {
-    _Atomic uint32_t state; /* SET | WAITERS */
-    mag__waitq_t q;
+    MAG__OPAQUE(4);
 } mag_event_t;
-/* clang-format off */
-#define MAG_EVENT_INIT { 0, MAG__WAITQ_INIT }
-/* clang-format on */
+#define MAG_EVENT_INIT MAG__OPAQUE_INIT(0, 0)
 
 MAG_API int mag_event_init(mag_event_t *e);  /* 0 or -EINVAL */
 MAG_API int mag_event_set(mag_event_t *e);   /* 0 or -EINVAL; never suspends */
@@ -152,12 +153,9 @@ MAG_API bool mag_event_is_set(mag_event_t *e);
  * waiter and stores nothing. A waiter cancelled after it was picked by
  * notify_one keeps the notification (its wait returns 0). */
 typedef struct mag_notify {
-    _Atomic uint32_t permit; /* 0 or 1 */
-    mag__waitq_t q;
+    MAG__OPAQUE(4);
 } mag_notify_t;
-/* clang-format off */
-#define MAG_NOTIFY_INIT { 0, MAG__WAITQ_INIT }
-/* clang-format on */
+#define MAG_NOTIFY_INIT MAG__OPAQUE_INIT(0, 0)
 
 MAG_API int mag_notify_init(mag_notify_t *n); /* 0 or -EINVAL */
 /* Suspends until notified. 0, -ECANCELED, -ETIMEDOUT, -EINVAL. */
@@ -170,11 +168,9 @@ MAG_API int mag_notify_all(mag_notify_t *n); /* 0 or -EINVAL; never suspends */
  * wake spuriously (another waiter may take the state first): test the
  * predicate in a loop. */
 typedef struct mag_cond {
-    mag__waitq_t q;
+    MAG__OPAQUE(3);
 } mag_cond_t;
-/* clang-format off */
-#define MAG_COND_INIT { MAG__WAITQ_INIT }
-/* clang-format on */
+#define MAG_COND_INIT MAG__OPAQUE_INIT(0, 0)
 
 MAG_API int mag_cond_init(mag_cond_t *c); /* 0 or -EINVAL */
 /* Atomically unlocks m and waits for a signal, then locks m again. m is held
@@ -190,12 +186,10 @@ MAG_API int mag_cond_broadcast(mag_cond_t *c); /* wakes every waiter; 0 or -EINV
  * barrier resets for the next round. A waiter that is cancelled before the
  * round completes leaves it (the round then needs one more arrival). */
 typedef struct mag_barrier {
-    uint32_t parties, arrived; /* under q.lock */
-    mag__waitq_t q;
+    MAG__OPAQUE(4);
 } mag_barrier_t;
-/* clang-format off */
-#define MAG_BARRIER_INIT(n) { (n), 0, MAG__WAITQ_INIT }
-/* clang-format on */
+/* The first two words: n parties, 0 arrived. */
+#define MAG_BARRIER_INIT(n) MAG__OPAQUE_INIT(n, 0)
 #define MAG_BARRIER_SERIAL 1 /* returned to exactly one party per round */
 
 /* 0, or -EINVAL (NULL, n == 0). */
@@ -206,12 +200,9 @@ MAG_API int mag_barrier_wait(mag_barrier_t *b);
 
 /* ---- wait group (Go's sync.WaitGroup) ------------------------------------ */
 typedef struct mag_wg {
-    _Atomic int64_t count;
-    mag__waitq_t q;
+    MAG__OPAQUE(4);
 } mag_wg_t;
-/* clang-format off */
-#define MAG_WG_INIT { 0, MAG__WAITQ_INIT }
-/* clang-format on */
+#define MAG_WG_INIT MAG__OPAQUE_INIT(0, 0)
 
 MAG_API int mag_wg_init(mag_wg_t *wg); /* 0 or -EINVAL */
 /* Adds delta (may be negative) to the counter; reaching 0 wakes every waiter.
