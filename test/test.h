@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,5 +99,14 @@ static inline void test_run(unsigned workers, mag_fn fn, void *arg)
 #define TEST_SANITIZED 0
 #endif
 #define TEST_SCALE(n) (TEST_SANITIZED ? ((n) / 10 > 0 ? (n) / 10 : 1) : (n))
+
+/* Lets others run: yields the task when called from one, else the thread. */
+static inline void test_yield(void)
+{
+    if (mag_self())
+        mag_yield();
+    else
+        sched_yield();
+}
 
 #endif
