@@ -109,4 +109,13 @@ static inline void test_yield(void)
         sched_yield();
 }
 
+/* Spawns fn(NULL) as a joinable task with the given name. */
+static inline mag_task_t *test_spawn_named(const char *name, mag_fn fn)
+{
+    mag_spawn_opts_t o = {.name = name};
+    mag_task_t *t = NULL;
+    ASSERT_EQ(mag_spawn_ex(&t, fn, NULL, &o), 0);
+    return t;
+}
+
 #endif
