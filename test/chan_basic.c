@@ -5,29 +5,9 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 
 #include "sync/chan.h"
-
-static int list_len(mag_chan_t *c, mag__wlist_t *l)
-{
-    int n = 0;
-    mag__spin_lock(&c->lock);
-    for (mag__wnode_t *x = l->head; x; x = x->next)
-        n++;
-    mag__spin_unlock(&c->lock);
-    return n;
-}
-
-static void wait_list(mag_chan_t *c, mag__wlist_t *l, int n)
-{
-    while (list_len(c, l) < n) {
-        if (mag_self())
-            mag_yield();
-        else
-            sched_yield();
-    }
-}
+#include "test/helpers.h"
 
 /* ---- many senders and receivers, tasks and threads ---------------------- */
 #define PRODUCERS 4
@@ -168,7 +148,7 @@ static void fifo(size_t cap)
     for (int i = 0; i < N; i++) {
         w[i] = (struct waiter){c, i, -1, 1};
         t[i] = mag_spawn(recv_task, &w[i]);
-        wait_list(c, &c->recvq, i + 1);
+        test_wait_chan(c, &c->recvq, i + 1);
     }
     for (int i = 0; i < N; i++) {
         int v = 100 + i;
@@ -187,7 +167,7 @@ static void fifo(size_t cap)
     for (int i = 0; i < N; i++) {
         w[i] = (struct waiter){c, i, -1, 1};
         t[i] = mag_spawn(send_task, &w[i]);
-        wait_list(c, &c->sendq, i + 1);
+        test_wait_chan(c, &c->sendq, i + 1);
     }
     int v;
     for (size_t i = 0; i < cap; i++) {
@@ -214,7 +194,7 @@ static void close_while_waiting(size_t cap)
         w[i] = (struct waiter){c, i, -1, 1};
         t[i] = mag_spawn(recv_task, &w[i]);
     }
-    wait_list(c, &c->recvq, N);
+    test_wait_chan(c, &c->recvq, N);
     mag_chan_close(c);
     for (int i = 0; i < N; i++) {
         ASSERT_EQ(mag_join(t[i], NULL), 0);
@@ -231,7 +211,7 @@ static void close_while_waiting(size_t cap)
         w[i] = (struct waiter){c, 7, -1, 1};
         t[i] = mag_spawn(send_task, &w[i]);
     }
-    wait_list(c, &c->sendq, N);
+    test_wait_chan(c, &c->sendq, N);
     mag_chan_close(c);
     for (int i = 0; i < N; i++) {
         ASSERT_EQ(mag_join(t[i], NULL), 0);
@@ -258,9 +238,9 @@ static void leave_early(size_t cap)
     mag_chan_t *c = mag_chan_create(sizeof(int), cap);
     struct waiter a = {c, 0, -1, 1}, b = {c, 1, -1, 1};
     mag_task_t *ta = mag_spawn(recv_task, &a);
-    wait_list(c, &c->recvq, 1);
+    test_wait_chan(c, &c->recvq, 1);
     mag_task_t *tb = mag_spawn(recv_deadline_task, &b);
-    wait_list(c, &c->recvq, 2);
+    test_wait_chan(c, &c->recvq, 2);
     mag_cancel(ta);
     ASSERT_EQ(mag_join(ta, NULL), 0);
     ASSERT_EQ(a.rc, -ECANCELED);

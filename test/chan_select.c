@@ -5,29 +5,9 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 
 #include "sync/chan.h"
-
-static int recvq_len(mag_chan_t *c)
-{
-    int n = 0;
-    mag__spin_lock(&c->lock);
-    for (mag__wnode_t *x = c->recvq.head; x; x = x->next)
-        n++;
-    mag__spin_unlock(&c->lock);
-    return n;
-}
-
-static void wait_recvq(mag_chan_t *c, int n)
-{
-    while (recvq_len(c) < n) {
-        if (mag_self())
-            mag_yield();
-        else
-            sched_yield();
-    }
-}
+#include "test/helpers.h"
 
 /* ---- fairness: every ready case gets its share ------------------------- */
 static void fairness(void)
@@ -133,19 +113,19 @@ static void endings(void)
     /* A send on the first channel. */
     s = (struct sel_wait){a, b, -9, -9, -1, MAG_SELECT_RECV, 0};
     t = mag_spawn(sel_wait_task, &s);
-    wait_recvq(a, 1);
+    test_wait_chan(a, &a->recvq, 1);
     ASSERT_EQ(mag_chan_send(a, &v), 0);
     ASSERT_EQ(mag_join(t, NULL), 0);
     ASSERT_EQ(s.idx, 0);
     ASSERT_EQ(s.got, 5);
-    ASSERT_EQ(recvq_len(b), 0); /* its other node is gone */
+    ASSERT_EQ(test_chan_len(b, &b->recvq), 0); /* its other node is gone */
 
     /* A receiver makes room for the select's send on a full channel. */
     ASSERT_EQ(mag_chan_send(b, &v), 0);
     ASSERT_EQ(mag_chan_send(b, &v), 0);
     s = (struct sel_wait){a, b, -9, -9, -1, MAG_SELECT_SEND, 0};
     t = mag_spawn(sel_wait_task, &s);
-    wait_recvq(a, 1);
+    test_wait_chan(a, &a->recvq, 1);
     int out;
     ASSERT_EQ(mag_chan_recv(b, &out), 0);
     ASSERT_EQ(mag_join(t, NULL), 0);
@@ -161,12 +141,12 @@ static void endings(void)
     t = mag_spawn(sel_wait_task, &s);
     ASSERT_EQ(mag_join(t, NULL), 0);
     ASSERT_EQ(s.idx, -ETIMEDOUT);
-    ASSERT_EQ(recvq_len(a), 0);
+    ASSERT_EQ(test_chan_len(a, &a->recvq), 0);
 
     /* A cancellation. */
     s = (struct sel_wait){a, b, -9, -9, -1, MAG_SELECT_RECV, 0};
     t = mag_spawn(sel_wait_task, &s);
-    wait_recvq(a, 1);
+    test_wait_chan(a, &a->recvq, 1);
     mag_cancel(t);
     ASSERT_EQ(mag_join(t, NULL), 0);
     ASSERT_EQ(s.idx, -ECANCELED);
@@ -176,10 +156,10 @@ static void endings(void)
     s = (struct sel_wait){a, b, -9, -9, -1, MAG_SELECT_RECV, 0};
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, sel_wait_thread, &s), 0);
-    wait_recvq(b, 1);
+    test_wait_chan(b, &b->recvq, 1);
     v = 9;
     ASSERT_EQ(mag_chan_send(b, &v), 0);
-    while (recvq_len(a) > 0) /* it unlinks its node on a before returning */
+    while (test_chan_len(a, &a->recvq) > 0) /* it unlinks its node on a before returning */
         mag_yield();
     mag_sleep(MAG_MS);
     pthread_join(th, NULL);
@@ -189,7 +169,7 @@ static void endings(void)
     /* A close. */
     s = (struct sel_wait){a, b, -9, -9, -1, MAG_SELECT_RECV, 0};
     t = mag_spawn(sel_wait_task, &s);
-    wait_recvq(a, 1);
+    test_wait_chan(a, &a->recvq, 1);
     mag_chan_close(a);
     ASSERT_EQ(mag_join(t, NULL), 0);
     ASSERT_EQ(s.idx, 0);

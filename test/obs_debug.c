@@ -45,14 +45,6 @@ static int nothing(void *arg)
     return 0;
 }
 
-static mag_task_t *spawn_named(const char *name, mag_fn fn)
-{
-    mag_spawn_opts_t o = {.name = name};
-    mag_task_t *t = NULL;
-    ASSERT_EQ(mag_spawn_ex(&t, fn, NULL, &o), 0);
-    return t;
-}
-
 static void run_debug(mag_fn fn, unsigned workers)
 {
     mag_config_t cfg;
@@ -70,9 +62,9 @@ static void run_debug(mag_fn fn, unsigned workers)
 static int slow_main(void *arg)
 {
     (void)arg;
-    mag_task_t *a = spawn_named("polite", polite);
+    mag_task_t *a = test_spawn_named("polite", polite);
     ASSERT_EQ(mag_join(a, NULL), 0);
-    mag_task_t *b = spawn_named("spinner", spinner);
+    mag_task_t *b = test_spawn_named("spinner", spinner);
     ASSERT_EQ(mag_join(b, NULL), 0);
     return 0;
 }
@@ -85,9 +77,9 @@ static void case_slow(void)
 static int leak_main(void *arg)
 {
     (void)arg;
-    spawn_named("forgotten", nothing); /* never joined nor detached */
-    mag_detach(spawn_named("detached", nothing));
-    ASSERT_EQ(mag_join(spawn_named("joined", nothing), NULL), 0);
+    test_spawn_named("forgotten", nothing); /* never joined nor detached */
+    mag_detach(test_spawn_named("detached", nothing));
+    ASSERT_EQ(mag_join(test_spawn_named("joined", nothing), NULL), 0);
     return 0;
 }
 
@@ -99,7 +91,7 @@ static void case_leak(void)
 static int stale_main(void *arg)
 {
     (void)arg;
-    mag_task_t *t = spawn_named("once", nothing);
+    mag_task_t *t = test_spawn_named("once", nothing);
     ASSERT_EQ(mag_join(t, NULL), 0);
     /* Nothing spawned since: the record is still free, not reused. */
     ASSERT_EQ(mag_join(t, NULL), -EINVAL);
@@ -139,7 +131,7 @@ static int sigquit_main(void *arg)
     (void)arg;
     ASSERT_EQ(mag_mutex_init(&mu), 0);
     ASSERT_EQ(mag_mutex_lock(&mu), 0);
-    mag_task_t *t = spawn_named("blocked-one", blocked);
+    mag_task_t *t = test_spawn_named("blocked-one", blocked);
     mag_sleep(20 * MAG_MS);
     ASSERT_EQ(kill(getpid(), SIGQUIT), 0);
     mag_sleep(300 * MAG_MS); /* the dump comes from another thread */

@@ -76,14 +76,6 @@ static int hog(void *arg)
     }
 }
 
-static mag_task_t *spawn_named(const char *name, mag_fn fn)
-{
-    mag_spawn_opts_t o = {.name = name};
-    mag_task_t *t = NULL;
-    ASSERT_EQ(mag_spawn_ex(&t, fn, NULL, &o), 0);
-    return t;
-}
-
 static int serve_task(void *arg)
 {
     return mag_serve(*(int *)arg, echo, NULL);
@@ -100,8 +92,8 @@ static int serve_main(void *arg)
     mag_spawn_opts_t o = {.name = "server"};
     ASSERT_EQ(mag_spawn_ex(&srv, serve_task, &lfd, &o), 0);
     for (int i = 0; i < 4; i++)
-        mag_detach(spawn_named("client", client));
-    mag_detach(spawn_named("hog", hog));
+        mag_detach(test_spawn_named("client", client));
+    mag_detach(test_spawn_named("hog", hog));
     return mag_join(srv, NULL); /* until killed */
 }
 

@@ -78,36 +78,6 @@ static int server_main(void *arg)
     return 0;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
-static void *receiver(void *arg)
-{
-    sigset_t *s = arg;
-    pthread_sigmask(SIG_UNBLOCK, s, NULL);
-    for (;;)
-        usleep(1000);
-    return NULL;
-}
-
-static void tsan_setup(sigset_t *s)
-{
-#ifdef UNDER_TSAN
-    pthread_sigmask(SIG_BLOCK, s, NULL); /* inherited by the runtime's threads */
-    pthread_t th;
-    pthread_create(&th, NULL, receiver, s);
-    pthread_detach(th);
-#else
-    (void)s;
-    (void)receiver;
-#endif
-}
-
 static int connect_to(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -133,7 +103,7 @@ static void scenario(uint64_t grace_ms, int request_ms, bool finishes)
     if (c == 0) {
         close(p[0]);
         mag_signal_catch(&stop); /* before anything can send it */
-        tsan_setup(&stop);
+        test_tsan_signal_receiver(&stop);
         grace_ns = grace_ms * MAG_MS;
         mag_config_t cfg;
         mag_config_init(&cfg);

@@ -113,40 +113,6 @@ static int main_task(void *arg)
     return 0;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
-#ifdef UNDER_TSAN
-static void *receiver(void *arg)
-{
-    sigset_t s = set_of(SIGUSR1, SIGUSR2);
-    sigaddset(&s, SIGHUP);
-    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
-    for (;;)
-        usleep(1000);
-    return arg;
-}
-
-static void tsan_setup(void)
-{
-    sigset_t s = set_of(SIGUSR1, SIGUSR2);
-    sigaddset(&s, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &s, NULL); /* inherited by every later thread */
-    pthread_t th;
-    pthread_create(&th, NULL, receiver, NULL);
-    pthread_detach(th);
-}
-#else
-static void tsan_setup(void)
-{
-}
-#endif
-
 static waiter_t tw = {.sig1 = SIGUSR2};
 
 static void *thread_waiter(void *arg)
@@ -157,7 +123,9 @@ static void *thread_waiter(void *arg)
 
 int main(void)
 {
-    tsan_setup();
+    sigset_t sigs = set_of(SIGUSR1, SIGUSR2);
+    sigaddset(&sigs, SIGHUP);
+    test_tsan_signal_receiver(&sigs);
     mag_config_t cfg;
     mag_config_init(&cfg);
     cfg.workers = test_workers(2);

@@ -6,33 +6,8 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 
-#include "sync/internal.h"
-
-static void pause_briefly(void)
-{
-    if (mag_self())
-        mag_yield();
-    else
-        sched_yield();
-}
-
-static int queued(mag__waitq_t *q)
-{
-    int n = 0;
-    mag__spin_lock(&q->lock);
-    for (mag__wnode_t *x = q->list.head; x; x = x->next)
-        n++;
-    mag__spin_unlock(&q->lock);
-    return n;
-}
-
-static void wait_queued(mag__waitq_t *q, int n)
-{
-    while (queued(q) < n)
-        pause_briefly();
-}
+#include "test/helpers.h"
 
 /* ---- a shared counter under the mutex: tasks and threads together ------ */
 #define CT_TASKS 8
@@ -150,7 +125,7 @@ static void fifo_run(bool rw)
         } else {
             ASSERT_PTR_NE(tasks[i] = mag_spawn(fifo_task, &args[i]), NULL);
         }
-        wait_queued(q, i + 1);
+        test_wait_waitq(q, i + 1);
     }
     ASSERT_EQ(rw ? mag_rwlock_unlock(&fifo_rw) : mag_mutex_unlock(&fifo_mutex), 0);
     for (int i = 0; i < FIFO_N; i++) {
@@ -189,11 +164,11 @@ static void cancel_tests(void)
     int st;
     ASSERT_EQ(mag_mutex_lock(&cx_mutex), 0);
     mag_task_t *t = mag_spawn(cx_lock_task, NULL);
-    wait_queued(&mag__mutex_of(&cx_mutex)->q, 1);
+    test_wait_waitq(&mag__mutex_of(&cx_mutex)->q, 1);
     mag_cancel(t);
     ASSERT_EQ(mag_join(t, &st), 0);
     ASSERT_EQ(st, -ECANCELED);
-    ASSERT_EQ(queued(&mag__mutex_of(&cx_mutex)->q), 0);
+    ASSERT_EQ(test_waitq_len(&mag__mutex_of(&cx_mutex)->q), 0);
     t = mag_spawn(cx_deadline_task, NULL);
     ASSERT_EQ(mag_join(t, &st), 0);
     ASSERT_EQ(st, -ETIMEDOUT);
@@ -241,10 +216,10 @@ static void rwlock_tests(void)
         mag_yield();
     /* A writer queues; then readers must queue behind it. */
     t[3] = mag_spawn(writer_task, NULL);
-    wait_queued(&mag__rwlock_of(&rw)->q, 1);
+    test_wait_waitq(&mag__rwlock_of(&rw)->q, 1);
     ASSERT_EQ(mag_rwlock_tryrdlock(&rw), -EAGAIN);
     t[4] = mag_spawn(reader_task, NULL);
-    wait_queued(&mag__rwlock_of(&rw)->q, 2);
+    test_wait_waitq(&mag__rwlock_of(&rw)->q, 2);
     ASSERT_EQ(atomic_load(&rw_readers_in), 3);
     mag_event_set(&rw_release);
     for (int i = 0; i < 5; i++)
@@ -257,17 +232,17 @@ static void rwlock_tests(void)
     atomic_store(&rw_max_readers, 0);
     ASSERT_EQ(mag_rwlock_wrlock(&rw), 0);
     t[0] = mag_spawn(reader_task, NULL);
-    wait_queued(&mag__rwlock_of(&rw)->q, 1);
+    test_wait_waitq(&mag__rwlock_of(&rw)->q, 1);
     t[1] = mag_spawn(reader_task, NULL);
-    wait_queued(&mag__rwlock_of(&rw)->q, 2);
+    test_wait_waitq(&mag__rwlock_of(&rw)->q, 2);
     t[2] = mag_spawn(writer_task, NULL);
-    wait_queued(&mag__rwlock_of(&rw)->q, 3);
+    test_wait_waitq(&mag__rwlock_of(&rw)->q, 3);
     t[3] = mag_spawn(reader_task, NULL);
-    wait_queued(&mag__rwlock_of(&rw)->q, 4);
+    test_wait_waitq(&mag__rwlock_of(&rw)->q, 4);
     ASSERT_EQ(mag_rwlock_unlock(&rw), 0);
     while (atomic_load(&rw_readers_in) < 2)
         mag_yield();
-    ASSERT_EQ(queued(&mag__rwlock_of(&rw)->q), 2);
+    ASSERT_EQ(test_waitq_len(&mag__rwlock_of(&rw)->q), 2);
     mag_event_set(&rw_release);
     for (int i = 0; i < 4; i++)
         ASSERT_EQ(mag_join(t[i], NULL), 0);
@@ -345,7 +320,7 @@ static void cond_tests(void)
 
     int st;
     mag_task_t *c = mag_spawn(cv_cancelled, NULL);
-    wait_queued(&mag__cond_of(&cv)->q, 1);
+    test_wait_waitq(&mag__cond_of(&cv)->q, 1);
     mag_cancel(c);
     ASSERT_EQ(mag_join(c, &st), 0);
     ASSERT_EQ(st, -ECANCELED);

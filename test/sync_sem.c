@@ -5,29 +5,8 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 
-#include "sync/internal.h"
-
-static int queued(mag__waitq_t *q)
-{
-    int n = 0;
-    mag__spin_lock(&q->lock);
-    for (mag__wnode_t *x = q->list.head; x; x = x->next)
-        n++;
-    mag__spin_unlock(&q->lock);
-    return n;
-}
-
-static void wait_queued(mag__waitq_t *q, int n)
-{
-    while (queued(q) < n) {
-        if (mag_self())
-            mag_yield();
-        else
-            sched_yield();
-    }
-}
+#include "test/helpers.h"
 
 /* A waiter is either a task or a thread; the harness runs one body both
  * ways and collects results. */
@@ -118,7 +97,7 @@ static void sem_fifo(void)
     order_next = 0;
     for (int i = 0; i < N; i++) {
         start(&w[i], sem_body, i, i % 2);
-        wait_queued(&mag__sem_of(&sem)->q, i + 1);
+        test_wait_waitq(&mag__sem_of(&sem)->q, i + 1);
     }
     /* Release one at a time: each goes to the next in line. */
     for (int i = 0; i < N; i++) {
@@ -145,7 +124,7 @@ static void sem_leave(void)
     order_next = 0;
     for (int i = 0; i < 3; i++) {
         start(&w[i], sem_body, i, false);
-        wait_queued(&mag__sem_of(&sem)->q, i + 1);
+        test_wait_waitq(&mag__sem_of(&sem)->q, i + 1);
     }
     mag_cancel(w[1].task);
     ASSERT_EQ(finish(&w[1]), -ECANCELED);
@@ -161,7 +140,7 @@ static void sem_leave(void)
     for (int i = 0; i < 3; i++)
         ASSERT_EQ(finish(&w[i]), -ETIMEDOUT);
     ASSERT_EQ(mag_sem_value(&sem), 0);
-    ASSERT_EQ(queued(&mag__sem_of(&sem)->q), 0);
+    ASSERT_EQ(test_waitq_len(&mag__sem_of(&sem)->q), 0);
     ASSERT_EQ(mag_sem_release(&sem), 0);
     ASSERT_EQ(mag_sem_value(&sem), 1);
     ASSERT_EQ(mag_sem_tryacquire(&sem), 0);
@@ -211,14 +190,14 @@ static void event_tests(void)
     struct who w[N];
     for (int i = 0; i < N; i++) {
         start(&w[i], event_body, i, i % 2);
-        wait_queued(&mag__event_of(&ev)->q, i + 1);
+        test_wait_waitq(&mag__event_of(&ev)->q, i + 1);
     }
     ASSERT_EQ(mag_event_set(&ev), 0);
     mag_event_clear(&ev); /* already woken: still return 0 */
     for (int i = 0; i < N; i++)
         ASSERT_EQ(finish(&w[i]), 0);
     start(&w[0], event_body, 0, false);
-    wait_queued(&mag__event_of(&ev)->q, 1);
+    test_wait_waitq(&mag__event_of(&ev)->q, 1);
     mag_cancel(w[0].task);
     ASSERT_EQ(finish(&w[0]), -ECANCELED);
 }
@@ -239,7 +218,7 @@ static void notify_tests(void)
     order_next = 0;
     for (int i = 0; i < N; i++) {
         start(&w[i], notify_body, i, i % 2);
-        wait_queued(&mag__notify_of(&nt)->q, i + 1);
+        test_wait_waitq(&mag__notify_of(&nt)->q, i + 1);
     }
     for (int i = 0; i < 3; i++) {
         ASSERT_EQ(mag_notify_one(&nt), 0);
@@ -251,7 +230,7 @@ static void notify_tests(void)
     ASSERT_EQ(atomic_load(&mag__notify_of(&nt)->permit), 0); /* notify_all stored nothing */
     /* A cancelled waiter does not eat the permit of a later notify_one. */
     start(&w[0], notify_body, 0, false);
-    wait_queued(&mag__notify_of(&nt)->q, 1);
+    test_wait_waitq(&mag__notify_of(&nt)->q, 1);
     mag_cancel(w[0].task);
     ASSERT_EQ(finish(&w[0]), -ECANCELED);
     ASSERT_EQ(mag_notify_one(&nt), 0);
@@ -318,18 +297,18 @@ static void barrier_wg_tests(void)
     start(&w[0], barrier_leave_body, 0, false);
     ASSERT_EQ(finish(&w[0]), -ETIMEDOUT);
     start(&w[1], barrier_once_body, 1, false);
-    wait_queued(&mag__barrier_of(&bar)->q, 1);
+    test_wait_waitq(&mag__barrier_of(&bar)->q, 1);
     start(&w[2], barrier_once_body, 2, true);
     int a = finish(&w[1]), b = finish(&w[2]);
     ASSERT_EQ(a + b, MAG_BARRIER_SERIAL);
     ASSERT_EQ(mag_wg_add(&wg, 3), 0);
     for (int i = 0; i < N; i++) {
         start(&w[i], wg_body, i, i % 2);
-        wait_queued(&mag__wg_of(&wg)->q, i + 1);
+        test_wait_waitq(&mag__wg_of(&wg)->q, i + 1);
     }
     mag_wg_done(&wg);
     mag_wg_done(&wg);
-    ASSERT_EQ(queued(&mag__wg_of(&wg)->q), N);
+    ASSERT_EQ(test_waitq_len(&mag__wg_of(&wg)->q), N);
     mag_wg_done(&wg);
     for (int i = 0; i < N; i++)
         ASSERT_EQ(finish(&w[i]), 0);

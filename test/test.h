@@ -10,10 +10,13 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TEST_FAIL(...)                                                       \
     do {                                                                     \
@@ -98,5 +101,67 @@ static inline void test_run(unsigned workers, mag_fn fn, void *arg)
 #define TEST_SANITIZED 0
 #endif
 #define TEST_SCALE(n) (TEST_SANITIZED ? ((n) / 10 > 0 ? (n) / 10 : 1) : (n))
+
+/* 1 in ThreadSanitizer builds. */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+#ifndef TEST_TSAN
+#define TEST_TSAN 0
+#endif
+
+/* Lets others run: yields the task when called from one, else the thread. */
+static inline void test_yield(void)
+{
+    if (mag_self())
+        mag_yield();
+    else
+        sched_yield();
+}
+
+/* Spawns fn(NULL) as a joinable task with the given name. */
+static inline mag_task_t *test_spawn_named(const char *name, mag_fn fn)
+{
+    mag_spawn_opts_t o = {.name = name};
+    mag_task_t *t = NULL;
+    ASSERT_EQ(mag_spawn_ex(&t, fn, NULL, &o), 0);
+    return t;
+}
+
+static inline void *test_signal_receiver_(void *arg)
+{
+    sigset_t s = *(sigset_t *)arg;
+    free(arg);
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    for (;;)
+        usleep(1000);
+    return NULL;
+}
+
+/* ThreadSanitizer defers a signal handler until the receiving thread next
+ * calls into an intercepted libc function, and the runtime's threads sleep in
+ * raw system calls (io_uring_enter, futex). Under TSan this blocks the
+ * signals in set in the calling thread, and so in every thread it creates
+ * later, and starts a helper thread, asleep in nanosleep, that receives every
+ * process-directed one. Elsewhere it does nothing. Call it before creating
+ * the runtime. */
+static inline void test_tsan_signal_receiver(const sigset_t *set)
+{
+    if (!TEST_TSAN)
+        return;
+    sigset_t *copy = malloc(sizeof *copy);
+    if (!copy)
+        TEST_FAIL("out of memory");
+    *copy = *set;
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    pthread_t th;
+    if (pthread_create(&th, NULL, test_signal_receiver_, copy) != 0)
+        TEST_FAIL("pthread_create failed");
+    pthread_detach(th);
+}
 
 #endif
