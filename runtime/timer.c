@@ -129,8 +129,13 @@ static bool next_expiry(mag__wheel_t *w, unsigned *level_out, unsigned *slot_out
             continue;
         unsigned shift = level * LEVEL_BITS;
         unsigned pos = (unsigned)(w->elapsed >> shift) & (MAG__WHEEL_SLOTS - 1);
-        uint64_t rotated = pos ? (occ >> pos) | (occ << (64 - pos)) : occ;
-        unsigned slot = (pos + (unsigned)__builtin_ctzll(rotated)) & (MAG__WHEEL_SLOTS - 1);
+        /* The top level's current slot holds only timers a lap or more
+         * ahead (a nearer one shares the top bits with the clock and sits
+         * at a finer level), so it is scanned last: from it, a nearer
+         * timer in a later slot would be hidden until the lap came round. */
+        unsigned start = level == MAG__WHEEL_LEVELS - 1 ? (pos + 1) & (MAG__WHEEL_SLOTS - 1) : pos;
+        uint64_t rotated = start ? (occ >> start) | (occ << (64 - start)) : occ;
+        unsigned slot = (start + (unsigned)__builtin_ctzll(rotated)) & (MAG__WHEEL_SLOTS - 1);
         uint64_t slot_range = 1ull << shift;
         uint64_t level_range = slot_range << LEVEL_BITS;
         uint64_t deadline = (w->elapsed & ~(level_range - 1)) + slot * slot_range;
