@@ -290,11 +290,8 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
     int rc = mag__suspend_begin(MAG__WAIT_IO, k);
     if (rc)
         return rc;
-    mag__io_t io = {
-        .op = {.complete = mag__io_complete, .worker = mag__worker_current()},
-        .task = self,
-    };
-    struct io_uring_sqe *sqe = mag__sqe();
+    mag__io_t io = {.op = {.complete = mag__io_complete}, .task = self};
+    struct io_uring_sqe *sqe = mag__sqe(&io.op);
     k->prep(sqe, a);
     io_uring_sqe_set_data(sqe, &io.op);
     /* No stale cancel can reach this record: mag__io_wait waits for the

@@ -99,8 +99,7 @@ static void arm_accept(serve_t *s)
 {
     mag__waiter_init(&s->ended);
     s->op.complete = accept_complete;
-    s->op.worker = mag__worker_current();
-    struct io_uring_sqe *sqe = mag__sqe();
+    struct io_uring_sqe *sqe = mag__sqe(&s->op);
     io_uring_prep_multishot_accept(sqe, s->lfd, NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data(sqe, &s->op);
 }

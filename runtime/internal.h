@@ -120,10 +120,13 @@ struct mag__op {
     struct mag__worker *worker;     /* ring the op was submitted on */
 };
 
-/* An SQE on the calling worker's ring (submitting first if the SQ is full).
- * Only from a task or a worker thread; the worker submits all prepared SQEs
- * in one io_uring_enter per loop iteration. Never NULL. */
-MAG_HIDDEN struct io_uring_sqe *mag__sqe(void);
+/* From a task: an SQE on the ring of the worker it runs on, for op, whose
+ * worker field it sets to that worker (so prepare op's other fields first,
+ * and the SQE after). The worker submits all prepared SQEs in one
+ * io_uring_enter per loop iteration. With the SQ full it submits; should
+ * the kernel refuse, the task yields to the scheduler, which reaps, and
+ * tries again (perhaps on another worker: hence op->worker). Never NULL. */
+MAG_HIDDEN struct io_uring_sqe *mag__sqe(mag__op_t *op);
 /* A request to cancel an operation, on the ring it was submitted on. The
  * record lives in the waiting task's frame, like the operation itself: the
  * task must not return until both the operation's completion and this

@@ -31,25 +31,71 @@ static void wake_complete(mag__op_t *op, int res, uint32_t flags)
     w->wake_armed = false;
 }
 
+uint32_t mag__ring_feature_mask = UINT32_MAX;
+
+/* From the scheduler (never a task): an SQE on w's ring, submitting and
+ * reaping until one is free. The reap is what frees space when the kernel
+ * refuses submissions (-EBUSY: a completion backlog only a reap drains). */
+static struct io_uring_sqe *sched_sqe(mag__worker_t *w);
+static unsigned reap(mag__worker_t *w);
+
 static void arm_wake_read(mag__worker_t *w)
 {
     if (w->wake_armed)
         return;
-    struct io_uring_sqe *sqe = mag__sqe();
+    struct io_uring_sqe *sqe = sched_sqe(w);
     io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0);
     io_uring_sqe_set_data(sqe, &w->wake_op);
     w->wake_armed = true;
 }
 
-struct io_uring_sqe *mag__sqe(void)
+static struct io_uring_sqe *take_sqe(mag__worker_t *w)
 {
-    mag__worker_t *w = mag__worker_current();
-    struct io_uring_sqe *sqe;
-    while (!(sqe = io_uring_get_sqe(&w->ring)))
-        io_uring_submit(&w->ring);
-    w->inflight++;
-    mag__stat_inc(&w->stats.io_submitted, 1);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+    if (sqe) {
+        w->inflight++;
+        mag__stat_inc(&w->stats.io_submitted, 1);
+    }
     return sqe;
+}
+
+struct io_uring_sqe *mag__sqe(mag__op_t *op)
+{
+    for (;;) {
+        mag__worker_t *w = mag__worker_current();
+        struct io_uring_sqe *sqe = take_sqe(w);
+        if (!sqe) {
+            /* The SQ is full: submit it from here (this is the ring's
+             * thread). Should the kernel refuse (-EBUSY) or take nothing,
+             * give the scheduler a turn to reap, and try again on whatever
+             * worker the task then runs on: spinning here would never
+             * drain what blocks the ring. */
+            if (io_uring_submit(&w->ring) <= 0) {
+                w->sq_starved = true;
+                mag_yield();
+            }
+            continue;
+        }
+        op->worker = w;
+        return sqe;
+    }
+}
+
+static struct io_uring_sqe *sched_sqe(mag__worker_t *w)
+{
+    struct io_uring_sqe *sqe;
+    while (!(sqe = take_sqe(w)))
+        if (io_uring_submit(&w->ring) <= 0)
+            reap(w);
+    return sqe;
+}
+
+/* A CQE that carries none of magpie's records: user_data 0 (nothing to
+ * tell), or liburing's own timeout for a timed wait on kernels without
+ * IORING_FEAT_EXT_ARG. Neither was counted in flight. */
+static bool foreign_cqe(const struct io_uring_cqe *cqe)
+{
+    return cqe->user_data == 0 || cqe->user_data == LIBURING_UDATA_TIMEOUT;
 }
 
 static unsigned reap(mag__worker_t *w)
@@ -58,12 +104,13 @@ static unsigned reap(mag__worker_t *w)
     unsigned head, n = 0;
     io_uring_for_each_cqe(&w->ring, head, cqe)
     {
+        n++;
+        if (foreign_cqe(cqe))
+            continue;
         mag__op_t *op = io_uring_cqe_get_data(cqe);
         if (!(cqe->flags & IORING_CQE_F_MORE))
             w->inflight--;
-        if (op)
-            op->complete(op, cqe->res, cqe->flags);
-        n++;
+        op->complete(op, cqe->res, cqe->flags);
     }
     if (n) {
         io_uring_cq_advance(&w->ring, n);
@@ -84,9 +131,10 @@ static void cancel_complete(mag__op_t *op, int res, uint32_t flags)
         mag__wake(task);
 }
 
-static void submit_cancel(mag__cancel_t *c)
+/* From the scheduler of the ring that owns c->target. */
+static void submit_cancel(mag__worker_t *w, mag__cancel_t *c)
 {
-    struct io_uring_sqe *sqe = mag__sqe();
+    struct io_uring_sqe *sqe = sched_sqe(w);
     io_uring_prep_cancel(sqe, c->target, 0);
     io_uring_sqe_set_data(sqe, &c->op);
 }
@@ -101,7 +149,7 @@ static void drain_cancels(mag__worker_t *w)
     mag__cancel_t *c = atomic_exchange_explicit(&w->cancels, NULL, memory_order_acquire);
     while (c) {
         mag__cancel_t *next = c->next;
-        submit_cancel(c);
+        submit_cancel(w, c);
         c = next;
     }
 }
@@ -114,9 +162,19 @@ void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
     c->target = target;
     c->task = mag__task_current();
     atomic_store_explicit(&c->done, 0, memory_order_relaxed);
-    if (owner == mag__worker_current()) {
-        submit_cancel(c);
-        return;
+    mag__worker_t *self = mag__worker_current();
+    if (owner == self) {
+        /* Here and now if the SQ has room. Otherwise through the mailbox,
+         * as from another thread: the scheduler drains it before it next
+         * submits, and a task must not wait for SQ space here, since it
+         * could resume on another worker, whose ring cannot cancel this
+         * one's requests. */
+        struct io_uring_sqe *sqe = take_sqe(self);
+        if (sqe) {
+            io_uring_prep_cancel(sqe, c->target, 0);
+            io_uring_sqe_set_data(sqe, &c->op);
+            return;
+        }
     }
     mag__cancel_t *head = atomic_load_explicit(&owner->cancels, memory_order_relaxed);
     do
@@ -125,7 +183,8 @@ void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
      * with park's seq_cst load of cancels after it announces sleeping. */
     while (!atomic_compare_exchange_weak_explicit(&owner->cancels, &head, c, memory_order_seq_cst,
                                                   memory_order_relaxed));
-    mag__worker_wake(owner);
+    if (owner != self)
+        mag__worker_wake(owner);
 }
 
 /* Submits what is pending and reaps what completed, without blocking. */
@@ -200,6 +259,17 @@ int mag__ring_setup(mag__worker_t *w)
     }
     if (rc)
         return rc;
+    w->ring.features &= mag__ring_feature_mask;
+    /* Without NODROP (Linux 5.5+) a full completion queue drops
+     * completions, and a task would wait for its forever: refuse. Without
+     * EXT_ARG (5.11+) liburing times a wait with a timeout request of its
+     * own, whose completion reap() passes over. */
+    if (!(w->ring.features & IORING_FEAT_NODROP)) {
+        io_uring_queue_exit(&w->ring);
+        mag__warn("io_uring without IORING_FEAT_NODROP (Linux 5.5 or later is needed): "
+                  "completions could be lost; not starting");
+        return -ENOSYS;
+    }
     w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (w->wake_fd < 0) {
         rc = -errno;

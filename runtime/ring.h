@@ -26,4 +26,9 @@ MAG_HIDDEN bool mag__ring_cancels_pending(mag__worker_t *w);
 MAG_HIDDEN void mag__ring_wait(mag__worker_t *w, uint64_t deadline_ns);
 MAG_HIDDEN void mag__ring_sleep_end(mag__worker_t *w);
 
+/* For tests: feature bits (IORING_FEAT_*) cleared from every ring set up
+ * after it changes, to run the paths of older kernels on this one. Set
+ * before creating a runtime. */
+MAG_HIDDEN extern uint32_t mag__ring_feature_mask;
+
 #endif /* MAGPIE_RUNTIME_RING_H */

@@ -176,6 +176,7 @@ typedef struct mag__worker {
     _Atomic uint32_t sleeping;     /* 1 while parked in the ring */
     _Atomic(mag__cancel_t *) cancels; /* MPSC stack of forwarded cancels */
     unsigned inflight;             /* ring ops in flight */
+    bool sq_starved;               /* a task found the SQ full and yielded */
     mag__wheel_t wheel;
     mag__stack_t *stack_cache;
     unsigned stacks_cached;

@@ -130,7 +130,11 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
                 return;
             continue; /* woken while switching out: run it again at once */
         case MAG__SWITCH_YIELD:
-            /* The state stays RUNNING while queued: see the top of run_task. */
+            if (MAG_UNLIKELY(w->sq_starved)) { /* reap, so that it finds room */
+                w->sq_starved = false;
+                mag__ring_poll(w);
+            }
+            /* The state stays RUNNING while queued (task_state.h). */
             mag__push_back(w, t);
             if (w->rt->nworkers > 1)
                 mag__notify_parked(w->rt);
