@@ -79,6 +79,11 @@ MAG_HIDDEN const char *mag__wait_name(int kind);
 struct mag_metrics;
 MAG_HIDDEN void mag__metrics_json(const struct mag_metrics *m, FILE *out);
 
+/* ---- json.c -------------------------------------------------------------- */
+/* Writes s, up to its NUL or max bytes, as a quoted JSON string; bytes
+ * outside printable ASCII as \u00XX escapes. */
+MAG_HIDDEN void mag__json_string(FILE *f, const char *s, size_t max);
+
 /* ---- the hooks ----------------------------------------------------------- */
 static inline void mag__obs_run_begin(mag__worker_t *w, mag_task_t *t)
 {
