@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "magpie/io.h"
 #include "magpie/metrics.h"
 #include "observe/observe.h"
 
@@ -283,20 +284,6 @@ static void sigquit_unregister(mag__obs_t *obs)
 
 /* ---- the stats server ------------------------------------------------------ */
 
-static bool send_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 /* Answers one request line; false when the client must go. */
 static bool stats_answer(mag__obs_t *obs, int fd, const char *line)
 {
@@ -318,7 +305,9 @@ static bool stats_answer(mag__obs_t *obs, int fd, const char *line)
     } else {
         fputs("{\"error\":\"unknown request: send metrics or dump\"}\n", f);
     }
-    bool ok = fclose(f) == 0 && send_all(fd, text, len);
+    /* On this plain thread mag_send_all is a loop of blocking sends; the
+     * client's SO_SNDTIMEO bounds it. */
+    bool ok = fclose(f) == 0 && mag_send_all(fd, text, len, 0) >= 0;
     free(text);
     return ok;
 }
