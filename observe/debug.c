@@ -1,8 +1,8 @@
 /*
- * runtime/debug.c - the observability threads of a runtime: the slow-task
+ * observe/debug.c - the observability threads of a runtime: the slow-task
  * watchdog and the SIGQUIT task dump (debug mode: cfg.debug or MAG_DEBUG=1),
- * the stats server (MAG_STATS=/path/to.sock), and the trace file written at
- * shutdown (MAG_TRACE=trace.json).
+ * the stats server (cfg.stats_path or MAG_STATS=/path/to.sock), and the
+ * trace file written at shutdown (cfg.trace_path or MAG_TRACE=trace.json).
  *
  * All of them are plain threads, never tasks, so they keep working when
  * every worker is stuck in a task that does not suspend; each is started
@@ -35,7 +35,6 @@
 #include "magpie/metrics.h"
 #include "observe/observe.h"
 
-#define TRACE_EVENTS_DEFAULT 65536
 #define STATS_MAX_CLIENTS 8
 #define STATS_LINE_MAX 256
 
@@ -48,7 +47,6 @@ typedef struct stats_client {
 struct mag__obs {
     mag_runtime_t *rt;
     mag__obs_worker_t *ow; /* one per worker */
-    char *trace_path;
     /* The watchdog. */
     pthread_mutex_t lock;
     pthread_cond_t cond; /* CLOCK_MONOTONIC */
@@ -398,7 +396,8 @@ static void stats_start(mag__obs_t *obs, const char *path)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof a.sun_path) {
-        mag__warn("MAG_STATS: '%s' is too long for a Unix socket path", path);
+        mag__warn("MAG_STATS: '%s' is too long for a Unix socket path (at most %zu bytes)", path,
+                  sizeof a.sun_path - 1);
         return;
     }
     strcpy(a.sun_path, path);
@@ -453,30 +452,10 @@ static void stats_stop(mag__obs_t *obs)
 
 /* ---- start and stop ---------------------------------------------------------- */
 
-static const char *env_path(const char *name)
-{
-    const char *v = getenv(name);
-    return v && *v ? v : NULL;
-}
-
-static size_t trace_events(void)
-{
-    const char *v = getenv("MAG_TRACE_EVENTS");
-    if (!v || !*v)
-        return TRACE_EVENTS_DEFAULT;
-    char *end;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (*end || n == 0) {
-        mag__warn("ignoring MAG_TRACE_EVENTS='%s': not a positive number", v);
-        return TRACE_EVENTS_DEFAULT;
-    }
-    return (size_t)n;
-}
-
 void mag__debug_start(mag_runtime_t *rt)
 {
     rt->start_ns = mag__now();
-    const char *stats = env_path("MAG_STATS"), *trace = env_path("MAG_TRACE");
+    const char *stats = rt->cfg.stats_path, *trace = rt->cfg.trace_path;
     if (!rt->cfg.debug && !stats && !trace)
         return;
     mag__obs_t *obs = calloc(1, sizeof *obs);
@@ -493,8 +472,7 @@ void mag__debug_start(mag_runtime_t *rt)
     obs->stop_pipe[0] = obs->stop_pipe[1] = -1;
     uint8_t flags = MAG__OBS_TRACK;
     if (trace) {
-        if (mag__trace_alloc(ow, rt->nworkers, trace_events()) == 0 &&
-            (obs->trace_path = strdup(trace)))
+        if (mag__trace_alloc(ow, rt->nworkers, rt->cfg.trace_events) == 0)
             flags |= MAG__OBS_TRACE;
         else
             mag__warn("MAG_TRACE: no trace, out of memory for the event rings");
@@ -531,9 +509,9 @@ void mag__debug_stop(mag_runtime_t *rt)
     /* Every worker has stopped (joined, or this is the loop thread): the
      * rings are ours to read. */
     if (rt->obs & MAG__OBS_TRACE) {
-        int rc = mag__trace_write(obs->ow, rt->nworkers, rt->start_ns, obs->trace_path);
+        int rc = mag__trace_write(obs->ow, rt->nworkers, rt->start_ns, rt->cfg.trace_path);
         if (rc)
-            mag__warn("MAG_TRACE: cannot write '%s': %s", obs->trace_path, strerror(-rc));
+            mag__warn("MAG_TRACE: cannot write '%s': %s", rt->cfg.trace_path, strerror(-rc));
         mag__trace_free(obs->ow, rt->nworkers);
     }
     for (unsigned i = 0; i < rt->nworkers; i++) {
@@ -542,7 +520,6 @@ void mag__debug_stop(mag_runtime_t *rt)
     }
     rt->obs = 0;
     rt->debug = NULL;
-    free(obs->trace_path);
     free(obs->ow);
     free(obs);
 }

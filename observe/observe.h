@@ -61,6 +61,8 @@ MAG_HIDDEN void mag__obs_run_end_slow(mag__worker_t *w, mag_task_t *t);
 MAG_HIDDEN void mag__trace_wake(mag__worker_t *w, mag_task_t *t, bool is_new);
 MAG_HIDDEN void mag__trace_steal(mag__worker_t *w, unsigned victim, unsigned n);
 MAG_HIDDEN void mag__trace_park(mag__worker_t *w, uint64_t t0, uint64_t t1);
+/* The most events a worker's ring holds (mag_config_t.trace_events). */
+#define MAG__TRACE_EVENTS_MAX (1u << 26)
 /* Allocates every worker's ring; 0 or -ENOMEM. */
 MAG_HIDDEN int mag__trace_alloc(mag__obs_worker_t *ow, unsigned nworkers, size_t events);
 MAG_HIDDEN void mag__trace_free(mag__obs_worker_t *ow, unsigned nworkers);

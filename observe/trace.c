@@ -111,7 +111,7 @@ void mag__trace_park(mag__worker_t *w, uint64_t t0, uint64_t t1)
 int mag__trace_alloc(mag__obs_worker_t *ow, unsigned nworkers, size_t events)
 {
     size_t cap = 64;
-    while (cap < events && cap < ((size_t)1 << 26))
+    while (cap < events && cap < MAG__TRACE_EVENTS_MAX)
         cap <<= 1;
     for (unsigned i = 0; i < nworkers; i++) {
         /* calloc of megabytes maps fresh zero pages: untouched parts cost
