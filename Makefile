@@ -74,12 +74,14 @@ deps: $(DEPS_OK)
 
 # The compiler writes each object's header dependencies beside it (NAME.d,
 # -MMD), with a phony target per header (-MP) so that a removed header does
-# not stop the build; the .d files are included at the end.
+# not stop the build; the .d files are included at the end. An object whose
+# .d is missing (built before tracking, or the .d deleted) is rebuilt: it
+# depends on its .d, which has an empty rule.
 DEPFLAGS := -MMD -MP
-$(BUILD)/obj/%.o: %.c | $(DEPS_OK)
+$(BUILD)/obj/%.o: %.c $(BUILD)/obj/%.d | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
-$(BUILD)/obj/%.o: %.S | $(DEPS_OK)
+$(BUILD)/obj/%.o: %.S $(BUILD)/obj/%.d | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) $(DEPFLAGS) -c $< -o $@
 
@@ -149,4 +151,6 @@ format-check:
 clean:
 	rm -rf build
 
+$(BUILD)/obj/%.d: ;
+.PRECIOUS: $(BUILD)/obj/%.d
 -include $(LIB_OBJ:.o=.d) $(PROG_OBJ:.o=.d)

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "magpie/io.h"
 #include "runtime/internal.h"
@@ -76,6 +77,22 @@ MAG_HIDDEN int64_t mag__io_wait(mag__io_t *io);
 
 /* The completion callback of mag__io_t records. */
 MAG_HIDDEN void mag__io_complete(mag__op_t *op, int res, uint32_t cqe_flags);
+
+/* Whole transfers on a socket, for the layers above io/ (mag_send_all is the
+ * public face of the first). From a task the calls go through the ring and
+ * the task suspends; on a plain thread, or with blocking set, they are the
+ * blocking system calls (retried on EINTR). blocking is for processes forked
+ * from a runtime's thread: the thread-locals they inherit may still name a
+ * task of their parent, whose ring is not theirs.
+ *
+ * mag__io_send_all sends all of iov[0..cnt) (MSG_NOSIGNAL added to flags),
+ * moving the iovecs past what went: the array is the caller's scratch.
+ * 0 or a negative errno. */
+MAG_HIDDEN int mag__io_send_all(int fd, struct iovec *iov, int cnt, int flags, bool blocking);
+/* Receives at least min and at most cap bytes into buf (a small message and
+ * whatever follows it in one call). The count, -EPIPE when the stream ends
+ * before min, or a negative errno. */
+MAG_HIDDEN ssize_t mag__io_recv_min(int fd, void *buf, size_t min, size_t cap, bool blocking);
 
 /* Name resolution (socket.c). Fills out[0..max) with addresses for host and
  * port (numeric port), family AF_UNSPEC/AF_INET/AF_INET6, SOCK_STREAM or

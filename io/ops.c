@@ -349,16 +349,55 @@ ssize_t mag_send(int fd, const void *buf, size_t n, int flags)
 
 ssize_t mag_send_all(int fd, const void *buf, size_t n, int flags)
 {
-    const char *p = buf;
-    size_t left = n;
-    while (left > 0) {
-        ssize_t r = mag_send(fd, p, left, flags);
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+    int rc = mag__io_send_all(fd, &iov, 1, flags, false);
+    return rc ? rc : (ssize_t)n;
+}
+
+/* ---- whole transfers, for the layers above ------------------------------ */
+
+int mag__io_send_all(int fd, struct iovec *iov, int cnt, int flags, bool blocking)
+{
+    size_t sent = 0; /* of iov[0], by the last call */
+    for (;;) {
+        while (cnt > 0 && sent >= iov->iov_len) {
+            sent -= iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt == 0)
+            return 0;
+        iov->iov_base = (char *)iov->iov_base + sent;
+        iov->iov_len -= sent;
+        /* One buffer goes as a plain send, the cheaper request. */
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+        mag__io_args_t a = {.fd = fd, .flags = flags | MSG_NOSIGNAL, .buf = &msg};
+        int kind = MAG__IO_SENDMSG;
+        if (cnt == 1) {
+            kind = MAG__IO_SEND;
+            a.buf = iov->iov_base;
+            a.len = clamp_len(iov->iov_len);
+        }
+        int64_t r = blocking ? mag__io_kinds[kind].sys(&a) : mag__io_run(kind, &a);
         if (r < 0)
-            return r;
-        p += r;
-        left -= (size_t)r;
+            return (int)r;
+        sent = (size_t)r;
     }
-    return (ssize_t)n;
+}
+
+ssize_t mag__io_recv_min(int fd, void *buf, size_t min, size_t cap, bool blocking)
+{
+    size_t have = 0;
+    while (have < min) {
+        mag__io_args_t a = {.fd = fd, .buf = (char *)buf + have, .len = clamp_len(cap - have)};
+        int64_t r = blocking ? mag__io_kinds[MAG__IO_RECV].sys(&a) : mag__io_run(MAG__IO_RECV, &a);
+        if (r < 0)
+            return (ssize_t)r;
+        if (r == 0)
+            return -EPIPE; /* the peer closed its end first */
+        have += (size_t)r;
+    }
+    return (ssize_t)have;
 }
 
 ssize_t mag_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)

@@ -1,9 +1,8 @@
 /*
- * runtime/runtime.c - configuration, creating and running a runtime, and
- * shutting it down.
+ * lifecycle/runtime.c - creating and running a runtime, and shutting it
+ * down (the configuration is config.c's).
  */
 #include <errno.h>
-#include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -13,94 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lifecycle/config.h"
 #include "runtime/fiber.h"
 #include "observe/observe.h"
 #include "procpool/procpool.h"
 #include "runtime/blocking.h"
 #include "runtime/sched.h"
-
-#define RING_ENTRIES_DEFAULT 256u
-#define RING_ENTRIES_MAX 32768u
-
-static void env_unsigned(const char *name, unsigned long long max, void *out, size_t size)
-{
-    const char *v = getenv(name);
-    if (!v || !*v)
-        return;
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 0);
-    /* Size suffixes for MAG_STACK_SIZE and friends: 64k, 1m. */
-    unsigned shift = 0;
-    if (end != v && (*end == 'k' || *end == 'K'))
-        shift = 10, end++;
-    else if (end != v && (*end == 'm' || *end == 'M'))
-        shift = 20, end++;
-    if (shift && x > (max >> shift))
-        errno = ERANGE; /* would not fit once scaled */
-    x <<= shift;
-    if (errno || end == v || *end || v[0] == '-' || x > max) {
-        mag__warn("ignoring %s='%s': not a number from 0 to %llu", name, v, max);
-        return;
-    }
-    if (size == sizeof(unsigned))
-        *(unsigned *)out = (unsigned)x;
-    else
-        *(size_t *)out = (size_t)x;
-}
-
-void mag_config_init(mag_config_t *cfg)
-{
-    if (!cfg)
-        return;
-    memset(cfg, 0, sizeof *cfg);
-    cfg->workers = 0;
-    cfg->stack_size = MAG_STACK_DEFAULT;
-    cfg->ring_entries = RING_ENTRIES_DEFAULT;
-    cfg->max_blocking_threads = 512;
-    cfg->blocking_keepalive_ms = 10000;
-    cfg->proc_workers = 0;
-    cfg->debug = false;
-    cfg->slow_task_ms = 100;
-    unsigned debug = 0;
-    env_unsigned("MAG_WORKERS", UINT_MAX, &cfg->workers, sizeof(unsigned));
-    env_unsigned("MAG_STACK_SIZE", SIZE_MAX, &cfg->stack_size, sizeof(size_t));
-    env_unsigned("MAG_RING_ENTRIES", UINT_MAX, &cfg->ring_entries, sizeof(unsigned));
-    env_unsigned("MAG_MAX_BLOCKING_THREADS", UINT_MAX, &cfg->max_blocking_threads,
-                 sizeof(unsigned));
-    env_unsigned("MAG_BLOCKING_KEEPALIVE_MS", UINT_MAX, &cfg->blocking_keepalive_ms,
-                 sizeof(unsigned));
-    env_unsigned("MAG_PROC_WORKERS", UINT_MAX, &cfg->proc_workers, sizeof(unsigned));
-    env_unsigned("MAG_DEBUG", 1, &debug, sizeof(unsigned));
-    env_unsigned("MAG_SLOW_TASK_MS", UINT_MAX, &cfg->slow_task_ms, sizeof(unsigned));
-    cfg->debug = debug != 0;
-}
-
-static int validate(const mag_config_t *in, mag_config_t *out)
-{
-    *out = *in;
-    if (out->workers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        out->workers = n > 0 ? (unsigned)n : 1;
-        if (out->workers > MAG_MAX_WORKERS)
-            out->workers = MAG_MAX_WORKERS;
-    }
-    if (out->workers > MAG_MAX_WORKERS)
-        return -EINVAL;
-    if (out->stack_size == 0)
-        out->stack_size = MAG_STACK_DEFAULT;
-    if (out->stack_size < MAG_STACK_MIN || out->stack_size > MAG_STACK_MAX)
-        return -EINVAL;
-    if (out->ring_entries == 0)
-        out->ring_entries = RING_ENTRIES_DEFAULT;
-    if (out->ring_entries > RING_ENTRIES_MAX)
-        return -EINVAL;
-    if (out->max_blocking_threads == 0)
-        out->max_blocking_threads = 512;
-    if (out->slow_task_ms == 0)
-        out->slow_task_ms = 100;
-    return 0;
-}
 
 /* Before any thread exists: the process pool forks its zygote here. 0 or a
  * negative errno; on failure nothing is left behind. */
@@ -209,6 +126,7 @@ static void free_runtime(mag_runtime_t *rt)
     free(rt->sleepers);
     pthread_mutex_destroy(&rt->inject_lock);
     pthread_mutex_destroy(&rt->idle_lock);
+    mag__config_free(&rt->cfg);
     free(rt);
 }
 
@@ -222,13 +140,15 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
         mag_config_init(&defaults);
         cfg_in = &defaults;
     }
-    int rc = validate(cfg_in, &cfg);
+    int rc = mag__config_resolve(cfg_in, &cfg);
     if (rc)
         return rc;
     mag_runtime_t *rt = calloc(1, sizeof *rt);
-    if (!rt)
+    if (!rt) {
+        mag__config_free(&cfg);
         return -ENOMEM;
-    rt->cfg = cfg;
+    }
+    rt->cfg = cfg; /* with the path strings it owns, freed in free_runtime */
     rt->start_ns = mag__now();
     rt->nworkers = cfg.workers;
     pthread_mutex_init(&rt->inject_lock, NULL);
@@ -259,6 +179,8 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     }
     atomic_store_explicit(&rt->idle, rt->nworkers, memory_order_relaxed); /* all unparked */
     mag__fiber_install_overflow_handler();
+    /* Process-wide, as the handler: the first runtime's budget holds. */
+    mag__fiber_set_guard_budget(cfg.stack_guards);
     /* Before any thread: the process pool forks its zygote here. */
     if ((rc = pools_start(rt))) {
         free_runtime(rt);

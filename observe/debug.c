@@ -1,8 +1,8 @@
 /*
  * observe/debug.c - the observability threads of a runtime: the slow-task
  * watchdog and the SIGQUIT task dump (debug mode: cfg.debug or MAG_DEBUG=1),
- * the stats server (MAG_STATS=/path/to.sock), and the trace file written at
- * shutdown (MAG_TRACE=trace.json).
+ * the stats server (cfg.stats_path or MAG_STATS=/path/to.sock), and the
+ * trace file written at shutdown (cfg.trace_path or MAG_TRACE=trace.json).
  *
  * All of them are plain threads, never tasks, so they keep working when
  * every worker is stuck in a task that does not suspend; each is started
@@ -31,10 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "magpie/io.h"
 #include "magpie/metrics.h"
 #include "observe/observe.h"
 
-#define TRACE_EVENTS_DEFAULT 65536
 #define STATS_MAX_CLIENTS 8
 #define STATS_LINE_MAX 256
 
@@ -48,7 +48,6 @@ typedef struct mag__obs mag__obs_t;
 struct mag__obs {
     mag__obs_shared_t shared; /* first: the hooks' context (observe.h) */
     mag_runtime_t *rt;
-    char *trace_path;
     /* The watchdog. */
     pthread_mutex_t lock;
     pthread_cond_t cond; /* CLOCK_MONOTONIC */
@@ -284,20 +283,6 @@ static void sigquit_unregister(mag__obs_t *obs)
 
 /* ---- the stats server ------------------------------------------------------ */
 
-static bool send_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 /* Answers one request line; false when the client must go. */
 static bool stats_answer(mag__obs_t *obs, int fd, const char *line)
 {
@@ -319,7 +304,9 @@ static bool stats_answer(mag__obs_t *obs, int fd, const char *line)
     } else {
         fputs("{\"error\":\"unknown request: send metrics or dump\"}\n", f);
     }
-    bool ok = fclose(f) == 0 && send_all(fd, text, len);
+    /* On this plain thread mag_send_all is a loop of blocking sends; the
+     * client's SO_SNDTIMEO bounds it. */
+    bool ok = fclose(f) == 0 && mag_send_all(fd, text, len, 0) >= 0;
     free(text);
     return ok;
 }
@@ -410,7 +397,8 @@ static void stats_start(mag__obs_t *obs, const char *path)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof a.sun_path) {
-        mag__warn("MAG_STATS: '%s' is too long for a Unix socket path", path);
+        mag__warn("MAG_STATS: '%s' is too long for a Unix socket path (at most %zu bytes)", path,
+                  sizeof a.sun_path - 1);
         return;
     }
     strcpy(a.sun_path, path);
@@ -465,29 +453,9 @@ static void stats_stop(mag__obs_t *obs)
 
 /* ---- start and stop ---------------------------------------------------------- */
 
-static const char *env_path(const char *name)
-{
-    const char *v = getenv(name);
-    return v && *v ? v : NULL;
-}
-
-static size_t trace_events(void)
-{
-    const char *v = getenv("MAG_TRACE_EVENTS");
-    if (!v || !*v)
-        return TRACE_EVENTS_DEFAULT;
-    char *end;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (*end || n == 0) {
-        mag__warn("ignoring MAG_TRACE_EVENTS='%s': not a positive number", v);
-        return TRACE_EVENTS_DEFAULT;
-    }
-    return (size_t)n;
-}
-
 void mag__observe_start(mag_runtime_t *rt)
 {
-    const char *stats = env_path("MAG_STATS"), *trace = env_path("MAG_TRACE");
+    const char *stats = rt->cfg.stats_path, *trace = rt->cfg.trace_path;
     if (!rt->cfg.debug && !stats && !trace)
         return;
     mag__obs_t *obs = calloc(1, sizeof *obs);
@@ -503,8 +471,7 @@ void mag__observe_start(mag_runtime_t *rt)
     obs->listen_fd = -1;
     obs->stop_pipe[0] = obs->stop_pipe[1] = -1;
     if (trace) {
-        if (mag__trace_alloc(ow, rt->nworkers, trace_events()) == 0 &&
-            (obs->trace_path = strdup(trace)))
+        if (mag__trace_alloc(ow, rt->nworkers, rt->cfg.trace_events) == 0)
             obs->shared.tracing = true;
         else
             mag__warn("MAG_TRACE: no trace, out of memory for the event rings");
@@ -538,13 +505,12 @@ void mag__observe_stop(mag_runtime_t *rt)
     /* Every worker has stopped (joined, or this is the loop thread): the
      * rings are ours to read. */
     if (obs->shared.tracing) {
-        int rc = mag__trace_write(obs->shared.ow, rt->nworkers, rt->start_ns, obs->trace_path);
+        int rc = mag__trace_write(obs->shared.ow, rt->nworkers, rt->start_ns, rt->cfg.trace_path);
         if (rc)
-            mag__warn("MAG_TRACE: cannot write '%s': %s", obs->trace_path, strerror(-rc));
+            mag__warn("MAG_TRACE: cannot write '%s': %s", rt->cfg.trace_path, strerror(-rc));
         mag__trace_free(obs->shared.ow, rt->nworkers);
     }
     mag__hooks_install(rt, NULL, NULL);
-    free(obs->trace_path);
     free(obs->shared.ow);
     free(obs);
 }

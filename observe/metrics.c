@@ -203,21 +203,6 @@ void mag_metrics_free(mag_metrics_t *m)
 
 /* ---- JSON, for the stats socket ------------------------------------------- */
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void json_worker(FILE *f, const mag_worker_metrics_t *m)
 {
     fprintf(f,
@@ -237,7 +222,7 @@ static void json_worker(FILE *f, const mag_worker_metrics_t *m)
     if (m->task_id) {
         fprintf(f, ",\"task_id\":%llu,\"task_run_ns\":%llu,\"task_name\":",
                 (unsigned long long)m->task_id, (unsigned long long)m->task_run_ns);
-        json_str(f, m->task_name);
+        mag__json_string(f, m->task_name, sizeof m->task_name);
     }
     fputc('}', f);
 }

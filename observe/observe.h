@@ -64,6 +64,8 @@ typedef struct mag__obs_shared {
  * table; the timeline trace the second, which tracks runs too. */
 MAG_HIDDEN extern const mag__hooks_t mag__obs_track_hooks;
 MAG_HIDDEN extern const mag__hooks_t mag__obs_trace_hooks;
+/* The most events a worker's ring holds (mag_config_t.trace_events). */
+#define MAG__TRACE_EVENTS_MAX (1u << 26)
 /* Allocates every worker's ring; 0 or -ENOMEM. */
 MAG_HIDDEN int mag__trace_alloc(mag__obs_worker_t *ow, unsigned nworkers, size_t events);
 MAG_HIDDEN void mag__trace_free(mag__obs_worker_t *ow, unsigned nworkers);
@@ -81,6 +83,11 @@ MAG_HIDDEN bool mag__obs_running_task(mag_runtime_t *rt, mag_task_t *t, uint64_t
 MAG_HIDDEN const char *mag__wait_name(int kind);
 struct mag_metrics;
 MAG_HIDDEN void mag__metrics_json(const struct mag_metrics *m, FILE *out);
+
+/* ---- json.c -------------------------------------------------------------- */
+/* Writes s, up to its NUL or max bytes, as a quoted JSON string; bytes
+ * outside printable ASCII as \u00XX escapes. */
+MAG_HIDDEN void mag__json_string(FILE *f, const char *s, size_t max);
 
 /* ---- debug.c ------------------------------------------------------------ */
 /* Starts what cfg and the environment ask for (the watchdog, the SIGQUIT

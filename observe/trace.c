@@ -166,7 +166,7 @@ const mag__hooks_t mag__obs_trace_hooks = {
 int mag__trace_alloc(mag__obs_worker_t *ow, unsigned nworkers, size_t events)
 {
     size_t cap = 64;
-    while (cap < events && cap < ((size_t)1 << 26))
+    while (cap < events && cap < MAG__TRACE_EVENTS_MAX)
         cap <<= 1;
     for (unsigned i = 0; i < nworkers; i++) {
         /* calloc of megabytes maps fresh zero pages: untouched parts cost
@@ -209,21 +209,6 @@ static const char *end_reason(const mag__trace_ev_t *e, char *buf, size_t cap)
     }
 }
 
-static void put_json_string(FILE *f, const char *s, size_t max)
-{
-    fputc('"', f);
-    for (size_t i = 0; i < max && s[i]; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            fprintf(f, "\\u%04x", c); /* bytes, not UTF-8: always valid JSON */
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void put_event(FILE *f, const mag__trace_ev_t *e, int pid, unsigned tid, uint64_t epoch)
 {
     double ts = e->ts > epoch ? (double)(e->ts - epoch) / 1000.0 : 0.0;
@@ -235,7 +220,7 @@ static void put_event(FILE *f, const mag__trace_ev_t *e, int pid, unsigned tid, 
     case MAG__EV_RUN:
         fputs("{\"name\":", f);
         if (e->name[0]) {
-            put_json_string(f, e->name, sizeof e->name);
+            mag__json_string(f, e->name, sizeof e->name);
         } else {
             fprintf(f, "\"task %llu\"", (unsigned long long)e->id);
         }

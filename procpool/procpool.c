@@ -15,7 +15,7 @@
  *
  * Jobs. A worker serves one job at a time on its own stream socket: a
  * request header and the input, then a reply header and the output. The
- * parent side runs in the calling task, on the ring (mag_recv and sendmsg):
+ * parent side runs in the calling task, on the ring (io/'s whole transfers):
  * the task suspends, no thread blocks. A job that ends in EOF or a reset on
  * its socket lost its worker (a crash): -ECHILD. A job whose caller is
  * cancelled, or passes its deadline, has its worker killed through the
@@ -122,49 +122,21 @@ static void freeze(void)
     pthread_mutex_unlock(&reg_lock);
 }
 
-/* ---- plain blocking I/O helpers (zygote, workers, pool threads) -------- */
+/* ---- blocking I/O for the zygote, its workers and pool threads ----------
+ * Always the blocking system calls (the io/ helpers' blocking mode): a
+ * forked process inherits the thread-locals of the thread that forked it,
+ * which may name a task of the parent's runtime. */
 
 static int read_full(int fd, void *buf, size_t n)
 {
-    char *p = buf;
-    while (n) {
-        ssize_t r = read(fd, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return r == 0 ? -EPIPE : -errno;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
+    ssize_t r = mag__io_recv_min(fd, buf, n, n, true);
+    return r < 0 ? (int)r : 0;
 }
 
-/* Sends a header and a body with as few system calls as it takes (one
- * sendmsg for a small reply, so that the reader wakes once). */
 static int send_two(int fd, const void *hdr, size_t hlen, const void *body, size_t blen)
 {
     struct iovec iov[2] = {{(void *)hdr, hlen}, {(void *)body, blen}};
-    struct iovec *v = iov;
-    int cnt = blen ? 2 : 1;
-    while (cnt > 0) {
-        struct msghdr msg = {.msg_iov = v, .msg_iovlen = (size_t)cnt};
-        ssize_t r = sendmsg(fd, &msg, MSG_NOSIGNAL);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        size_t n = (size_t)r;
-        while (cnt > 0 && n >= v->iov_len) {
-            n -= v->iov_len;
-            v++;
-            cnt--;
-        }
-        if (cnt > 0) {
-            v->iov_base = (char *)v->iov_base + n;
-            v->iov_len -= n;
-        }
-    }
-    return 0;
+    return mag__io_send_all(fd, iov, blen ? 2 : 1, 0, true);
 }
 
 /* ---- the worker process ------------------------------------------------------ */
@@ -584,41 +556,6 @@ static int worker_acquire(struct mag__procpool *p, proc_worker_t **out)
     return 0;
 }
 
-/* Sends all of iov[0..cnt) with sendmsg on the ring (MSG_NOSIGNAL). */
-static int send_all(int fd, struct iovec *iov, int cnt)
-{
-    while (cnt > 0) {
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
-        mag__io_args_t a = {.fd = fd, .flags = MSG_NOSIGNAL, .buf = &msg};
-        int64_t r = mag__io_run(MAG__IO_SENDMSG, &a);
-        if (r < 0)
-            return (int)r;
-        size_t n = (size_t)r;
-        while (cnt > 0 && n >= iov->iov_len) {
-            n -= iov->iov_len;
-            iov++;
-            cnt--;
-        }
-        if (cnt > 0) {
-            iov->iov_base = (char *)iov->iov_base + n;
-            iov->iov_len -= n;
-        }
-    }
-    return 0;
-}
-
-static int recv_all(int fd, char *buf, size_t n)
-{
-    while (n) {
-        ssize_t r = mag_recv(fd, buf, n, 0);
-        if (r <= 0)
-            return r == 0 ? -ECHILD : (int)r;
-        buf += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 /* One job on wk. Returns the function's result (>= 0 or its errno) in *fn_rc
  * and 0, or a transport error: -ECHILD (the worker died), -ECANCELED,
  * -ETIMEDOUT, -ENOMEM (the worker must then go). */
@@ -627,17 +564,15 @@ static int exchange(proc_worker_t *wk, int fn, const void *in, size_t in_len, vo
 {
     req_hdr_t h = {.magic = REQ_MAGIC, .fn = (uint32_t)fn, .len = in_len};
     struct iovec iov[2] = {{&h, sizeof h}, {(void *)in, in_len}};
-    int rc = send_all(wk->fd, iov, in_len ? 2 : 1);
+    /* On the ring: the calling task suspends. */
+    int rc = mag__io_send_all(wk->fd, iov, in_len ? 2 : 1, 0, false);
     if (rc)
         return rc == -EPIPE || rc == -ECONNRESET ? -ECHILD : rc;
     char stage[STAGE];
-    size_t have = 0;
-    while (have < sizeof(rep_hdr_t)) {
-        ssize_t r = mag_recv(wk->fd, stage + have, sizeof stage - have, 0);
-        if (r <= 0)
-            return r == 0 || r == -ECONNRESET ? -ECHILD : (int)r;
-        have += (size_t)r;
-    }
+    ssize_t got = mag__io_recv_min(wk->fd, stage, sizeof(rep_hdr_t), sizeof stage, false);
+    if (got < 0)
+        return got == -EPIPE || got == -ECONNRESET ? -ECHILD : (int)got;
+    size_t have = (size_t)got;
     rep_hdr_t rep;
     memcpy(&rep, stage, sizeof rep);
     if (rep.magic != REQ_MAGIC || rep.len > MAG_PROC_MAX_PAYLOAD ||
@@ -648,10 +583,11 @@ static int exchange(proc_worker_t *wk, int fn, const void *in, size_t in_len, vo
         if (!(buf = malloc(rep.len)))
             return -ENOMEM;
         memcpy(buf, stage + sizeof rep, have - sizeof rep);
-        rc = recv_all(wk->fd, buf + (have - sizeof rep), rep.len - (have - sizeof rep));
-        if (rc) {
+        size_t left = rep.len - (have - sizeof rep);
+        got = mag__io_recv_min(wk->fd, buf + (have - sizeof rep), left, left, false);
+        if (got < 0) {
             free(buf);
-            return rc == -ECONNRESET ? -ECHILD : rc;
+            return got == -EPIPE || got == -ECONNRESET ? -ECHILD : (int)got;
         }
     }
     *fn_rc = rep.rc;

@@ -5,10 +5,11 @@
  * Stacks are mmap'd with MAP_NORESERVE, so only the pages a fiber touches
  * cost memory. A guard page below a stack costs a VMA of its own (the mapping
  * splits in two), and Linux allows vm.max_map_count (65,530 by default) VMAs
- * per process. So guard pages are given out within a budget of a quarter of
- * that limit; stacks beyond the budget have none, and their lowest usable
- * word is a canary checked at every switch out of the fiber: an overflow is
- * reported then, naming the task, instead of corrupting memory silently.
+ * per process. So guard pages are given out within a budget (the config's
+ * stack_guards, by default a quarter of that limit); stacks beyond the
+ * budget have none, and their lowest usable word is a canary checked at
+ * every switch out of the fiber: an overflow is reported then, naming the
+ * task, instead of corrupting memory silently.
  *
  * The canary's value is zero. Fresh anonymous memory is zero, so nothing is
  * written at allocation, and reading an untouched page maps the kernel's
@@ -52,30 +53,45 @@ static size_t page_size(void)
     return cached;
 }
 
-/* Guard-page budget: stacks with a guard page now, and the most allowed. */
+/* Guard-page budget: stacks with a guard page now, and the most allowed.
+ * The budget is the process's, not a runtime's: the mappings it rations are
+ * those of the one address space. The first runtime created sets it (from
+ * its config's stack_guards) and it stays for the life of the process, so
+ * that a stack never outlives the budget it was counted against; -1 until
+ * then. */
 static _Atomic long guards_in_use;
-static long guard_budget = -1;
+static _Atomic long guard_budget = -1;
+
+unsigned mag__fiber_default_guard_budget(void)
+{
+    long max_maps = 65530; /* the kernel's default, if /proc cannot say */
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &max_maps) != 1 || max_maps < 0)
+            max_maps = 65530;
+        fclose(f);
+    }
+    return (unsigned)(max_maps / 4);
+}
+
+void mag__fiber_set_guard_budget(unsigned budget)
+{
+    long unset = -1;
+    /* relaxed: only the first call wins, and nothing else is published
+     * through the budget; the worker threads that read it are created after
+     * it is set. */
+    atomic_compare_exchange_strong_explicit(&guard_budget, &unset, (long)budget,
+                                            memory_order_relaxed, memory_order_relaxed);
+}
 
 static bool take_guard(void)
 {
-    long budget = __atomic_load_n(&guard_budget, __ATOMIC_RELAXED);
+    /* relaxed: see mag__fiber_set_guard_budget. */
+    long budget = atomic_load_explicit(&guard_budget, memory_order_relaxed);
     if (budget < 0) {
-        /* MAG_STACK_GUARDS overrides the budget (0: no guard pages). */
-        const char *env = getenv("MAG_STACK_GUARDS");
-        if (env && *env) {
-            budget = atol(env);
-            __atomic_store_n(&guard_budget, budget < 0 ? 0 : budget, __ATOMIC_RELAXED);
-            return take_guard();
-        }
-        long max_maps = 65530;
-        FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
-        if (f) {
-            if (fscanf(f, "%ld", &max_maps) != 1)
-                max_maps = 65530;
-            fclose(f);
-        }
-        budget = max_maps / 4;
-        __atomic_store_n(&guard_budget, budget, __ATOMIC_RELAXED);
+        /* A stack before any runtime set the budget: the default one. */
+        mag__fiber_set_guard_budget(mag__fiber_default_guard_budget());
+        budget = atomic_load_explicit(&guard_budget, memory_order_relaxed);
     }
     /* relaxed: a counter, nothing is published through it. */
     if (atomic_fetch_add_explicit(&guards_in_use, 1, memory_order_relaxed) < budget)

@@ -28,6 +28,10 @@ typedef struct mag__stack {
 MAG_HIDDEN mag__stack_t *mag__stack_alloc(size_t size);
 MAG_HIDDEN void mag__stack_free(mag__stack_t *s);
 MAG_HIDDEN bool mag__stack_canary_ok(const mag__stack_t *s);
+/* The guard-page budget (mag_config_t.stack_guards): the default, a quarter
+ * of vm.max_map_count, and the setter, which only the first call obeys. */
+MAG_HIDDEN unsigned mag__fiber_default_guard_budget(void);
+MAG_HIDDEN void mag__fiber_set_guard_budget(unsigned budget);
 MAG_HIDDEN void mag__ctx_switch(void **save_sp, void *load_sp);
 MAG_HIDDEN void mag__fiber_trampoline(void);
 /* Prepares a fiber stack so the first switch to it calls entry(arg). */

@@ -52,12 +52,38 @@ typedef struct mag_config {
     unsigned proc_workers;          /* process pool size; 0 = no process pool */
     bool debug;                     /* slow-task warnings, leak reports */
     unsigned slow_task_ms;          /* debug: warn when a task runs this long without suspending */
+    /* Serve metrics and task dumps on this Unix socket; NULL = no stats
+     * server. A path over 107 bytes (or one that cannot be bound) leaves the
+     * runtime without a server, with a message. mag_runtime_create copies
+     * the string. */
+    const char *stats_path;
+    /* Write a Chrome / Perfetto trace to this file at shutdown; NULL = no
+     * trace. mag_runtime_create copies the string. */
+    const char *trace_path;
+    /* With trace_path: the trace keeps the last this many events of each
+     * worker (rounded up to a power of 2, at least 64); 0 = the default,
+     * 65536; at most 67108864. */
+    unsigned trace_events;
+    /* How many fiber stacks may have a guard page at once, process-wide
+     * (each costs a memory mapping, counted against vm.max_map_count); the
+     * others rely on a canary checked at every switch. 0 = no guard pages;
+     * mag_config_init sets a quarter of vm.max_map_count; at most INT_MAX.
+     * The first runtime created sets the budget for the life of the process;
+     * the value of runtimes created after it is ignored. */
+    unsigned stack_guards;
 } mag_config_t;
 
 /* Fills *cfg with defaults, then applies MAG_WORKERS, MAG_STACK_SIZE,
  * MAG_RING_ENTRIES, MAG_MAX_BLOCKING_THREADS, MAG_BLOCKING_KEEPALIVE_MS,
- * MAG_PROC_WORKERS, MAG_DEBUG and MAG_SLOW_TASK_MS from the environment.
- * A malformed variable is ignored with a one-line message on stderr. */
+ * MAG_PROC_WORKERS, MAG_DEBUG, MAG_SLOW_TASK_MS, MAG_STATS (stats_path),
+ * MAG_TRACE (trace_path), MAG_TRACE_EVENTS and MAG_STACK_GUARDS from the
+ * environment, each to the field of the same name. Numbers may end in k or m
+ * (times 1024, 1024 * 1024). A malformed or out-of-range variable is ignored
+ * with a one-line message on stderr naming the allowed range. stats_path and
+ * trace_path point into the environment: they stay valid until the variable
+ * is changed or removed (mag_runtime_create takes its own copy).
+ * mag_runtime_create returns -EINVAL for a field out of its range, with a
+ * one-line message on stderr naming the field, its value and the range. */
 MAG_API void mag_config_init(mag_config_t *cfg);
 
 /* asyncio.run / #[tokio::main]: creates a runtime (cfg NULL = defaults from
