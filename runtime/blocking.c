@@ -287,7 +287,7 @@ int mag__blocking_create(mag_runtime_t *rt, struct mag__blocking **out)
     if (!b)
         return -ENOMEM;
     b->rt = rt;
-    b->max = rt->cfg.max_blocking_threads ? rt->cfg.max_blocking_threads : 512;
+    b->max = rt->cfg.max_blocking_threads; /* never 0: mag_runtime_create filled it in */
     b->keepalive_ns = (uint64_t)rt->cfg.blocking_keepalive_ms * MAG_MS;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
