@@ -151,6 +151,13 @@ format-check:
 clean:
 	rm -rf build
 
+# Cross-compiles the library for aarch64 with -Werror and runs the context
+# switch test under qemu-user (tools/cross-aarch64.sh; deps.sh cross installs
+# the toolchain when run as root).
+.PHONY: cross-aarch64
+cross-aarch64:
+	@MAKE="$(MAKE)" sh tools/cross-aarch64.sh
+
 $(BUILD)/obj/%.d: ;
 .PRECIOUS: $(BUILD)/obj/%.d
 -include $(LIB_OBJ:.o=.d) $(PROG_OBJ:.o=.d)

@@ -6,7 +6,7 @@
  * Pushes the callee-saved registers and the floating-point control state the
  * ABI asks us to preserve onto the current stack, stores the stack pointer in
  * *save_sp, loads load_sp and pops the same frame from there. A new fiber's
- * stack is prepared by mag__ctx_init (fiber.c) so that its first "return"
+ * stack is prepared by mag__ctx_init (context.c) so that its first "return"
  * lands in mag__fiber_trampoline, which calls entry(arg) from two registers.
  */
 #if defined(__x86_64__)

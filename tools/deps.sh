@@ -3,6 +3,8 @@
 #   deps.sh build   liburing-dev, libck-dev (required)
 #   deps.sh bench   the peers' toolchains and tools (optional: missing ones
 #                   are reported in the benchmark table, never fatal)
+#   deps.sh cross   the aarch64 cross compiler, its C library and qemu-user
+#                   (for tools/cross-aarch64.sh; exits 1 when they are missing)
 set -u
 mode=${1:-build}
 missing=""
@@ -13,6 +15,10 @@ need() { # need PACKAGE TEST-COMMAND...
 if [ "$mode" = build ]; then
     need liburing-dev test -f /usr/include/liburing.h
     need libck-dev test -f /usr/include/ck_pr.h
+elif [ "$mode" = cross ]; then
+    need gcc-aarch64-linux-gnu command -v aarch64-linux-gnu-gcc
+    need libc6-dev-arm64-cross test -f /usr/aarch64-linux-gnu/include/stdio.h
+    need qemu-user command -v qemu-aarch64
 else
     need librust-tokio-dev test -d /usr/share/cargo/registry/tokio-1.24.2
     need cargo command -v cargo
@@ -27,10 +33,10 @@ cmd="apt-get install -y$missing"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "magpie: installing$missing"
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive $cmd -qq; } >/dev/null 2>&1 ||
-        { echo "magpie: '$cmd' failed"; [ "$mode" = build ] && exit 1; }
+        { echo "magpie: '$cmd' failed"; [ "$mode" = bench ] || exit 1; }
     exit 0
 fi
 echo "magpie: missing packages:$missing"
 echo "magpie: run as root:  apt-get update && $cmd"
-[ "$mode" = build ] && exit 1
+[ "$mode" = bench ] || exit 1
 exit 0
