@@ -47,10 +47,16 @@
 
 static size_t page_size(void)
 {
-    static size_t cached;
-    if (!cached)
-        cached = (size_t)sysconf(_SC_PAGESIZE);
-    return cached;
+    /* Workers allocate their first stacks at once: a plain lazy static
+     * would be a data race. relaxed: every thread computes the same value,
+     * so whichever store a reader sees is right. */
+    static _Atomic size_t cached;
+    size_t p = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (!p) {
+        p = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&cached, p, memory_order_relaxed);
+    }
+    return p;
 }
 
 /* Guard-page budget: stacks with a guard page now, and the most allowed.
