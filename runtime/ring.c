@@ -91,8 +91,9 @@ static struct io_uring_sqe *sched_sqe(mag__worker_t *w)
 }
 
 /* A CQE that carries none of magpie's records: user_data 0 (nothing to
- * tell), or liburing's own timeout for a timed wait on kernels without
- * IORING_FEAT_EXT_ARG. Neither was counted in flight. */
+ * tell), or liburing's own timeout (LIBURING_UDATA_TIMEOUT; liburing only
+ * makes one without IORING_FEAT_EXT_ARG, which setup refuses, but a stray
+ * one must not be taken for a record). Neither was counted in flight. */
 static bool foreign_cqe(const struct io_uring_cqe *cqe)
 {
     return cqe->user_data == 0 || cqe->user_data == LIBURING_UDATA_TIMEOUT;
@@ -235,6 +236,29 @@ void mag__ring_sleep_end(mag__worker_t *w)
     atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
 }
 
+/* What magpie relies on, and since when Linux has it (both are in 5.11, the
+ * oldest kernel magpie supports):
+ *   NODROP   a full completion queue keeps completions instead of dropping
+ *            them (5.5): without it a task could wait forever;
+ *   EXT_ARG  io_uring_enter takes a timeout (5.11): without it liburing
+ *            times a wait with a counted timeout request that can end the
+ *            timeout early and leave the wait untimed, so a parked worker
+ *            would miss its next timer.
+ * -ENOSYS with one message per process when either is missing. */
+static int check_features(uint32_t features)
+{
+    static _Atomic bool told;
+    const char *missing = !(features & IORING_FEAT_NODROP)    ? "IORING_FEAT_NODROP"
+                          : !(features & IORING_FEAT_EXT_ARG) ? "IORING_FEAT_EXT_ARG"
+                                                              : NULL;
+    if (!missing)
+        return 0;
+    /* relaxed: only the message is at stake. */
+    if (!atomic_exchange_explicit(&told, true, memory_order_relaxed))
+        mag__warn("io_uring lacks %s: magpie needs Linux 5.11 or later; not starting", missing);
+    return -ENOSYS;
+}
+
 int mag__ring_setup(mag__worker_t *w)
 {
     struct io_uring_params p;
@@ -260,15 +284,9 @@ int mag__ring_setup(mag__worker_t *w)
     if (rc)
         return rc;
     w->ring.features &= mag__ring_feature_mask;
-    /* Without NODROP (Linux 5.5+) a full completion queue drops
-     * completions, and a task would wait for its forever: refuse. Without
-     * EXT_ARG (5.11+) liburing times a wait with a timeout request of its
-     * own, whose completion reap() passes over. */
-    if (!(w->ring.features & IORING_FEAT_NODROP)) {
+    if ((rc = check_features(w->ring.features))) {
         io_uring_queue_exit(&w->ring);
-        mag__warn("io_uring without IORING_FEAT_NODROP (Linux 5.5 or later is needed): "
-                  "completions could be lost; not starting");
-        return -ENOSYS;
+        return rc;
     }
     w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (w->wake_fd < 0) {
