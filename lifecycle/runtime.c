@@ -17,6 +17,7 @@
 #include "observe/observe.h"
 #include "procpool/procpool.h"
 #include "runtime/blocking.h"
+#include "runtime/monitor.h"
 #include "runtime/sched.h"
 
 /* Before any thread exists: the process pool forks its zygote here. 0 or a
@@ -217,6 +218,10 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
         if (!rc)
             rc = rep.first_error;
         pthread_mutex_unlock(&rep.lock);
+        /* Once every ring exists (each worker reported under the lock):
+         * the monitor looks at them. */
+        if (!rc)
+            rc = mag__monitor_start(rt);
         /* release: pairs with the workers' acquire loads of started/stopping. */
         if (rc)
             atomic_store_explicit(&rt->stopping, 1, memory_order_release);
@@ -343,6 +348,7 @@ int mag_runtime_shutdown(mag_runtime_t *rt)
     /* No task is live: stop the blocking threads, reap every process. */
     mag__observe_quiesce(rt);
     pools_stop(rt);
+    mag__monitor_stop(rt);
     /* seq_cst: pairs with the sleeping flag in park() (see mag__worker_wake). */
     atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
     for (unsigned i = 0; i < rt->nworkers; i++)

@@ -37,6 +37,16 @@
 #define MAG_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MAG_CACHELINE 64
 
+/* A spinning thread's pause (x86 PAUSE, aarch64 YIELD). */
+static inline void mag__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield" ::: "memory");
+#endif
+}
+
 /* Which sanitizer this translation unit is built with (0 or 1 each). */
 #if defined(__SANITIZE_ADDRESS__)
 #define MAG__ASAN 1
@@ -205,6 +215,11 @@ MAG_HIDDEN int mag__waiter_wait(mag__waiter_t *w, bool interruptible);
 /* futex wrappers on a 32-bit word. */
 MAG_HIDDEN void mag__futex_wait(_Atomic uint32_t *addr, uint32_t expected);
 MAG_HIDDEN void mag__futex_wake(_Atomic uint32_t *addr, int n);
+
+/* pthread_create with every signal blocked in the new thread, so that none
+ * of the application's signals land on the runtime's own helper threads.
+ * 0 or -errno. */
+MAG_HIDDEN int mag__thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 
 /* ---- tasks as the other areas see them ---------------------------------- */
 MAG_HIDDEN bool mag__task_cancelled(mag_task_t *t);

@@ -76,8 +76,7 @@ void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new)
         MAG__HOOK(w, wake, w, t, is_new);
         /* The task just woken or spawned runs next here (cache-warm); the one
          * it displaces goes to the back, where others may steal it. */
-        mag_task_t *prev = w->lifo;
-        w->lifo = t;
+        mag_task_t *prev = mag__lifo_put(w, t);
         if (!prev)
             return;
         mag__push_back(w, prev);

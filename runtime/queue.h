@@ -17,6 +17,35 @@ MAG_HIDDEN void mag__push_overflow(mag__worker_t *w, mag_task_t *t);
  * last look of a worker about to park, see mag__notify_parked). */
 MAG_HIDDEN bool mag__work_pending_anywhere(mag_runtime_t *rt);
 
+/* Puts t in w's LIFO slot (the owner only); returns the task it displaced.
+ * Loop mode has no rescuer, so plain accesses do; otherwise an exchange
+ * (acq_rel: release publishes t to a rescuer's exchange, acquire pairs with
+ * the release of the exchange that put the previous one in). */
+static inline mag_task_t *mag__lifo_put(mag__worker_t *w, mag_task_t *t)
+{
+    if (w->rt->nworkers == 1) {
+        mag_task_t *prev = atomic_load_explicit(&w->lifo, memory_order_relaxed);
+        atomic_store_explicit(&w->lifo, t, memory_order_relaxed);
+        return prev;
+    }
+    return atomic_exchange_explicit(&w->lifo, t, memory_order_acq_rel);
+}
+
+/* Takes the task in w's LIFO slot, or NULL (the owner, or a rescuer of a
+ * stuck worker). */
+static inline mag_task_t *mag__lifo_take(mag__worker_t *w)
+{
+    mag_task_t *t = atomic_load_explicit(&w->lifo, memory_order_relaxed);
+    if (!t)
+        return NULL;
+    if (w->rt->nworkers == 1) {
+        atomic_store_explicit(&w->lifo, NULL, memory_order_relaxed);
+        return t;
+    }
+    /* acquire: pairs with the release in mag__lifo_put. */
+    return atomic_exchange_explicit(&w->lifo, NULL, memory_order_acquire);
+}
+
 /* To the back of w's local queue (the owner only). */
 static inline void mag__push_back(mag__worker_t *w, mag_task_t *t)
 {

@@ -28,7 +28,9 @@ static void wake_complete(mag__op_t *op, int res, uint32_t flags)
     (void)res;
     (void)flags;
     mag__worker_t *w = (mag__worker_t *)((char *)op - offsetof(mag__worker_t, wake_op));
-    w->wake_armed = false;
+    /* relaxed: only the owner reads it, to re-arm; a rescuer may be the one
+     * that reaped this. */
+    atomic_store_explicit(&w->wake_armed, false, memory_order_relaxed);
 }
 
 uint32_t mag__ring_feature_mask = UINT32_MAX;
@@ -37,23 +39,23 @@ uint32_t mag__ring_feature_mask = UINT32_MAX;
  * reaping until one is free. The reap is what frees space when the kernel
  * refuses submissions (-EBUSY: a completion backlog only a reap drains). */
 static struct io_uring_sqe *sched_sqe(mag__worker_t *w);
-static unsigned reap(mag__worker_t *w);
+static unsigned reap(mag__worker_t *w, bool try_only);
 
 static void arm_wake_read(mag__worker_t *w)
 {
-    if (w->wake_armed)
+    if (atomic_load_explicit(&w->wake_armed, memory_order_relaxed))
         return;
     struct io_uring_sqe *sqe = sched_sqe(w);
     io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0);
     io_uring_sqe_set_data(sqe, &w->wake_op);
-    w->wake_armed = true;
+    atomic_store_explicit(&w->wake_armed, true, memory_order_relaxed);
 }
 
 static struct io_uring_sqe *take_sqe(mag__worker_t *w)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
     if (sqe) {
-        w->inflight++;
+        w->submitted++;
         mag__stat_inc(&w->stats.io_submitted, 1);
     }
     return sqe;
@@ -86,7 +88,7 @@ static struct io_uring_sqe *sched_sqe(mag__worker_t *w)
     struct io_uring_sqe *sqe;
     while (!(sqe = take_sqe(w)))
         if (io_uring_submit(&w->ring) <= 0)
-            reap(w);
+            reap(w, false);
     return sqe;
 }
 
@@ -99,25 +101,94 @@ static bool foreign_cqe(const struct io_uring_cqe *cqe)
     return cqe->user_data == 0 || cqe->user_data == LIBURING_UDATA_TIMEOUT;
 }
 
-static unsigned reap(mag__worker_t *w)
+/* ---- reaping ----------------------------------------------------------------
+ * The owner reaps its ring, and so may a rescuer while the owner is stuck in
+ * a task (monitor.c), so the CQ head moves under cq_lock: a spinlock held
+ * only to copy a batch of CQEs out and advance the head, never while the
+ * completions run. The owner almost never finds it taken. */
+
+#define REAP_BATCH 64
+
+static void cq_lock(mag__worker_t *w)
 {
-    struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
-    io_uring_for_each_cqe(&w->ring, head, cqe)
-    {
-        n++;
-        if (foreign_cqe(cqe))
-            continue;
-        mag__op_t *op = io_uring_cqe_get_data(cqe);
-        if (!(cqe->flags & IORING_CQE_F_MORE))
-            w->inflight--;
-        op->complete(op, cqe->res, cqe->flags);
+    /* acquire: pairs with the release in cq_unlock. */
+    while (atomic_exchange_explicit(&w->cq_lock, 1, memory_order_acquire))
+        while (atomic_load_explicit(&w->cq_lock, memory_order_relaxed))
+            mag__cpu_relax();
+}
+
+static bool cq_trylock(mag__worker_t *w)
+{
+    return !atomic_load_explicit(&w->cq_lock, memory_order_relaxed) &&
+           !atomic_exchange_explicit(&w->cq_lock, 1, memory_order_acquire);
+}
+
+static void cq_unlock(mag__worker_t *w)
+{
+    atomic_store_explicit(&w->cq_lock, 0, memory_order_release);
+}
+
+/* Reaps w's ring on the calling thread: the owner, or a rescuer (try_only:
+ * give up if someone else is reaping). The completions run here, so the
+ * tasks they wake are queued on the calling worker. Returns the CQEs taken. */
+static unsigned reap(mag__worker_t *w, bool try_only)
+{
+    unsigned total = 0;
+    for (;;) {
+        struct io_uring_cqe batch[REAP_BATCH];
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0, finished = 0;
+        if (!try_only)
+            cq_lock(w);
+        else if (!cq_trylock(w))
+            return total;
+        io_uring_for_each_cqe(&w->ring, head, cqe)
+        {
+            if (n == REAP_BATCH)
+                break;
+            batch[n++] = *cqe;
+            if (!foreign_cqe(cqe) && !(cqe->flags & IORING_CQE_F_MORE))
+                finished++;
+        }
+        if (n) {
+            io_uring_cq_advance(&w->ring, n);
+            /* relaxed: written under cq_lock; the owner reads it for a
+             * count of what is in flight, a heuristic. */
+            atomic_store_explicit(&w->reaped,
+                                  atomic_load_explicit(&w->reaped, memory_order_relaxed) + finished,
+                                  memory_order_relaxed);
+        }
+        cq_unlock(w);
+        for (unsigned i = 0; i < n; i++) {
+            if (foreign_cqe(&batch[i]))
+                continue;
+            mag__op_t *op = io_uring_cqe_get_data(&batch[i]);
+            op->complete(op, batch[i].res, batch[i].flags);
+        }
+        if (n) {
+            mag__worker_t *me = mag__worker_current();
+            if (me)
+                mag__stat_inc(&me->stats.io_completed, n);
+        }
+        total += n;
+        if (n < REAP_BATCH)
+            return total;
     }
-    if (n) {
-        io_uring_cq_advance(&w->ring, n);
-        mag__stat_inc(&w->stats.io_completed, n);
-    }
-    return n;
+}
+
+bool mag__ring_ready(mag__worker_t *w)
+{
+    /* Read from other threads (the monitor): the head is the reapers', the
+     * tail the kernel's; __atomic builtins, as liburing's own accessors. An
+     * acquire of the tail is not needed for a yes/no hint. */
+    unsigned head = __atomic_load_n(w->ring.cq.khead, __ATOMIC_RELAXED);
+    unsigned tail = __atomic_load_n(w->ring.cq.ktail, __ATOMIC_RELAXED);
+    return head != tail;
+}
+
+unsigned mag__ring_rescue(mag__worker_t *w)
+{
+    return reap(w, true);
 }
 
 static void cancel_complete(mag__op_t *op, int res, uint32_t flags)
@@ -192,14 +263,15 @@ void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
 unsigned mag__ring_poll(mag__worker_t *w)
 {
     drain_cancels(w);
-    unsigned busy = w->inflight - (w->wake_armed ? 1 : 0);
+    unsigned inflight = w->submitted - atomic_load_explicit(&w->reaped, memory_order_relaxed);
+    unsigned busy = inflight - (atomic_load_explicit(&w->wake_armed, memory_order_relaxed) ? 1 : 0);
     if (io_uring_sq_ready(&w->ring) || busy) {
         if (w->ring_flags & IORING_SETUP_DEFER_TASKRUN)
             io_uring_submit_and_get_events(&w->ring);
         else
             io_uring_submit(&w->ring);
     }
-    return reap(w);
+    return reap(w, false);
 }
 
 void mag__ring_sleep_begin(mag__worker_t *w)
@@ -263,14 +335,25 @@ int mag__ring_setup(mag__worker_t *w)
 {
     struct io_uring_params p;
     unsigned entries = w->rt->cfg.ring_entries;
-    /* Newest flags first, falling back on kernels that refuse them. */
-    static const unsigned flag_sets[] = {
+    /* Newest flags first, falling back on kernels that refuse them. With
+     * DEFER_TASKRUN completions are posted only when the owner enters the
+     * kernel to wait for them: the cheapest for one worker, but a busy
+     * owner then holds them where no rescuer can reap (monitor.c), so
+     * rings of a multi-worker runtime let the kernel post completions as
+     * they happen. */
+    static const unsigned loop_flags[] = {
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
         0,
     };
+    static const unsigned multi_flags[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_SUBMIT_ALL,
+        IORING_SETUP_SUBMIT_ALL,
+        0,
+    };
+    const unsigned *flag_sets = w->rt->nworkers > 1 ? multi_flags : loop_flags;
     int rc = -EINVAL;
-    for (unsigned i = 0; i < sizeof flag_sets / sizeof flag_sets[0]; i++) {
+    for (unsigned i = 0; i < 3; i++) {
         memset(&p, 0, sizeof p);
         p.flags = flag_sets[i];
         rc = io_uring_queue_init_params(entries, &w->ring, &p);

@@ -25,6 +25,12 @@ MAG_HIDDEN bool mag__ring_cancels_pending(mag__worker_t *w);
  * deadline_ns (absolute, UINT64_MAX: none). */
 MAG_HIDDEN void mag__ring_wait(mag__worker_t *w, uint64_t deadline_ns);
 MAG_HIDDEN void mag__ring_sleep_end(mag__worker_t *w);
+/* Whether w's completion queue holds CQEs: a hint, from any thread. */
+MAG_HIDDEN bool mag__ring_ready(mag__worker_t *w);
+/* From another worker, while w is stuck in a task (monitor.c): reaps w's
+ * ring here, unless someone else is reaping it. The woken tasks are queued on
+ * the calling worker. Returns the CQEs taken. */
+MAG_HIDDEN unsigned mag__ring_rescue(mag__worker_t *w);
 
 /* For tests: feature bits (IORING_FEAT_*) cleared from every ring set up
  * after it changes, to run the paths of older kernels on this one. Set

@@ -143,7 +143,7 @@ enum { MAG__SWITCH_PARK = 1, MAG__SWITCH_YIELD, MAG__SWITCH_EXIT };
 typedef struct mag__worker_stats {
     /* Written by the owner only; read relaxed by mag_metrics. */
     _Atomic uint64_t polls, steal_attempts, steals, stolen_tasks, parks, unparks, lifo_hits;
-    _Atomic uint64_t io_submitted, io_completed, overflows, remote_wakes;
+    _Atomic uint64_t io_submitted, io_completed, overflows, remote_wakes, rescues;
     _Atomic uint64_t busy_ns, parked_ns;
     _Atomic uint64_t park_start_ns; /* when the current park began; 0 while not parked */
 } mag__worker_stats_t;
@@ -159,7 +159,10 @@ typedef struct mag__worker {
     mag__deque_t deque; /* first: its own cache lines */
     mag_runtime_t *rt;
     unsigned index;
-    mag_task_t *lifo;
+    /* The task to run next. Stealable, by a rescuer, once the monitor marks
+     * the worker stuck: so an exchange takes it (acquire) and puts one in
+     * (acq_rel), pairing with the rescuer's exchange. */
+    mag_task_t *_Atomic lifo;
     unsigned lifo_streak;
     mag_task_t *current;
     void *sched_sp;
@@ -176,10 +179,13 @@ typedef struct mag__worker {
     int wake_fd;                   /* eventfd; a read on the ring is always armed */
     uint64_t wake_buf;
     mag__op_t wake_op;
-    bool wake_armed;
+    _Atomic bool wake_armed;       /* cleared by the completion, maybe a rescuer's */
     _Atomic uint32_t sleeping;     /* 1 while parked in the ring */
     _Atomic(mag__cancel_t *) cancels; /* MPSC stack of forwarded cancels */
-    unsigned inflight;             /* ring ops in flight */
+    unsigned submitted;            /* ring ops prepared (owner only) */
+    _Atomic unsigned reaped;       /* ... and completed: written under cq_lock */
+    _Atomic uint32_t cq_lock;      /* whoever reaps the ring: the owner, or a rescuer */
+    _Atomic uint32_t stuck;        /* set by the monitor, cleared by the owner */
     bool sq_starved;               /* a task found the SQ full and yielded */
     mag__wheel_t wheel;
     mag__stack_t *stack_cache;
@@ -224,6 +230,9 @@ struct mag_runtime {
     bool draining;             /* loop mode shutdown: run until live == 0 */
     struct mag__blocking *blocking; /* the blocking pool (blocking.h) */
     struct mag__procpool *procpool; /* the process pool, owned above (procpool/); NULL: none */
+    struct mag__monitor *monitor;   /* monitor.c; NULL in loop mode */
+    _Atomic uint32_t monitor_word;  /* futex: stop bit and kicks (monitor.h) */
+    _Atomic uint32_t monitor_deep;  /* 1 while it sleeps because all workers park */
     _Atomic uint32_t closing;  /* shutdown started: spawns are refused */
     pthread_t loop_owner;      /* loop mode: the block_on thread */
     bool loop_owned;

@@ -11,6 +11,7 @@
  */
 #include "runtime/fiber.h"
 #include "runtime/idle.h"
+#include "runtime/monitor.h"
 #include "runtime/queue.h"
 #include "runtime/ring.h"
 
@@ -161,9 +162,7 @@ static mag_task_t *next_local(mag__worker_t *w)
         if ((t = mag__inject_take(w->rt, 1, &n)))
             return t;
     }
-    if (w->lifo) {
-        t = w->lifo;
-        w->lifo = NULL;
+    if ((t = mag__lifo_take(w))) {
         if (w->lifo_streak < LIFO_MAX_STREAK) {
             w->lifo_streak++;
             mag__stat_inc(&w->stats.lifo_hits, 1);
@@ -190,6 +189,23 @@ static mag_task_t *next_local(mag__worker_t *w)
     return NULL;
 }
 
+/* v is stuck in a task (monitor.c): take over what only its scheduler
+ * would run. Its LIFO task comes here; the completions in its ring and its
+ * due timers wake their tasks onto this worker. Returns a task to run. */
+static mag_task_t *rescue(mag__worker_t *w, mag__worker_t *v)
+{
+    mag_task_t *t = mag__lifo_take(v);
+    unsigned n = mag__ring_rescue(v);
+    if (atomic_load_explicit(&v->wheel.count, memory_order_relaxed))
+        n += mag__wheel_expire(&v->wheel, mag__now());
+    mag__stat_inc(&w->stats.rescues, (t ? 1 : 0) + n);
+    if (t)
+        return t;
+    if ((t = mag__lifo_take(w)))
+        return t;
+    return mag__deque_take(&w->deque, &t, 1, false) ? t : NULL;
+}
+
 static mag_task_t *steal(mag__worker_t *w)
 {
     mag_runtime_t *rt = w->rt;
@@ -205,6 +221,12 @@ static mag_task_t *steal(mag__worker_t *w)
         mag__worker_t *v = rt->workers[(start + i) % rt->nworkers];
         if (v == w)
             continue;
+        /* acquire: pairs with the monitor's release store. */
+        if (MAG_UNLIKELY(atomic_load_explicit(&v->stuck, memory_order_acquire))) {
+            mag_task_t *t = rescue(w, v);
+            if (t)
+                return t;
+        }
         mag__stat_inc(&w->stats.steal_attempts, 1);
         unsigned n = mag__deque_take(&v->deque, batch, STEAL_MAX, true);
         if (n) {
@@ -223,7 +245,7 @@ static mag_task_t *steal(mag__worker_t *w)
 
 static bool has_local_work(mag__worker_t *w)
 {
-    return w->lifo || mag__deque_len(&w->deque);
+    return atomic_load_explicit(&w->lifo, memory_order_relaxed) || mag__deque_len(&w->deque);
 }
 
 static void park(mag__worker_t *w)
@@ -268,6 +290,10 @@ static void park(mag__worker_t *w)
             break;
         }
     }
+    /* seq_cst: after this worker's (or its notifier's) seq_cst update of
+     * idle; pairs with the monitor's store of deep (monitor.c). */
+    if (atomic_load_explicit(&rt->monitor_deep, memory_order_seq_cst))
+        mag__monitor_kick(rt);
     uint64_t t1 = mag__now();
     atomic_store_explicit(&w->stats.park_start_ns, 0, memory_order_relaxed);
     MAG__HOOK(w, park, w, t0, t1);
@@ -304,6 +330,10 @@ void mag__worker_loop(mag__worker_t *w, mag_task_t *until)
             if (w->searching)
                 mag__idle_from_searching(w);
             run_task(w, t);
+            /* relaxed: the monitor's mark is a hint for rescuers; back in
+             * the scheduler, this worker runs its own work again. */
+            if (MAG_UNLIKELY(atomic_load_explicit(&w->stuck, memory_order_relaxed)))
+                atomic_store_explicit(&w->stuck, 0, memory_order_relaxed);
             continue;
         }
         park(w);

@@ -1,0 +1,169 @@
+/*
+ * runtime/monitor.c - the monitor: ready work must not wait behind a busy
+ * worker while another worker is idle (Go's sysmon plays this part).
+ *
+ * Only a ring's owner submits to it, and a task that computes without
+ * suspending keeps its worker from the scheduler: the task in its LIFO slot,
+ * the completions in its ring and the timers on its wheel would wait for the
+ * task to end. One thread per multi-worker runtime looks at the workers
+ * every tick (MONITOR_TICK_NS). A worker that is not parked and has not
+ * started a task since the last look has been running one task for at least
+ * a tick; if it holds ready work it is marked stuck and an idle worker is
+ * woken to search. Searchers rescue what a stuck worker holds (worker.c):
+ * they take its LIFO slot, reap its ring (ring.c) and expire its timers, and
+ * the woken tasks run on the rescuer. The owner clears the mark when its
+ * task returns to the scheduler.
+ *
+ * The monitor costs nothing while every worker is parked: it then sleeps
+ * until a worker unparks (mag__monitor_kick).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/monitor.h"
+#include "runtime/ring.h"
+
+/* The detection delay is between one and two ticks. */
+#define MONITOR_TICK_NS (500 * 1000ull)
+
+struct mag__monitor {
+    mag_runtime_t *rt;
+    pthread_t thread;
+    uint64_t *last_polls; /* per worker: its task count at the last look */
+};
+
+/* Waits on the monitor word while it still holds seen, at most ns (0:
+ * without a timeout). */
+static void monitor_sleep(mag_runtime_t *rt, uint32_t seen, uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+    syscall(SYS_futex, &rt->monitor_word, FUTEX_WAIT_PRIVATE, seen, ns ? &ts : NULL, NULL, 0);
+}
+
+/* Work on w that only w's scheduler would run: its LIFO slot, its local
+ * queue (stealable, but only by a searcher), completions in its ring, and
+ * timers that are due. */
+static bool holds_ready_work(mag__worker_t *w, uint64_t now)
+{
+    /* relaxed: a hint; whoever acts on it takes the work with the
+     * operations that own it (exchange, deque CAS, ring lock, wheel lock). */
+    return atomic_load_explicit(&w->lifo, memory_order_relaxed) != NULL ||
+           mag__deque_len(&w->deque) != 0 || mag__ring_ready(w) ||
+           mag__wheel_next(&w->wheel) <= now;
+}
+
+/* One look at every worker. Returns false when every worker is parked. */
+static bool look(struct mag__monitor *m)
+{
+    mag_runtime_t *rt = m->rt;
+    uint64_t now = mag__now();
+    bool any_awake = false, stuck = false;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        mag__worker_t *w = rt->workers[i];
+        /* relaxed: counters the owner bumps; a stale value only delays. */
+        uint64_t polls = atomic_load_explicit(&w->stats.polls, memory_order_relaxed);
+        bool parked = atomic_load_explicit(&w->stats.park_start_ns, memory_order_relaxed) != 0;
+        if (!parked) {
+            any_awake = true;
+            if (polls == m->last_polls[i] && holds_ready_work(w, now)) {
+                /* release: pairs with the acquire load in the rescuers'
+                 * check (worker.c). */
+                atomic_store_explicit(&w->stuck, 1, memory_order_release);
+                stuck = true;
+            }
+        }
+        m->last_polls[i] = polls;
+    }
+    if (stuck)
+        mag__notify_parked(rt);
+    return any_awake;
+}
+
+static void *monitor_main(void *arg)
+{
+    struct mag__monitor *m = arg;
+    mag_runtime_t *rt = m->rt;
+    for (;;) {
+        /* acquire: pairs with the release in mag__monitor_stop. */
+        uint32_t seen = atomic_load_explicit(&rt->monitor_word, memory_order_acquire);
+        if (seen & MAG__MONITOR_STOP)
+            break;
+        if (look(m)) {
+            monitor_sleep(rt, seen, MONITOR_TICK_NS);
+            continue;
+        }
+        /* Every worker looked parked: sleep until one unparks. seq_cst: the
+         * store of deep, then the load of idle, against an unparking
+         * worker's seq_cst update of idle, then its load of deep (see
+         * mag__monitor_kick): either we see it awake or it sees us deep. */
+        atomic_store_explicit(&rt->monitor_deep, 1, memory_order_seq_cst);
+        uint32_t idle = atomic_load_explicit(&rt->idle, memory_order_seq_cst);
+        if ((idle & 0xffffu) == 0)
+            monitor_sleep(rt, seen, 0);
+        atomic_store_explicit(&rt->monitor_deep, 0, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+int mag__thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(th, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -e;
+}
+
+int mag__monitor_start(mag_runtime_t *rt)
+{
+    struct mag__monitor *m = calloc(1, sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    m->rt = rt;
+    m->last_polls = calloc(rt->nworkers, sizeof *m->last_polls);
+    if (!m->last_polls) {
+        free(m);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        m->last_polls[i] = UINT64_MAX; /* nothing is stuck at the first look */
+    int e = mag__thread_start(&m->thread, monitor_main, m);
+    if (e) {
+        free(m->last_polls);
+        free(m);
+        return e;
+    }
+    rt->monitor = m;
+    return 0;
+}
+
+void mag__monitor_kick(mag_runtime_t *rt)
+{
+    /* relaxed: the caller's seq_cst load found deep set; the exchange makes
+     * one waker per sleep. */
+    if (atomic_exchange_explicit(&rt->monitor_deep, 0, memory_order_relaxed)) {
+        /* Bit 0 is the stop bit: a kick adds 2, so it never reaches it. */
+        atomic_fetch_add_explicit(&rt->monitor_word, 2, memory_order_release);
+        mag__futex_wake(&rt->monitor_word, 1);
+    }
+}
+
+void mag__monitor_stop(mag_runtime_t *rt)
+{
+    struct mag__monitor *m = rt->monitor;
+    if (!m)
+        return;
+    /* release: pairs with the acquire load in monitor_main. */
+    atomic_fetch_or_explicit(&rt->monitor_word, MAG__MONITOR_STOP, memory_order_release);
+    mag__futex_wake(&rt->monitor_word, 1);
+    pthread_join(m->thread, NULL);
+    rt->monitor = NULL;
+    free(m->last_polls);
+    free(m);
+}
