@@ -119,11 +119,7 @@ static void free_runtime(mag_runtime_t *rt)
         }
         free(rt->workers);
     }
-    if (rt->shards) {
-        for (unsigned i = 0; i < rt->nshards; i++)
-            pthread_mutex_destroy(&rt->shards[i].lock);
-        free(rt->shards);
-    }
+    free(rt->shards);
     free(rt->sleepers);
     pthread_mutex_destroy(&rt->inject_lock);
     pthread_mutex_destroy(&rt->idle_lock);
@@ -162,8 +158,6 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
         free_runtime(rt);
         return -ENOMEM;
     }
-    for (unsigned i = 0; i < rt->nshards; i++)
-        pthread_mutex_init(&rt->shards[i].lock, NULL);
     for (unsigned i = 0; i < rt->nworkers; i++) {
         size_t wsize = (sizeof(mag__worker_t) + MAG_CACHELINE - 1) & ~(size_t)(MAG_CACHELINE - 1);
         mag__worker_t *w = aligned_alloc(MAG_CACHELINE, wsize);
@@ -281,10 +275,10 @@ int mag_runtime_block_on(mag_runtime_t *rt, mag_fn fn, void *arg, int *status)
 static void cancel_all(mag_runtime_t *rt)
 {
     for (unsigned i = 0; i < rt->nshards; i++) {
-        pthread_mutex_lock(&rt->shards[i].lock);
+        mag__lock(&rt->shards[i].lock);
         for (mag_task_t *t = rt->shards[i].head; t; t = t->reg_next)
             mag_cancel(t);
-        pthread_mutex_unlock(&rt->shards[i].lock);
+        mag__unlock(&rt->shards[i].lock);
     }
 }
 
@@ -293,9 +287,9 @@ static void release_leftovers(mag_runtime_t *rt)
 {
     for (unsigned i = 0; i < rt->nshards; i++) {
         for (;;) {
-            pthread_mutex_lock(&rt->shards[i].lock);
+            mag__lock(&rt->shards[i].lock);
             mag_task_t *t = rt->shards[i].head;
-            pthread_mutex_unlock(&rt->shards[i].lock);
+            mag__unlock(&rt->shards[i].lock);
             if (!t)
                 break;
             if (rt->cfg.debug && !t->hook) /* a hook's owner holds its handle */

@@ -44,13 +44,13 @@ const char *mag__wait_name(int kind)
 static void registry_lock_all(mag_runtime_t *rt)
 {
     for (unsigned i = 0; i < rt->nshards; i++) /* always in index order */
-        pthread_mutex_lock(&rt->shards[i].lock);
+        mag__lock(&rt->shards[i].lock);
 }
 
 static void registry_unlock_all(mag_runtime_t *rt)
 {
     for (unsigned i = rt->nshards; i-- > 0;)
-        pthread_mutex_unlock(&rt->shards[i].lock);
+        mag__unlock(&rt->shards[i].lock);
 }
 
 /* With every shard locked no task can be freed, so none can be spawned anew
@@ -409,7 +409,7 @@ int mag_dump_tasks(mag_runtime_t *rt, FILE *out)
     for (unsigned i = 0; i < rt->nshards && !rc; i++) {
         /* Copy the shard under its lock, print without it: out may block. */
         size_t n = 0;
-        pthread_mutex_lock(&rt->shards[i].lock);
+        mag__lock(&rt->shards[i].lock);
         for (mag_task_t *t = rt->shards[i].head; t; t = t->reg_next) {
             if (n == cap) {
                 size_t ncap = cap ? 2 * cap : 64;
@@ -423,7 +423,7 @@ int mag_dump_tasks(mag_runtime_t *rt, FILE *out)
             }
             snap_task(t, &snaps[n++]);
         }
-        pthread_mutex_unlock(&rt->shards[i].lock);
+        mag__unlock(&rt->shards[i].lock);
         for (size_t k = 0; k < n; k++) {
             print_task(out, &snaps[k], now, stack_hwm(snaps[k].stack, page_buf, page),
                        mag__obs_workers(rt) != NULL);

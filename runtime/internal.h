@@ -47,6 +47,34 @@ static inline void mag__cpu_relax(void)
 #endif
 }
 
+/* A spinlock for short critical sections that never suspend and call
+ * nothing that blocks (test and test-and-set). After a while it yields the
+ * CPU: with more workers than cores, the holder may be the thread waiting
+ * for it to run. */
+typedef struct mag__lock {
+    _Atomic uint32_t held;
+} mag__lock_t;
+
+static inline bool mag__trylock(mag__lock_t *l)
+{
+    /* acquire: pairs with the release in mag__unlock. */
+    return !atomic_load_explicit(&l->held, memory_order_relaxed) &&
+           !atomic_exchange_explicit(&l->held, 1, memory_order_acquire);
+}
+
+MAG_HIDDEN void mag__lock_slow(mag__lock_t *l);
+
+static inline void mag__lock(mag__lock_t *l)
+{
+    if (MAG_UNLIKELY(!mag__trylock(l)))
+        mag__lock_slow(l);
+}
+
+static inline void mag__unlock(mag__lock_t *l)
+{
+    atomic_store_explicit(&l->held, 0, memory_order_release);
+}
+
 /* Which sanitizer this translation unit is built with (0 or 1 each). */
 #if defined(__SANITIZE_ADDRESS__)
 #define MAG__ASAN 1

@@ -61,6 +61,15 @@ static struct io_uring_sqe *take_sqe(mag__worker_t *w)
     return sqe;
 }
 
+/* The kernel orders an operation's record, written before its SQE is
+ * submitted, before the CQE a rescuer reads on another thread; a release
+ * here and an acquire in reap() say so in the language's terms (and to
+ * ThreadSanitizer, which cannot see the kernel). */
+static void publish_sqe(mag__worker_t *w)
+{
+    atomic_store_explicit(&w->sqe_epoch, w->submitted, memory_order_release);
+}
+
 struct io_uring_sqe *mag__sqe(mag__op_t *op)
 {
     for (;;) {
@@ -79,6 +88,7 @@ struct io_uring_sqe *mag__sqe(mag__op_t *op)
             continue;
         }
         op->worker = w;
+        publish_sqe(w);
         return sqe;
     }
 }
@@ -89,6 +99,7 @@ static struct io_uring_sqe *sched_sqe(mag__worker_t *w)
     while (!(sqe = take_sqe(w)))
         if (io_uring_submit(&w->ring) <= 0)
             reap(w, false);
+    publish_sqe(w);
     return sqe;
 }
 
@@ -109,25 +120,6 @@ static bool foreign_cqe(const struct io_uring_cqe *cqe)
 
 #define REAP_BATCH 64
 
-static void cq_lock(mag__worker_t *w)
-{
-    /* acquire: pairs with the release in cq_unlock. */
-    while (atomic_exchange_explicit(&w->cq_lock, 1, memory_order_acquire))
-        while (atomic_load_explicit(&w->cq_lock, memory_order_relaxed))
-            mag__cpu_relax();
-}
-
-static bool cq_trylock(mag__worker_t *w)
-{
-    return !atomic_load_explicit(&w->cq_lock, memory_order_relaxed) &&
-           !atomic_exchange_explicit(&w->cq_lock, 1, memory_order_acquire);
-}
-
-static void cq_unlock(mag__worker_t *w)
-{
-    atomic_store_explicit(&w->cq_lock, 0, memory_order_release);
-}
-
 /* Reaps w's ring on the calling thread: the owner, or a rescuer (try_only:
  * give up if someone else is reaping). The completions run here, so the
  * tasks they wake are queued on the calling worker. Returns the CQEs taken. */
@@ -139,9 +131,12 @@ static unsigned reap(mag__worker_t *w, bool try_only)
         struct io_uring_cqe *cqe;
         unsigned head, n = 0, finished = 0;
         if (!try_only)
-            cq_lock(w);
-        else if (!cq_trylock(w))
+            mag__lock(&w->cq_lock);
+        else if (!mag__trylock(&w->cq_lock))
             return total;
+        /* acquire: pairs with publish_sqe (a rescuer's CQEs come from SQEs
+         * the owner published). */
+        (void)atomic_load_explicit(&w->sqe_epoch, memory_order_acquire);
         io_uring_for_each_cqe(&w->ring, head, cqe)
         {
             if (n == REAP_BATCH)
@@ -158,7 +153,7 @@ static unsigned reap(mag__worker_t *w, bool try_only)
                                   atomic_load_explicit(&w->reaped, memory_order_relaxed) + finished,
                                   memory_order_relaxed);
         }
-        cq_unlock(w);
+        mag__unlock(&w->cq_lock);
         for (unsigned i = 0; i < n; i++) {
             if (foreign_cqe(&batch[i]))
                 continue;

@@ -98,7 +98,9 @@ struct mag_task {
     void *tsan_fiber;
     char name[32];
     _Atomic uint64_t hook_words[MAG__HOOK_WORDS]; /* the installed hooks' (hooks.h) */
-};
+    /* Whole cache lines: records sit side by side in slabs, and two tasks
+     * running on two workers must not share a line. */
+} __attribute__((aligned(MAG_CACHELINE)));
 
 /* Lets code above the task record follow one task's life without fields of
  * its own in every record: a group keeps a member record that embeds this.
@@ -183,8 +185,9 @@ typedef struct mag__worker {
     _Atomic uint32_t sleeping;     /* 1 while parked in the ring */
     _Atomic(mag__cancel_t *) cancels; /* MPSC stack of forwarded cancels */
     unsigned submitted;            /* ring ops prepared (owner only) */
+    _Atomic unsigned sqe_epoch;    /* submitted, published (release) for rescuers */
     _Atomic unsigned reaped;       /* ... and completed: written under cq_lock */
-    _Atomic uint32_t cq_lock;      /* whoever reaps the ring: the owner, or a rescuer */
+    mag__lock_t cq_lock;           /* whoever reaps the ring: the owner, or a rescuer */
     _Atomic uint32_t stuck;        /* set by the monitor, cleared by the owner */
     bool sq_starved;               /* a task found the SQ full and yielded */
     mag__wheel_t wheel;
@@ -202,7 +205,7 @@ typedef struct mag__worker {
 
 /* ---- the runtime (runtime.c) -------------------------------------------- */
 typedef struct mag__shard {
-    pthread_mutex_t lock;
+    mag__lock_t lock;
     mag_task_t *head;
     char pad[MAG_CACHELINE];
 } mag__shard_t;

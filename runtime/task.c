@@ -146,26 +146,26 @@ void mag__registry_add(mag_runtime_t *rt, mag_task_t *t, unsigned shard)
 {
     mag__shard_t *s = &rt->shards[shard];
     t->reg_shard = shard;
-    pthread_mutex_lock(&s->lock);
+    mag__lock(&s->lock);
     t->reg_prev = NULL;
     t->reg_next = s->head;
     if (s->head)
         s->head->reg_prev = t;
     s->head = t;
-    pthread_mutex_unlock(&s->lock);
+    mag__unlock(&s->lock);
 }
 
 void mag__registry_remove(mag_runtime_t *rt, mag_task_t *t)
 {
     mag__shard_t *s = &rt->shards[t->reg_shard];
-    pthread_mutex_lock(&s->lock);
+    mag__lock(&s->lock);
     if (t->reg_prev)
         t->reg_prev->reg_next = t->reg_next;
     else
         s->head = t->reg_next;
     if (t->reg_next)
         t->reg_next->reg_prev = t->reg_prev;
-    pthread_mutex_unlock(&s->lock);
+    mag__unlock(&s->lock);
 }
 
 /* ---- spawn ---------------------------------------------------------------- */

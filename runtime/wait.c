@@ -23,6 +23,18 @@ uint64_t mag_now(void)
     return mag__now();
 }
 
+/* ---- locks ---------------------------------------------------------------- */
+
+void mag__lock_slow(mag__lock_t *l)
+{
+    for (unsigned spins = 0; !mag__trylock(l); spins++) {
+        if (spins < 64)
+            mag__cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
 /* ---- futex ---------------------------------------------------------------- */
 
 void mag__futex_wait(_Atomic uint32_t *addr, uint32_t expected)
