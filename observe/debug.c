@@ -67,16 +67,6 @@ struct mag__obs {
     mag__obs_t *sq_next;
 };
 
-static int start_thread(pthread_t *th, void *(*fn)(void *), void *arg)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(th, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return -e;
-}
-
 /* ---- the slow-task watchdog ---------------------------------------------- */
 
 static void watchdog_scan(mag__obs_t *obs, uint64_t slow_ns)
@@ -142,7 +132,7 @@ static void watchdog_start(mag__obs_t *obs)
     pthread_cond_init(&obs->cond, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&obs->lock, NULL);
-    if (start_thread(&obs->watchdog, watchdog_main, obs) == 0) {
+    if (mag__thread_start(&obs->watchdog, watchdog_main, obs) == 0) {
         obs->watchdog_on = true;
         return;
     }
@@ -237,7 +227,7 @@ static void sigquit_register(mag__obs_t *obs)
     }
     if (sq_users == 0) {
         int *fd = malloc(sizeof *fd);
-        if (!fd || (*fd = sq_rfd, start_thread(&sq_thread, sigquit_main, fd)) != 0) {
+        if (!fd || (*fd = sq_rfd, mag__thread_start(&sq_thread, sigquit_main, fd)) != 0) {
             free(fd);
             pthread_mutex_unlock(&sq_life);
             mag__warn("debug mode: no SIGQUIT dumps (no thread)");
@@ -418,7 +408,7 @@ static void stats_start(mag__obs_t *obs, const char *path)
     strcpy(obs->sock_path, path);
     for (unsigned i = 0; i < STATS_MAX_CLIENTS; i++)
         obs->clients[i].fd = -1;
-    if (start_thread(&obs->server, stats_main, obs) == 0) {
+    if (mag__thread_start(&obs->server, stats_main, obs) == 0) {
         obs->server_on = true;
         return;
     }
