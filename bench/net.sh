@@ -26,10 +26,11 @@
 #                    /proc/PID/task/*/status) over the same window as the CPU
 #                    figures, divided by the same requests. Counted per
 #                    thread: a thread created during the load counts from 0,
-#                    and a thread that exits during it loses its counts (the
-#                    kernel keeps an exited thread's only in the process
-#                    totals that getrusage reads, not in /proc), so with
-#                    threads coming and going the figure can read low
+#                    and a thread that exits during it is left out, losing
+#                    the switches it made in the window (the kernel keeps an
+#                    exited thread's counts only in the process totals that
+#                    getrusage reads, not in /proc), so with threads coming
+#                    and going the figure can read low, never negative
 #   p99_us           99th-percentile latency in µs: loadgen's p99_us (per
 #                    message, over its measured window; c10k: the active
 #                    connections), wrk --latency's 99% line for http
