@@ -50,10 +50,10 @@ function split_csv(line, f,    n, i, c, q, cur) {
 }
 function label(key,    k) {
     split(key, k, SUBSEP)
-    return sprintf("%-26s %-11s %-8s %4s", k[1], (k[2] == "time" || k[2] == "memory") ? "" : k[2], k[3], k[4])
+    return sprintf("%-26s %-12s %-8s %4s", k[1], (k[2] == "time" || k[2] == "memory") ? "" : k[2], k[3], k[4])
 }
 END {
-    printf "%-26s %-11s %-8s %4s %12s %12s %8s  %s\n", "benchmark", "metric", "who", "wkrs", "old", "new", "new/old", ""
+    printf "%-26s %-12s %-8s %4s %12s %12s %8s  %s\n", "benchmark", "metric", "who", "wkrs", "old", "new", "new/old", ""
     for (i = 1; i <= nnew; i++) {
         key = order_new[i]
         if (!(key in old)) continue

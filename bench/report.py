@@ -16,8 +16,10 @@ bench/results/. --print prints the table and where the files are.
 
 Raw records (tab-separated, written by bench/run.sh):
     B  contestant workers source name value      one micro-benchmark result
-    N  contestant workers id rep rps user_us sys_us rss errors
-                                                 one network run (bench/net.sh)
+    N  contestant workers id rep rps user_us sys_us rss errors ctx_per_req p99_us
+                                                 one network run (bench/net.sh);
+                                                 "-": not measured (older raw
+                                                 files end at errors)
     X  contestant workers scope reason           cells in scope say reason
     W  contestant workers name note              a caveat on a figure
 A scope is "*" (everything), "bench" (every non-network row), a group
@@ -67,6 +69,15 @@ NET_METRICS = [  # key, label, unit, higher is better
     ("sys", "system CPU", "µs/req", False),
 ]
 C10K_RSS = ("rss", "memory", "KiB/conn", False)
+# After those (and c10k's memory), so that the rows that were there before
+# keep their order.
+NET_EXTRA = [
+    ("ctx", "ctx switches", "/req", False),
+    ("p99", "p99", "µs", False),
+]
+# The network loads that also run at 2 workers (bench/run.sh), when 2 is
+# neither 1 nor N.
+AT_2 = ("echo_c50", "http_c50")
 
 # Goals from the issues: (kind, bound). "tokio": magpie <= bound x Tokio's
 # (or >= for higher-is-better); "abs": magpie <= bound.
@@ -110,6 +121,15 @@ def main_columns(n):
     ]
 
 
+def two_columns():
+    return [
+        ("m2", "magpie", "2", "magpie 2 workers"),
+        ("t2", "tokio", "2", "Tokio (2)"),
+        ("g2", "go", "2", "Go (2)"),
+        ("f2", "floor", "2", "floor (2)"),
+    ]
+
+
 def loop_columns():
     return [
         ("m1", "magpie", "1", "magpie 1 worker"),
@@ -139,8 +159,8 @@ def read_raw(path):
             p = line.rstrip("\n").split("\t")
             if p[0] == "B" and len(p) == 6:
                 bench.append(p[1:])
-            elif p[0] == "N" and len(p) == 10:
-                net.append(p[1:])
+            elif p[0] == "N" and len(p) in (10, 12):
+                net.append((p[1:] + ["-", "-"])[:11])
             elif p[0] == "X" and len(p) == 5:
                 notes.append(p[1:])
             elif p[0] == "W" and len(p) == 5:
@@ -150,7 +170,7 @@ def read_raw(path):
 
 def num(s):
     try:
-        v = float(s)
+        v = float(s)  # "-": not measured
         return v if math.isfinite(v) else None
     except ValueError:
         return None
@@ -200,12 +220,12 @@ def build_rows(bench, net):
             r.runs[k] = len(vs)
 
     by_net = {}
-    for c, w, rid, rep, rps, user, sys_, rss, errs in net:
+    for c, w, rid, rep, rps, user, sys_, rss, errs, ctx, p99 in net:
         by_net.setdefault(rid, {}).setdefault((c, w), []).append(
             {"rps": num(rps), "user": num(user), "sys": num(sys_),
-             "rss": num(rss), "errors": num(errs)})
+             "rss": num(rss), "errors": num(errs), "ctx": num(ctx), "p99": num(p99)})
     for rid, label in NET:
-        metrics = NET_METRICS + ([C10K_RSS] if rid == "c10k" else [])
+        metrics = NET_METRICS + ([C10K_RSS] if rid == "c10k" else []) + NET_EXTRA
         for key, mlabel, unit, higher in metrics:
             r = row("net", rid, label, mlabel, unit, higher)
             for k, runs in by_net.get(rid, {}).items():
@@ -244,6 +264,10 @@ def fmt(v, unit=""):
     a = abs(v)
     if unit.startswith("KiB"):
         return "%.2f" % v
+    if unit == "/req" and 0 < a < 1:
+        # Context switches per request are often well under 0.01: three
+        # significant digits, without an exponent.
+        return "%.*f" % (min(6, 2 - math.floor(math.log10(a))), v)
     if a >= 10000:
         return "{:,.0f}".format(v)
     if a >= 100:
@@ -351,14 +375,15 @@ def label_of(row):
     return row.label
 
 
-def table(rows, cols, notes, foot, n, errors, loop_mode=False):
-    """Markdown table lines."""
+def table(rows, cols, notes, foot, n, errors, loop_mode=False, cmp_w=None):
+    """Markdown table lines; the ratio to Tokio and the goals at cmp_w
+    workers (default: 1 in loop mode, else n)."""
     head = ["benchmark", "unit"]
     for key, c, w, title in cols:
         head.append(title)
         if key == "mN":
             head.append("speedup N/1")
-    cmp_w = "1" if loop_mode else n
+    cmp_w = cmp_w or ("1" if loop_mode else n)
     head.append("magpie ÷ Tokio (%s)" % cmp_w)
     head.append("goal")
     out = ["| " + " | ".join(head) + " |",
@@ -402,8 +427,10 @@ NET_ONLY = ("floor", "asyncio", "uvloop")
 
 
 def write_csv(path, rows, notes, n, m):
-    contestants = [("magpie", "1"), ("magpie", n), ("tokio", "1"), ("tokio", n),
-                   ("go", "1"), ("go", n), ("floor", "1"), ("floor", n),
+    contestants = [("magpie", "1"), ("magpie", "2"), ("magpie", n),
+                   ("tokio", "1"), ("tokio", "2"), ("tokio", n),
+                   ("go", "1"), ("go", "2"), ("go", n),
+                   ("floor", "1"), ("floor", "2"), ("floor", n),
                    ("asyncio", "1"), ("uvloop", "1")]
     seen = []
     for c in contestants:
@@ -417,6 +444,8 @@ def write_csv(path, rows, notes, n, m):
             for c, w in seen:
                 if c in NET_ONLY and r.group != "net":
                     continue
+                if w == "2" and n != "2" and r.id not in AT_2:
+                    continue  # only those loads run at 2 workers as well
                 v = r.values.get((c, w))
                 runs = r.runs.get((c, w), "")
                 if v is not None and r.group != "net":
@@ -442,6 +471,8 @@ def chart_data(rows, n):
     above 1 is better than Tokio whatever the unit."""
     groups = []
     for r in rows:
+        if r.group == "net" and r.metric in [x[1] for x in NET_EXTRA]:
+            continue  # context switches and p99: in the tables only
         t = r.values.get(("tokio", n))
         if not t:
             continue
@@ -581,6 +612,13 @@ def how_to_read(m):
         "is bounded by it as much as by the server: compare CPU per request. /proc counts "
         "CPU time in clock ticks (10 ms), so a short run rounds small figures: `<x` means "
         "less than one tick, i.e. under x µs per request, and has no ratio.",
+        "- **ctx switches**: the server's context switches (voluntary and involuntary, "
+        "summed over its threads from /proc/PID/task/*/status) over the same window, divided "
+        "by the requests it answered; a thread that exits during the run takes its switches "
+        "with it. **p99**: the 99th-percentile latency in µs, from the load generator "
+        "(HTTP: wrk --latency). Both: lower is better.",
+        "- The 50-connection echo and HTTP loads run at 2 workers as well when the machine "
+        "has more than 2 cores (their own table in latest.md).",
         "- **floor**: a hand-written io_uring server with no runtime at all (bench/floor): "
         "the least CPU per request this kernel allows; the distance to it is the cost of "
         "the runtime.",
@@ -648,10 +686,18 @@ def main():
     loop_t = None
     if n != "1" and m.get("mode") != "quick":
         loop_t = table(rows, loop_columns(), notes, foot, n, errors, loop_mode=True)
+    two_t = None
+    if n not in ("1", "2"):
+        at2 = [r for r in rows if r.id in AT_2]
+        if any(k[1] == "2" for r in at2 for k in r.values):
+            two_t = table(at2, two_columns(), notes, foot, n, errors, cmp_w="2")
 
     md = ["# magpie benchmark results", ""] + machine_lines(m) + [""]
     md += ["## magpie 1 worker and %s workers against the peers at %s workers" % (n, n), ""]
     md += main_t + [""]
+    if two_t:
+        md += ["## The 50-connection loads at 2 workers", ""]
+        md += two_t + [""]
     if loop_t:
         md += ["## Single-threaded: magpie's loop mode against the peers at 1 worker", ""]
         md += loop_t + [""]
@@ -687,6 +733,9 @@ def main():
         print("\n".join(machine_lines(m)))
         print()
         print_plain(main_t)
+        if two_t:
+            print()
+            print_plain(two_t)
         if loop_t:
             print()
             print_plain(loop_t)

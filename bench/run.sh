@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/run.sh - the whole benchmark suite: magpie in its single-threaded loop
-# mode (workers=1) and multi-threaded (workers=N, N = online CPUs), against
+# mode (workers=1) and multi-threaded (workers=N, N = online CPUs; the
+# 50-connection echo and HTTP loads at 2 workers too when 2 is neither), against
 # Tokio and Go (bench/peers), the raw io_uring floor (bench/floor) and Python
 # asyncio with and without uvloop (bench/peers/python).
 #
@@ -24,6 +25,12 @@
 #   quick  micro-benchmarks --quick (3 runs, 100,000-task sizes); peers at
 #          workers N only; network: 1 run of 1 s (echo: 0.5 s), Python on
 #          echo only.
+#
+# In both modes echo_c50 and http_c50 also run at 2 workers, for magpie and
+# every peer that takes a worker count (Tokio, Go, the floor), when 2 is
+# neither 1 nor N: the other loads and the micro-benchmarks do not.
+# Every network run records, besides requests/s and CPU, the server's context
+# switches per request and the p99 latency (bench/net.sh).
 #
 # Nothing here is fatal: a missing toolchain, a program not built yet or a
 # benchmark that fails becomes a cell saying why, and the rest still runs.
@@ -67,6 +74,9 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # at N only (the main table compares at N).
 WORKERS="1 $N"
 [ "$N" = 1 ] && WORKERS=1
+# The extra worker count of the 50-connection loads: 2, unless it is 1 or N.
+W2=
+[ "$N" -gt 2 ] && W2=2
 if [ "$MODE" = quick ]; then
     PEER_WORKERS=$N
     QFLAG=--quick
@@ -164,10 +174,10 @@ run_net() {
     while [ $r -le "$reps" ]; do
         out=$RAW/net-$id-$c-w$w-$r.out err=$RAW/net-$id-$c-w$w-$r.err
         DURATION=$d CONNS=$conns timeout $((STEP_LIMIT + 30)) bash bench/net.sh "$kind" "$c" "$@" >"$out" 2>"$err"
-        # NAME kind requests_per_s user_us sys_us rss_kib errors
-        read -r _ _ rps user sys rss errs <"$out" 2>/dev/null || rps=-
+        # NAME kind requests_per_s user_us sys_us rss_kib errors ctx_per_req p99_us
+        read -r _ _ rps user sys rss errs ctx p99 <"$out" 2>/dev/null || rps=-
         if [ -n "${rps:-}" ] && [ "$rps" != - ]; then
-            record N "$c" "$w" "$id" "$r" "$rps" "$user" "$sys" "$rss" "$errs"
+            record N "$c" "$w" "$id" "$r" "$rps" "$user" "$sys" "$rss" "$errs" "${ctx:--}" "${p99:--}"
         else
             why=$(grep -v '^awk:' "$err" | last_line /dev/stdin)
             na "$c" "$w" "$id" "failed: ${why:-no result}"
@@ -246,7 +256,9 @@ plan() {
         kind=${rest%%:*} conns=${rest#*:}
         srv=echo
         [ "$kind" = http ] && srv=http
-        for w in $WORKERS; do
+        mw=$WORKERS
+        case $id in echo_c50 | http_c50) [ -n "$W2" ] && mw="1 $W2 $N" ;; esac
+        for w in $mw; do
             step "$id magpie workers=$w" || continue
             if [ -x "$BUILD/examples/${srv}_server" ]; then
                 run_net "$id" "$kind" "$conns" magpie "$w" "$BUILD/examples/${srv}_server" --workers "$w"
@@ -255,10 +267,18 @@ plan() {
             fi
         done
         # The peers at 1 worker on the 50-connection loads only: the full
-        # suite has to fit in 5 minutes on 2 cores.
+        # suite has to fit in 5 minutes on 2 cores. On those, at 2 workers
+        # as well when 2 is neither 1 nor N.
         pw=$PEER_WORKERS
-        case $id in echo_c50 | http_c50) ;; *) pw=$N ;; esac
-        if [ "$pw" != "$PEER_WORKERS" ] && [ "$COUNTING" = 0 ] && [ "$MODE" = full ]; then
+        case $id in
+        echo_c50 | http_c50)
+            if [ -n "$W2" ]; then
+                [ "$MODE" = full ] && pw="1 $W2 $N" || pw="$W2 $N"
+            fi
+            ;;
+        *) pw=$N ;;
+        esac
+        if [ "$pw" = "$N" ] && [ "$PEER_WORKERS" != "$N" ] && [ "$COUNTING" = 0 ]; then
             for p in tokio go floor; do
                 na "$p" 1 "$id" "not run at 1 worker for this load (the suite's time budget)"
             done
@@ -294,7 +314,7 @@ plan() {
 
 plan
 COUNTING=0
-echo "magpie bench: $MODE mode, $TOTAL steps, workers 1 and $N, build $BUILD" >&2
+echo "magpie bench: $MODE mode, $TOTAL steps, workers 1 and $N${W2:+ (echo_c50, http_c50: $W2 too)}, build $BUILD" >&2
 plan
 
 # --- the machine, for the report
