@@ -98,9 +98,7 @@ struct mag_task {
     void *tsan_fiber;
     char name[32];
     _Atomic uint64_t hook_words[MAG__HOOK_WORDS]; /* the installed hooks' (hooks.h) */
-    /* Whole cache lines: records sit side by side in slabs, and two tasks
-     * running on two workers must not share a line. */
-} __attribute__((aligned(MAG_CACHELINE)));
+};
 
 /* Lets code above the task record follow one task's life without fields of
  * its own in every record: a group keeps a member record that embeds this.

@@ -21,6 +21,7 @@
 #include "runtime/sched.h"
 
 #define SLAB_TASKS 64
+#define RECORD_STRIDE ((sizeof(mag_task_t) + MAG_CACHELINE - 1) & ~(size_t)(MAG_CACHELINE - 1))
 #define CACHE_MAX 256
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -63,24 +64,31 @@ static mag_task_t *pool_take(void)
     pthread_mutex_unlock(&pool_lock);
     if (t)
         return t;
-    /* A fresh slab: the first record is returned, the rest go to the pool. */
-    mag_task_t *slab = aligned_alloc(MAG_CACHELINE, sizeof(mag_task_t) * SLAB_TASKS);
+    /* A fresh slab: the first record is returned, the rest go to the pool.
+     * Records start on cache lines of their own (the stride is rounded up),
+     * so that two tasks running on two workers never share a line. */
+    char *slab = aligned_alloc(MAG_CACHELINE, RECORD_STRIDE * SLAB_TASKS);
     if (!slab)
         return NULL;
     /* No memset: spawn initialises every field; only what identifies a free
      * record is set here. */
+    mag_task_t *first = (mag_task_t *)slab, *last = NULL;
     for (unsigned i = 0; i < SLAB_TASKS; i++) {
-        slab[i].tsan_fiber = NULL;
-        slab[i].stack = NULL;
-        slab[i].magic = MAG__TASK_MAGIC;
-        mag__state_init_free(&slab[i].state);
-        slab[i].next = i + 1 < SLAB_TASKS ? &slab[i + 1] : NULL;
+        mag_task_t *r = (mag_task_t *)(slab + (size_t)i * RECORD_STRIDE);
+        r->tsan_fiber = NULL;
+        r->stack = NULL;
+        r->magic = MAG__TASK_MAGIC;
+        mag__state_init_free(&r->state);
+        r->next = NULL;
+        if (last)
+            last->next = r;
+        last = r;
     }
     pthread_mutex_lock(&pool_lock);
-    slab[SLAB_TASKS - 1].next = pool_head;
-    pool_head = &slab[1];
+    last->next = pool_head;
+    pool_head = first->next;
     pthread_mutex_unlock(&pool_lock);
-    return &slab[0];
+    return first;
 }
 
 mag_task_t *mag__task_alloc(mag__worker_t *w)
