@@ -70,7 +70,10 @@ static bool look(struct mag__monitor *m)
         bool parked = atomic_load_explicit(&w->stats.park_start_ns, memory_order_relaxed) != 0;
         if (!parked) {
             any_awake = true;
-            if (polls == m->last_polls[i] && holds_ready_work(w, now)) {
+            /* relaxed: a hint (see in_task in sched.h). */
+            if (polls == m->last_polls[i] &&
+                atomic_load_explicit(&w->in_task, memory_order_relaxed) &&
+                holds_ready_work(w, now)) {
                 /* release: pairs with the acquire load in the rescuers'
                  * check (worker.c). */
                 atomic_store_explicit(&w->stuck, 1, memory_order_release);
@@ -105,6 +108,8 @@ static void *monitor_main(void *arg)
         uint32_t idle = atomic_load_explicit(&rt->idle, memory_order_seq_cst);
         if ((idle & 0xffffu) == 0)
             monitor_sleep(rt, seen, 0);
+        else /* a worker is on its way out of its park: look again later */
+            monitor_sleep(rt, seen, MONITOR_TICK_NS);
         atomic_store_explicit(&rt->monitor_deep, 0, memory_order_relaxed);
     }
     return NULL;

@@ -39,7 +39,7 @@ uint32_t mag__ring_feature_mask = UINT32_MAX;
  * reaping until one is free. The reap is what frees space when the kernel
  * refuses submissions (-EBUSY: a completion backlog only a reap drains). */
 static struct io_uring_sqe *sched_sqe(mag__worker_t *w);
-static unsigned reap(mag__worker_t *w, bool try_only);
+static unsigned reap(mag__worker_t *w, bool rescue);
 
 static void arm_wake_read(mag__worker_t *w)
 {
@@ -113,62 +113,58 @@ static bool foreign_cqe(const struct io_uring_cqe *cqe)
 }
 
 /* ---- reaping ----------------------------------------------------------------
- * The owner reaps its ring, and so may a rescuer while the owner is stuck in
- * a task (monitor.c), so the CQ head moves under cq_lock: a spinlock held
- * only to copy a batch of CQEs out and advance the head, never while the
- * completions run. The owner almost never finds it taken. */
-
-#define REAP_BATCH 64
+ * The owner reaps its ring, and so may a rescuer while the owner is inside a
+ * task (monitor.c), so reaping holds cq_lock, completions included: they run
+ * one at a time and in CQ order whoever reaps (a multishot accept's last CQE
+ * never overtakes an earlier one), and none of them submits or reaps. The
+ * owner almost never finds the lock taken. */
 
 /* Reaps w's ring on the calling thread: the owner, or a rescuer (try_only:
  * give up if someone else is reaping). The completions run here, so the
  * tasks they wake are queued on the calling worker. Returns the CQEs taken. */
-static unsigned reap(mag__worker_t *w, bool try_only)
+static unsigned reap(mag__worker_t *w, bool rescue)
 {
-    unsigned total = 0;
-    for (;;) {
-        struct io_uring_cqe batch[REAP_BATCH];
-        struct io_uring_cqe *cqe;
-        unsigned head, n = 0, finished = 0;
-        if (!try_only)
-            mag__lock(&w->cq_lock);
-        else if (!mag__trylock(&w->cq_lock))
-            return total;
-        /* acquire: pairs with publish_sqe (a rescuer's CQEs come from SQEs
-         * the owner published). */
-        (void)atomic_load_explicit(&w->sqe_epoch, memory_order_acquire);
-        io_uring_for_each_cqe(&w->ring, head, cqe)
-        {
-            if (n == REAP_BATCH)
-                break;
-            batch[n++] = *cqe;
-            if (!foreign_cqe(cqe) && !(cqe->flags & IORING_CQE_F_MORE))
-                finished++;
-        }
-        if (n) {
-            io_uring_cq_advance(&w->ring, n);
-            /* relaxed: written under cq_lock; the owner reads it for a
-             * count of what is in flight, a heuristic. */
-            atomic_store_explicit(&w->reaped,
-                                  atomic_load_explicit(&w->reaped, memory_order_relaxed) + finished,
-                                  memory_order_relaxed);
-        }
+    if (!rescue) {
+        mag__lock(&w->cq_lock);
+    } else if (!mag__trylock(&w->cq_lock)) {
+        return 0;
+    } else if (!atomic_load_explicit(&w->in_task, memory_order_relaxed)) {
+        /* The owner is back in its scheduler and reaps its own ring: its
+         * re-arm of the doorbell (arm_wake_read) reads wake_armed after
+         * its own reap, never while a rescuer's callbacks are running. */
         mag__unlock(&w->cq_lock);
-        for (unsigned i = 0; i < n; i++) {
-            if (foreign_cqe(&batch[i]))
-                continue;
-            mag__op_t *op = io_uring_cqe_get_data(&batch[i]);
-            op->complete(op, batch[i].res, batch[i].flags);
-        }
-        if (n) {
-            mag__worker_t *me = mag__worker_current();
-            if (me)
-                mag__stat_inc(&me->stats.io_completed, n);
-        }
-        total += n;
-        if (n < REAP_BATCH)
-            return total;
+        return 0;
     }
+    /* acquire: pairs with publish_sqe (a rescuer's CQEs come from SQEs the
+     * owner published). */
+    (void)atomic_load_explicit(&w->sqe_epoch, memory_order_acquire);
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0, finished = 0;
+    io_uring_for_each_cqe(&w->ring, head, cqe)
+    {
+        n++;
+        if (foreign_cqe(cqe))
+            continue;
+        if (!(cqe->flags & IORING_CQE_F_MORE))
+            finished++;
+        mag__op_t *op = io_uring_cqe_get_data(cqe);
+        op->complete(op, cqe->res, cqe->flags);
+    }
+    if (n) {
+        io_uring_cq_advance(&w->ring, n);
+        /* relaxed: written under cq_lock; the owner reads it for a count of
+         * what is in flight, a heuristic. */
+        atomic_store_explicit(&w->reaped,
+                              atomic_load_explicit(&w->reaped, memory_order_relaxed) + finished,
+                              memory_order_relaxed);
+    }
+    mag__unlock(&w->cq_lock);
+    if (n) {
+        mag__worker_t *me = mag__worker_current();
+        if (me)
+            mag__stat_inc(&me->stats.io_completed, n);
+    }
+    return n;
 }
 
 bool mag__ring_ready(mag__worker_t *w)
@@ -240,6 +236,7 @@ void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
         if (sqe) {
             io_uring_prep_cancel(sqe, c->target, 0);
             io_uring_sqe_set_data(sqe, &c->op);
+            publish_sqe(self);
             return;
         }
     }
@@ -259,7 +256,8 @@ unsigned mag__ring_poll(mag__worker_t *w)
 {
     drain_cancels(w);
     unsigned inflight = w->submitted - atomic_load_explicit(&w->reaped, memory_order_relaxed);
-    unsigned busy = inflight - (atomic_load_explicit(&w->wake_armed, memory_order_relaxed) ? 1 : 0);
+    bool doorbell = atomic_load_explicit(&w->wake_armed, memory_order_relaxed);
+    unsigned busy = inflight > (doorbell ? 1u : 0u) ? inflight - (doorbell ? 1u : 0u) : 0;
     if (io_uring_sq_ready(&w->ring) || busy) {
         if (w->ring_flags & IORING_SETUP_DEFER_TASKRUN)
             io_uring_submit_and_get_events(&w->ring);

@@ -187,6 +187,7 @@ typedef struct mag__worker {
     _Atomic unsigned reaped;       /* ... and completed: written under cq_lock */
     mag__lock_t cq_lock;           /* whoever reaps the ring: the owner, or a rescuer */
     _Atomic uint32_t stuck;        /* set by the monitor, cleared by the owner */
+    _Atomic uint32_t in_task;      /* 1 while the owner runs a task (relaxed hint) */
     bool sq_starved;               /* a task found the SQ full and yielded */
     mag__wheel_t wheel;
     mag__stack_t *stack_cache;

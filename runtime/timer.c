@@ -159,7 +159,9 @@ unsigned mag__wheel_expire(mag__wheel_t *w, uint64_t now_ns)
         /* Nothing armed: just move time on (no lock needed to read count;
          * a concurrent arm only comes from this worker's own tasks). */
         pthread_mutex_lock(&w->lock);
-        if (!w->count)
+        /* Only forward: the owner and a rescuer (monitor.c) may expire with
+         * clocks read a moment apart. */
+        if (!w->count && (now_ns >> MAG__WHEEL_SHIFT) > w->elapsed)
             w->elapsed = now_ns >> MAG__WHEEL_SHIFT;
         pthread_mutex_unlock(&w->lock);
         return 0;

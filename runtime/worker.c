@@ -116,7 +116,11 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
         atomic_store_explicit(&t->worker, w, memory_order_relaxed);
         MAG__HOOK(w, run_begin, w, t);
         mag__stat_inc(&w->stats.polls, 1);
+        /* relaxed: a hint for the monitor and rescuers; the CQ lock orders
+         * what matters (ring.c). */
+        atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
         mag__switch_into_task(w, t);
+        atomic_store_explicit(&w->in_task, 0, memory_order_relaxed);
         w->current = NULL;
         MAG__HOOK(w, run_end, w, t);
         /* Guarded stacks fault on overflow; the canary covers the rest. */
@@ -261,6 +265,8 @@ static void park(mag__worker_t *w)
      * awake did not wake anyone, and a single worker, or one refused
      * searching, never was a searcher. The seq_cst loads pair with the fence
      * in mag__notify_parked; the notify may wake this very worker. */
+    /* relaxed: a stale mark would only send rescuers here for nothing. */
+    atomic_store_explicit(&w->stuck, 0, memory_order_relaxed);
     mag__idle_to_parked(w);
     if (mag__work_pending_anywhere(rt))
         mag__notify_parked(rt);
