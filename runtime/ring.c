@@ -251,6 +251,12 @@ void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
         mag__worker_wake(owner);
 }
 
+void mag__ring_flush(mag__worker_t *w)
+{
+    if (io_uring_sq_ready(&w->ring))
+        io_uring_submit(&w->ring);
+}
+
 /* Submits what is pending and reaps what completed, without blocking. */
 unsigned mag__ring_poll(mag__worker_t *w)
 {

@@ -16,6 +16,8 @@ MAG_HIDDEN void mag__ring_teardown(mag__worker_t *w);
 /* Submits what is pending (and forwarded cancels) and reaps what completed,
  * without blocking. Returns the completions handled. */
 MAG_HIDDEN unsigned mag__ring_poll(mag__worker_t *w);
+/* Submits the SQEs prepared so far, if any (one io_uring_enter). */
+MAG_HIDDEN void mag__ring_flush(mag__worker_t *w);
 /* Going to sleep: arms the doorbell and announces w as sleeping (seq_cst),
  * so that mag__worker_wake either sees it or w sees the waker's work. */
 MAG_HIDDEN void mag__ring_sleep_begin(mag__worker_t *w);

@@ -170,6 +170,13 @@ static mag_task_t *next_local(mag__worker_t *w)
         if (w->lifo_streak < LIFO_MAX_STREAK) {
             w->lifo_streak++;
             mag__stat_inc(&w->stats.lifo_hits, 1);
+            /* The task that woke or spawned t may just have prepared I/O
+             * and parked; should t compute for long, only this worker could
+             * submit that I/O. Submitting it now lets it complete, and a
+             * rescuer reap it (monitor.c). Not in loop mode: there nobody
+             * else could reap it anyway. */
+            if (w->rt->nworkers > 1)
+                mag__ring_flush(w);
             return t;
         }
         mag__push_back(w, t); /* its turn is over: to the back */

@@ -1,6 +1,7 @@
 /* No ready work stranded behind a busy worker while others are idle: a task
- * in a worker's LIFO slot, a task whose read completed on a worker's ring,
- * and a task whose timer is due on a worker's wheel each resume elsewhere
+ * in a worker's LIFO slot, a task whose read completed on a worker's ring
+ * (submitted before the busy task began, or prepared just before it), and a
+ * task whose timer is due on a worker's wheel each resume elsewhere
  * while that worker runs a task that computes without suspending. The bound
  * asserted (STRANDED_BOUND_NS) is generous for a loaded machine under
  * sanitizers; the figure measured is printed, and the benchmark suite
@@ -134,6 +135,47 @@ static int ring_case(void *arg)
     return 0;
 }
 
+/* ---- a read prepared just before a hog starts ----------------------------- */
+
+/* Spawned by the reader just before it reads: the hog is in the reader's
+ * LIFO slot and runs as soon as the reader parks, before the worker's loop
+ * would have submitted the read. */
+static int direct_hog(void *arg)
+{
+    hog();
+    return 0;
+}
+
+static int direct_reader(void *arg)
+{
+    mag_task_t *h = mag_spawn(direct_hog, NULL);
+    ASSERT_PTR_NE(h, NULL);
+    char c;
+    ASSERT_EQ(mag_read(pipe_fds[0], &c, 1, -1), 1);
+    victim_resume();
+    ASSERT_EQ(c, 'y');
+    ASSERT_EQ(mag_join(h, NULL), 0);
+    return 0;
+}
+
+static int direct_case(void *arg)
+{
+    reset();
+    ASSERT_EQ(pipe(pipe_fds), 0);
+    mag_task_t *r = mag_spawn(direct_reader, NULL);
+    ASSERT_PTR_NE(r, NULL);
+    while (!atomic_load(&hog_started))
+        ASSERT_EQ(mag_sleep(MAG_MS), 0);
+    ASSERT_EQ(mag_sleep(5 * MAG_MS), 0);
+    atomic_store(&written_ns, mag_now());
+    ASSERT_EQ(write(pipe_fds[1], "y", 1), 1);
+    ASSERT_EQ(mag_join(r, NULL), 0);
+    check("read prepared before the hog", atomic_load(&written_ns));
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    return 0;
+}
+
 /* ---- a timer on the wheel -------------------------------------------------- */
 
 #define SLEEP_NS (20 * MAG_MS)
@@ -175,6 +217,7 @@ int main(void)
     for (int round = 0; round < 3; round++) {
         test_run(n, lifo_case, NULL);
         test_run(n, ring_case, NULL);
+        test_run(n, direct_case, NULL);
         test_run(n, timer_case, NULL);
     }
     return 0;
