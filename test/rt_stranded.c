@@ -116,22 +116,28 @@ static int ring_reader(void *arg)
     return 0;
 }
 
-static int ring_case(void *arg)
+/* The reader reads one byte from the pipe while a hog runs on its worker;
+ * a plain write from this task completes the read on that worker's ring. */
+static void pipe_case(mag_fn reader, char byte, const char *what)
 {
     reset();
     ASSERT_EQ(pipe(pipe_fds), 0);
-    mag_task_t *r = mag_spawn(ring_reader, NULL);
+    mag_task_t *r = mag_spawn(reader, NULL);
     ASSERT_PTR_NE(r, NULL);
     while (!atomic_load(&hog_started))
         ASSERT_EQ(mag_sleep(MAG_MS), 0);
     ASSERT_EQ(mag_sleep(5 * MAG_MS), 0); /* the hog is well into its run */
     atomic_store(&written_ns, mag_now());
-    /* A plain write: the completion lands on the reader's ring. */
-    ASSERT_EQ(write(pipe_fds[1], "x", 1), 1);
+    ASSERT_EQ(write(pipe_fds[1], &byte, 1), 1);
     ASSERT_EQ(mag_join(r, NULL), 0);
-    check("ring completion", atomic_load(&written_ns));
+    check(what, atomic_load(&written_ns));
     close(pipe_fds[0]);
     close(pipe_fds[1]);
+}
+
+static int ring_case(void *arg)
+{
+    pipe_case(ring_reader, 'x', "ring completion");
     return 0;
 }
 
@@ -160,19 +166,7 @@ static int direct_reader(void *arg)
 
 static int direct_case(void *arg)
 {
-    reset();
-    ASSERT_EQ(pipe(pipe_fds), 0);
-    mag_task_t *r = mag_spawn(direct_reader, NULL);
-    ASSERT_PTR_NE(r, NULL);
-    while (!atomic_load(&hog_started))
-        ASSERT_EQ(mag_sleep(MAG_MS), 0);
-    ASSERT_EQ(mag_sleep(5 * MAG_MS), 0);
-    atomic_store(&written_ns, mag_now());
-    ASSERT_EQ(write(pipe_fds[1], "y", 1), 1);
-    ASSERT_EQ(mag_join(r, NULL), 0);
-    check("read prepared before the hog", atomic_load(&written_ns));
-    close(pipe_fds[0]);
-    close(pipe_fds[1]);
+    pipe_case(direct_reader, 'y', "read prepared before the hog");
     return 0;
 }
 
