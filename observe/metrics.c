@@ -276,7 +276,7 @@ static size_t stack_hwm(const mag__stack_t *s, unsigned char *page_buf, size_t p
     mag__stack_t rec;
     if (!s || !safe_read(&rec, s, sizeof rec))
         return 0;
-    const char *top = (const char *)s, *lo = rec.lo;
+    const char *top = rec.top, *lo = rec.lo;
     if (!lo || lo >= top || (size_t)(top - lo) != rec.usable || ((uintptr_t)lo & (page - 1)))
         return 0;
     unsigned char vec[256];

@@ -7,9 +7,9 @@
 
 #include "runtime/context.h"
 
-void *mag__ctx_init(mag__stack_t *s, void (*entry)(void *), void *arg)
+void *mag__ctx_init(void *stack_top, void (*entry)(void *), void *arg)
 {
-    uintptr_t top = (uintptr_t)s & ~(uintptr_t)15;
+    uintptr_t top = (uintptr_t)stack_top & ~(uintptr_t)15;
     uint64_t *sp = (uint64_t *)top;
 #if defined(__x86_64__)
     /* Mirror of mag__ctx_switch's frame, from high to low addresses: return

@@ -13,11 +13,6 @@
 /* As MAG_HIDDEN (runtime/internal.h), which this header does not include. */
 #define MAG__CTX_HIDDEN __attribute__((visibility("hidden")))
 
-/* A stack's record (runtime/sched.h). It sits at the top of its stack, and
- * mag__ctx_init builds the first frame just below it: only its address is
- * used here. */
-typedef struct mag__stack mag__stack_t;
-
 /* Saves the callee-saved registers and the floating-point control state on
  * the current stack, stores the stack pointer in *save_sp, then resumes the
  * context whose stack pointer is load_sp. Returns when something switches
@@ -28,9 +23,10 @@ MAG__CTX_HIDDEN void mag__ctx_switch(void **save_sp, void *load_sp);
  * never return (the trampoline traps if it does). */
 MAG__CTX_HIDDEN void mag__fiber_trampoline(void);
 
-/* Prepares the stack below s so that the first switch to the returned stack
- * pointer calls entry(arg), with the ABI's stack alignment and the floating-
- * point control state of the calling thread. */
-MAG__CTX_HIDDEN void *mag__ctx_init(mag__stack_t *s, void (*entry)(void *), void *arg);
+/* Prepares the stack below top (one past its highest byte) so that the
+ * first switch to the returned stack pointer calls entry(arg), with the
+ * ABI's stack alignment and the floating-point control state of the calling
+ * thread. */
+MAG__CTX_HIDDEN void *mag__ctx_init(void *top, void (*entry)(void *), void *arg);
 
 #endif /* MAGPIE_RUNTIME_CONTEXT_H */

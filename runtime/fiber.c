@@ -3,7 +3,9 @@
  * stack-overflow reports (the first frame is context.c).
  *
  * Stacks are mmap'd with MAP_NORESERVE, so only the pages a fiber touches
- * cost memory. A guard page below a stack costs a VMA of its own (the mapping
+ * cost memory. Where the kernel offers guard regions, stacks are carved many
+ * to a mapping, each guarded at no VMA's cost (see "carved stacks" below).
+ * Elsewhere a guard page below a stack costs a VMA of its own (the mapping
  * splits in two), and Linux allows vm.max_map_count (65,530 by default) VMAs
  * per process. So guard pages are given out within a budget (the config's
  * stack_guards, by default a quarter of that limit); stacks beyond the
@@ -19,6 +21,7 @@
  * its stack never reaches that word, and one that overflows writes frames,
  * return addresses and locals over it, which are not all zero.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <ucontext.h>
 #include <stdio.h>
@@ -106,10 +109,139 @@ static bool take_guard(void)
     return false;
 }
 
+/* ---- carved stacks --------------------------------------------------------
+ * Where the kernel offers guard regions (MADV_GUARD_INSTALL, Linux 6.13),
+ * a guard page costs no VMA: stacks are then carved, many to one mapping,
+ * each with a guard region below it, so that every stack is guarded whatever
+ * vm.max_map_count says, and a million stacks cost a few thousand mappings
+ * instead of a million (mmap, munmap and the exit's teardown were what made
+ * parking a million tasks slow). Their records live apart, in an array per
+ * mapping, so that a free stack can give all its pages back. Carved stacks
+ * are never unmapped: a free one waits in its size's free list, and beyond
+ * HOT_STACKS free ones (process-wide) each freed stack's pages go back to the
+ * kernel (MADV_DONTNEED; guard regions survive it). The process's exit
+ * unmaps the mappings, a few thousand. Where guard regions are missing, or
+ * the config's stack_guards is 0, stacks are one mapping each, as below. */
+
+#define MADV_GUARD_INSTALL_ 102 /* <sys/mman.h> of older C libraries lacks it */
+#define CARVE_BYTES_MAX (64u << 20)
+#define CARVE_STACKS_MAX 64u
+#define HOT_STACKS 1024u
+
+typedef struct stack_class {
+    struct stack_class *next;
+    size_t map;           /* per stack: guard page and usable bytes */
+    mag__stack_t *free;   /* its free stacks */
+} stack_class_t;
+
+static pthread_mutex_t carve_lock = PTHREAD_MUTEX_INITIALIZER;
+static stack_class_t *classes; /* under carve_lock */
+static unsigned hot_free;      /* free carved stacks still resident (carve_lock) */
+/* 1 while guard regions work (cleared for good by the first refusal). */
+static _Atomic int guard_regions = 1;
+
+/* Under carve_lock. */
+static stack_class_t *stack_class(size_t map)
+{
+    for (stack_class_t *c = classes; c; c = c->next)
+        if (c->map == map)
+            return c;
+    stack_class_t *c = calloc(1, sizeof *c);
+    if (c) {
+        c->map = map;
+        c->next = classes;
+        classes = c;
+    }
+    return c;
+}
+
+/* A new mapping of stacks of class c, all but the first put on its free
+ * list. Under carve_lock. NULL when guard regions are refused (then
+ * guard_regions is cleared) or memory is short. */
+static mag__stack_t *carve(stack_class_t *c, size_t page)
+{
+    size_t n = CARVE_BYTES_MAX / c->map;
+    n = n < 1 ? 1 : n > CARVE_STACKS_MAX ? CARVE_STACKS_MAX : n;
+    char *base = mmap(NULL, n * c->map, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    mag__stack_t *recs = calloc(n, sizeof *recs);
+    if (!recs) {
+        munmap(base, n * c->map);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *b = base + i * c->map;
+        if (madvise(b, page, MADV_GUARD_INSTALL_) != 0) {
+            /* relaxed: a one-way switch; a racing carve fails the same way. */
+            atomic_store_explicit(&guard_regions, 0, memory_order_relaxed);
+            munmap(base, n * c->map);
+            free(recs);
+            return NULL;
+        }
+        mag__stack_t *r = &recs[i];
+        r->base = b;
+        r->map_size = c->map;
+        r->lo = b + page;
+        r->top = b + c->map;
+        r->usable = c->map - page;
+        r->guarded = true;
+        r->carved = true;
+        r->valgrind_id = VALGRIND_STACK_REGISTER(r->lo, r->top);
+        if (i > 0) {
+            r->next = c->free;
+            c->free = r;
+            hot_free++;
+        }
+    }
+    return &recs[0];
+}
+
+static mag__stack_t *carved_alloc(size_t map, size_t page)
+{
+    pthread_mutex_lock(&carve_lock);
+    stack_class_t *c = stack_class(map);
+    mag__stack_t *s = NULL;
+    if (c && (s = c->free)) {
+        c->free = s->next;
+        if (hot_free)
+            hot_free--;
+    } else if (c) {
+        s = carve(c, page);
+    }
+    pthread_mutex_unlock(&carve_lock);
+    if (s)
+        s->next = NULL;
+    return s;
+}
+
+static void carved_free(mag__stack_t *s)
+{
+    pthread_mutex_lock(&carve_lock);
+    stack_class_t *c = stack_class(s->map_size); /* exists: s came from it */
+    bool keep = hot_free < HOT_STACKS;
+    if (keep)
+        hot_free++;
+    s->next = c->free;
+    c->free = s;
+    pthread_mutex_unlock(&carve_lock);
+    /* Its pages go back, the guard stays; the canary reads zero again. */
+    if (!keep)
+        madvise(s->lo, s->usable, MADV_DONTNEED);
+}
+
 mag__stack_t *mag__stack_alloc(size_t size)
 {
     size_t page = page_size();
     size = (size + page - 1) & ~(page - 1);
+    /* relaxed: see mag__fiber_set_guard_budget and guard_regions. */
+    if (atomic_load_explicit(&guard_regions, memory_order_relaxed) &&
+        atomic_load_explicit(&guard_budget, memory_order_relaxed) != 0) {
+        mag__stack_t *s = carved_alloc(size + page, page);
+        if (s)
+            return s;
+    }
     bool guard = take_guard();
     size_t map = size + (guard ? page : 0);
     char *base = mmap(NULL, map, PROT_READ | PROT_WRITE,
@@ -130,7 +262,9 @@ mag__stack_t *mag__stack_alloc(size_t size)
     s->base = base;
     s->map_size = map;
     s->guarded = guard;
+    s->carved = false;
     s->lo = base + (guard ? page : 0);
+    s->top = (char *)s;
     s->usable = (size_t)((char *)s - s->lo);
     s->valgrind_id = VALGRIND_STACK_REGISTER(s->lo, (char *)s);
     return s;
@@ -138,6 +272,10 @@ mag__stack_t *mag__stack_alloc(size_t size)
 
 void mag__stack_free(mag__stack_t *s)
 {
+    if (s->carved) {
+        carved_free(s);
+        return;
+    }
     VALGRIND_STACK_DEREGISTER(s->valgrind_id);
     if (s->guarded)
         atomic_fetch_sub_explicit(&guards_in_use, 1, memory_order_relaxed);

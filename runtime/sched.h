@@ -16,12 +16,14 @@
 
 /* ---- fibers and stacks (fiber.c) ---------------------------------------- */
 typedef struct mag__stack {
-    struct mag__stack *next; /* in a worker's cache */
-    char *base;              /* start of the mapping (the guard page, if any) */
-    size_t map_size;         /* the whole mapping */
+    struct mag__stack *next; /* in a worker's cache, or a free list (fiber.c) */
+    char *base;              /* start of the stack's memory (the guard page, if any) */
+    size_t map_size;         /* ... and its length */
     size_t usable;           /* bytes the fiber may use */
     char *lo;                /* lowest usable byte: the canary lives here */
+    char *top;               /* one past the highest: the first frame goes below */
     bool guarded;
+    bool carved;             /* one of many stacks in one mapping (fiber.c) */
     unsigned valgrind_id;    /* VALGRIND_STACK_REGISTER's id */
 } mag__stack_t;
 
@@ -35,7 +37,7 @@ MAG_HIDDEN void mag__fiber_set_guard_budget(unsigned budget);
 MAG_HIDDEN void mag__ctx_switch(void **save_sp, void *load_sp);
 MAG_HIDDEN void mag__fiber_trampoline(void);
 /* Prepares a fiber stack so the first switch to it calls entry(arg). */
-MAG_HIDDEN void *mag__ctx_init(mag__stack_t *s, void (*entry)(void *), void *arg);
+MAG_HIDDEN void *mag__ctx_init(void *top, void (*entry)(void *), void *arg);
 /* Installs the SIGSEGV handler that names the task whose stack overflowed. */
 MAG_HIDDEN void mag__fiber_install_overflow_handler(void);
 MAG_HIDDEN void mag__fiber_thread_init(void);

@@ -109,7 +109,7 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
         t->stack = stack_get(w, t->stack_size);
         if (!t->stack)
             mag__fatal("out of memory for a %zu-byte fiber stack", t->stack_size);
-        t->sp = mag__ctx_init(t->stack, mag__task_entry, t);
+        t->sp = mag__ctx_init(t->stack->top, mag__task_entry, t);
     }
     for (;;) {
         w->current = t;

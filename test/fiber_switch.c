@@ -291,7 +291,7 @@ typedef struct fiber {
     char *map;            /* the mapping: a guard page, then the stack */
     char *lo;             /* lowest usable byte */
     size_t size;          /* usable bytes */
-    mag__stack_t *record; /* where mag__stack_alloc would put its record */
+    char *record; /* the stack top handed to mag__ctx_init (where mag__stack_alloc keeps its record) */
     unsigned id;          /* in messages, and in its register values */
     int round;            /* the rounding mode this fiber computes in */
     uint64_t switches;    /* switches out of this fiber and back */
@@ -343,7 +343,7 @@ static void stack_new(fiber_t *f, unsigned id, unsigned offset)
     ASSERT_EQ(mprotect(f->map, page, PROT_NONE), 0);
     f->lo = f->map + page;
     f->size = STACK_SIZE;
-    f->record = (mag__stack_t *)(f->lo + f->size - 64 - offset);
+    f->record = f->lo + f->size - 64 - offset;
     f->id = id;
 }
 
