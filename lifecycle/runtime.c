@@ -140,11 +140,13 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     int rc = mag__config_resolve(cfg_in, &cfg);
     if (rc)
         return rc;
-    mag_runtime_t *rt = calloc(1, sizeof *rt);
+    /* Aligned to a cache line: see struct mag_runtime. */
+    mag_runtime_t *rt = aligned_alloc(MAG_CACHELINE, sizeof *rt);
     if (!rt) {
         mag__config_free(&cfg);
         return -ENOMEM;
     }
+    memset(rt, 0, sizeof *rt);
     rt->cfg = cfg; /* with the path strings it owns, freed in free_runtime */
     rt->start_ns = mag__now();
     rt->nworkers = cfg.workers;

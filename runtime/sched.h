@@ -211,39 +211,49 @@ typedef struct mag__shard {
     char pad[MAG_CACHELINE];
 } mag__shard_t;
 
+/* The fields are grouped by who writes them and how often, each group on
+ * cache lines of its own: a spawn or a finish on one worker must not pull
+ * the line another worker is reading in its loop (the runtime record is
+ * allocated aligned to a line, lifecycle/runtime.c). */
 struct mag_runtime {
+    /* Read-mostly: set at create (or at shutdown). */
     mag_config_t cfg;
     unsigned nworkers;
     mag__worker_t **workers;
+    mag__shard_t *shards;      /* live tasks; one shard per worker + 1 */
+    unsigned nshards;
+    struct mag__blocking *blocking; /* the blocking pool (blocking.h) */
+    struct mag__procpool *procpool; /* the process pool, owned above (procpool/); NULL: none */
+    struct mag__monitor *monitor;   /* monitor.c; NULL in loop mode */
+    const mag__hooks_t *hooks; /* NULL: none installed (hooks.h) */
+    void *hook_ctx;
+    uint64_t start_ns;         /* mag__now() at create (metrics) */
+    pthread_t loop_owner;      /* loop mode: the block_on thread */
+    bool loop_owned;
+    bool draining;             /* loop mode shutdown: run until live == 0 */
+    _Atomic uint32_t started;  /* futex word: every worker ring exists */
+    _Atomic uint32_t stopping; /* workers exit their loop */
+    _Atomic uint32_t closing;  /* shutdown started: spawns are refused */
 
-    pthread_mutex_t inject_lock;
+    /* The inject queue. */
+    _Alignas(MAG_CACHELINE) pthread_mutex_t inject_lock;
     mag_task_t *inject_head, *inject_tail;
     _Atomic size_t inject_len; /* relaxed hint; exact under inject_lock */
 
-    pthread_mutex_t idle_lock;
+    /* The idle protocol (idle.c). */
+    _Alignas(MAG_CACHELINE) pthread_mutex_t idle_lock;
     unsigned *sleepers;        /* parked worker indexes (under idle_lock) */
     unsigned nsleepers;
     _Atomic uint32_t idle;     /* searching << 16 | unparked */
 
-    mag__shard_t *shards;      /* live tasks; one shard per worker + 1 */
-    unsigned nshards;
-    _Atomic uint64_t live;     /* tasks spawned and not finished */
+    /* Changed by every spawn and every finish. */
+    _Alignas(MAG_CACHELINE) _Atomic uint64_t live; /* tasks spawned and not finished */
     _Atomic uint32_t live_zero; /* futex word: bumped when live drops to 0 */
-    _Atomic uint32_t started;  /* futex word: every worker ring exists */
-    _Atomic uint32_t stopping; /* workers exit their loop */
-    bool draining;             /* loop mode shutdown: run until live == 0 */
-    struct mag__blocking *blocking; /* the blocking pool (blocking.h) */
-    struct mag__procpool *procpool; /* the process pool, owned above (procpool/); NULL: none */
-    struct mag__monitor *monitor;   /* monitor.c; NULL in loop mode */
-    _Atomic uint32_t monitor_word;  /* futex: stop bit and kicks (monitor.h) */
-    _Atomic uint32_t monitor_deep;  /* 1 while it sleeps because all workers park */
-    _Atomic uint32_t closing;  /* shutdown started: spawns are refused */
-    pthread_t loop_owner;      /* loop mode: the block_on thread */
-    bool loop_owned;
     _Atomic uint64_t spawned, completed;
-    const mag__hooks_t *hooks; /* NULL: none installed (hooks.h) */
-    void *hook_ctx;
-    uint64_t start_ns;         /* mag__now() at create (metrics) */
+
+    /* The monitor (monitor.c). */
+    _Alignas(MAG_CACHELINE) _Atomic uint32_t monitor_word; /* futex: stop bit and kicks */
+    _Atomic uint32_t monitor_deep;  /* 1 while it sleeps because all workers park */
 };
 
 MAG_HIDDEN extern _Thread_local mag__worker_t *mag__tls_worker;
