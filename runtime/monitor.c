@@ -18,7 +18,6 @@
  * until a worker unparks (mag__monitor_kick).
  */
 #include <errno.h>
-#include <signal.h>
 #include <linux/futex.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -113,16 +112,6 @@ static void *monitor_main(void *arg)
         atomic_store_explicit(&rt->monitor_deep, 0, memory_order_relaxed);
     }
     return NULL;
-}
-
-int mag__thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(th, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return -e;
 }
 
 int mag__monitor_start(mag_runtime_t *rt)

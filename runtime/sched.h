@@ -145,7 +145,7 @@ enum { MAG__SWITCH_PARK = 1, MAG__SWITCH_YIELD, MAG__SWITCH_EXIT };
 typedef struct mag__worker_stats {
     /* Written by the owner only; read relaxed by mag_metrics. */
     _Atomic uint64_t polls, steal_attempts, steals, stolen_tasks, parks, unparks, lifo_hits;
-    _Atomic uint64_t io_submitted, io_completed, overflows, remote_wakes, rescues;
+    _Atomic uint64_t io_submitted, io_completed, overflows, remote_wakes;
     _Atomic uint64_t busy_ns, parked_ns;
     _Atomic uint64_t park_start_ns; /* when the current park began; 0 while not parked */
 } mag__worker_stats_t;

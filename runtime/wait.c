@@ -1,8 +1,10 @@
 /*
  * runtime/wait.c - suspension: park and wake, waiters (a task or a thread),
- * the futex, sleep, yield and deadlines.
+ * the futex, sleep, yield and deadlines; the spinlock's slow path and the
+ * start of the runtime's helper threads.
  */
 #include <errno.h>
+#include <signal.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -33,6 +35,18 @@ void mag__lock_slow(mag__lock_t *l)
         else
             sched_yield();
     }
+}
+
+/* ---- helper threads --------------------------------------------------------- */
+
+int mag__thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(th, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -e;
 }
 
 /* ---- futex ---------------------------------------------------------------- */

@@ -206,10 +206,9 @@ static mag_task_t *next_local(mag__worker_t *w)
 static mag_task_t *rescue(mag__worker_t *w, mag__worker_t *v)
 {
     mag_task_t *t = mag__lifo_take(v);
-    unsigned n = mag__ring_rescue(v);
+    mag__ring_rescue(v);
     if (atomic_load_explicit(&v->wheel.count, memory_order_relaxed))
-        n += mag__wheel_expire(&v->wheel, mag__now());
-    mag__stat_inc(&w->stats.rescues, (t ? 1 : 0) + n);
+        mag__wheel_expire(&v->wheel, mag__now());
     if (t)
         return t;
     if ((t = mag__lifo_take(w)))
