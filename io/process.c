@@ -70,7 +70,6 @@ int mag_process_spawn(mag_process_t **out, const char *const argv[], const mag_p
 {
     if (!out)
         return -EINVAL;
-    *out = NULL;
     if (!argv || !argv[0])
         return -EINVAL;
     mag_process_opts_t o;

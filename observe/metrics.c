@@ -155,14 +155,15 @@ int mag_metrics(mag_runtime_t *rt, mag_metrics_t *out)
 {
     if (!out)
         return -EINVAL;
-    memset(out, 0, sizeof *out);
     if (!rt)
         rt = mag_runtime_current();
     if (!rt)
-        return -EINVAL;
-    out->workers = calloc(rt->nworkers, sizeof *out->workers);
-    if (!out->workers)
+        return -EINVAL; /* *out untouched, as for every rejected call */
+    mag_worker_metrics_t *workers = calloc(rt->nworkers, sizeof *workers);
+    if (!workers)
         return -ENOMEM;
+    memset(out, 0, sizeof *out);
+    out->workers = workers;
     uint64_t now = mag__now();
     out->now_ns = now;
     out->uptime_ns = now > rt->start_ns ? now - rt->start_ns : 0;

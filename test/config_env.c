@@ -229,7 +229,7 @@ static void check_refused(const char *field, const char *value, const char *rang
     int rc = mag_runtime_create(&cfg, &rt);
     end_capture();
     ASSERT_EQ(rc, -EINVAL);
-    ASSERT_TRUE(rt == NULL);
+    ASSERT_TRUE(rt == NULL); /* as initialised: a rejected create leaves it */
     char want[256];
     snprintf(want, sizeof want, "magpie: mag_runtime_create: invalid config: %s is %s, not %s\n",
              field, value, range);

@@ -6,6 +6,9 @@
  *     failure. errno is never the error channel: a task may resume on another
  *     thread, and a thread-local errno read after a suspension is not the one
  *     the call set.
+ *   - A call that fails writes none of its outputs (*out, *status, ...): what
+ *     the caller put there is still there, unless the call's comment names a
+ *     partial result (a count of bytes already moved, for example).
  *   - "Suspends" means: called from a task, the task is parked and its worker
  *     runs other tasks; called from a plain OS thread, the thread blocks.
  *   - Every suspension point of a cancelled task returns -ECANCELED, and every
