@@ -58,6 +58,11 @@ struct mag_bcast {
     uint32_t refs;        /* 1 for the channel itself + 1 per subscriber */
     uint32_t subs;
     mag__wlist_t waiters;
+    /* Shared channels (mag_bcast_create_shared): slots hold message pointers,
+     * each kept slot owns one reference, each received copy one more. NULL
+     * for a channel of plain copies. */
+    void (*retain)(void *msg);
+    void (*release)(void *msg);
 };
 
 struct mag_bcast_sub {
@@ -83,15 +88,38 @@ mag_bcast_t *mag_bcast_create(size_t elem_size, size_t capacity)
     return b;
 }
 
+mag_bcast_t *mag_bcast_create_shared(size_t capacity, void (*retain)(void *msg),
+                                     void (*release)(void *msg))
+{
+    if (!retain || !release)
+        return NULL;
+    mag_bcast_t *b = mag_bcast_create(sizeof(void *), capacity);
+    if (b) {
+        b->retain = retain;
+        b->release = release;
+    }
+    return b;
+}
+
+static void *slot_msg(const mag_bcast_t *b, uint64_t i)
+{
+    void *msg;
+    memcpy(&msg, b->slots + (i % b->cap) * b->elem_size, sizeof msg);
+    return msg;
+}
+
 static void bcast_unref(mag_bcast_t *b)
 {
     mag__spin_lock(&b->lock);
     bool last = --b->refs == 0;
     mag__spin_unlock(&b->lock);
-    if (last) {
-        free(b->slots);
-        free(b);
-    }
+    if (!last)
+        return;
+    if (b->release) /* the references the kept slots own */
+        for (uint64_t i = b->tail > b->cap ? b->tail - b->cap : 0; i < b->tail; i++)
+            b->release(slot_msg(b, i));
+    free(b->slots);
+    free(b);
 }
 
 mag_bcast_sub_t *mag_bcast_subscribe(mag_bcast_t *b)
@@ -131,17 +159,33 @@ int mag_bcast_send(mag_bcast_t *b, const void *elem)
 {
     if (!b || !elem)
         return -EINVAL;
+    void *msg = NULL, *evicted = NULL;
+    if (b->release) {
+        memcpy(&msg, elem, sizeof msg);
+        if (!msg)
+            return -EINVAL;
+    }
     mag__wake_t wk = {NULL};
     mag__spin_lock(&b->lock);
     if (b->closed) {
         mag__spin_unlock(&b->lock);
         return -EPIPE;
     }
+    if (b->release) {
+        b->retain(msg); /* the slot's reference */
+        if (b->tail >= b->cap)
+            evicted = slot_msg(b, b->tail); /* the oldest, overwritten now */
+    }
     memcpy(b->slots + (b->tail % b->cap) * b->elem_size, elem, b->elem_size);
     b->tail++;
     int subs = (int)b->subs;
     mag__wl_drain(&b->waiters, &wk, 0);
     mag__spin_unlock(&b->lock);
+    /* Outside the lock: the last reference may free a large message. A
+     * receiver that copied the pointer took its own reference under the
+     * lock, so this cannot free what a receiver holds. */
+    if (evicted)
+        b->release(evicted);
     mag__wake_all(&wk);
     return subs;
 }
@@ -166,6 +210,8 @@ static int bcast_poll(void *obj, void *argp)
             return -EOVERFLOW;
         }
         memcpy(a->elem, b->slots + (s->next % b->cap) * b->elem_size, b->elem_size);
+        if (b->retain) /* the receiver's own reference, before the slot can be reused */
+            b->retain(slot_msg(b, s->next));
         s->next++;
         return 0;
     }

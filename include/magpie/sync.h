@@ -322,6 +322,31 @@ MAG_API int mag_bcast_close(mag_bcast_t *b);
  * the last of them. NULL is ignored. */
 MAG_API void mag_bcast_destroy(mag_bcast_t *b);
 
+/* Shared messages: a broadcast of pointers to reference-counted messages, so
+ * that a large message is not copied once per subscriber (tokio's
+ * broadcast::Sender<Arc<T>>). Elements are `void *`: send and recv take the
+ * address of one. The channel calls retain(msg) under its lock and
+ * release(msg) outside it; keep retain to an atomic increment.
+ *   - mag_bcast_send(b, &msg): the channel takes its own reference for the
+ *     slot (the caller keeps its own); the message it overwrites (the oldest,
+ *     once `capacity` are kept) is released. msg NULL -> -EINVAL.
+ *   - mag_bcast_recv(sub, &msg): msg arrives with a reference the receiver
+ *     owns: release it when done. Messages a lagging subscriber missed cost
+ *     it nothing (-EOVERFLOW as above): it never held them.
+ *   - destroying the channel releases what its slots still hold, with the
+ *     last subscription.
+ * A message with an atomic count:
+ *     struct line { _Atomic int refs; size_t len; char text[]; };
+ *     static void line_retain(void *p)
+ *     {   atomic_fetch_add_explicit(&((struct line *)p)->refs, 1, memory_order_relaxed); }
+ *     static void line_release(void *p)   // acq_rel: the last owner sees every write
+ *     {   if (atomic_fetch_sub_explicit(&((struct line *)p)->refs, 1, memory_order_acq_rel) == 1)
+ *             free(p); }
+ * The sender creates the line with refs = 1, sends it, and releases its own
+ * reference. NULL for capacity 0, NULL retain or release, or no memory. */
+MAG_API mag_bcast_t *mag_bcast_create_shared(size_t capacity, void (*retain)(void *msg),
+                                            void (*release)(void *msg));
+
 /* ---- watch channel (tokio::sync::watch) ----------------------------------
  * Holds one value, the latest sent, with a version that starts at 0 (the
  * initial value) and grows by one per send. Receivers see the latest value,
