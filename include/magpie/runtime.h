@@ -33,7 +33,12 @@ extern "C" {
 #define MAG_API
 #endif
 
-/* A task body: returns 0 or a negative errno, handed to whoever joins it. */
+/* A task body. Its return value, any int, is handed to whoever joins it
+ * (mag_join's *status, mag_group_next, mag_run's *status). The library gives
+ * one meaning to it only in groups: a negative value counts as an error there
+ * (MAG_GROUP_CANCEL_ON_ERROR, mag_group_wait). So return 0 or a negative errno
+ * for success or failure, or a result of your own (the README's first
+ * program returns 40). */
 typedef int (*mag_fn)(void *arg);
 
 typedef struct mag_runtime mag_runtime_t;
