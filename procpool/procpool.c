@@ -89,23 +89,23 @@ typedef struct zygote_ref {
 
 struct mag__procpool {
     mag_runtime_t *rt;
-    pthread_mutex_t lock;     /* everything below up to ctl_lock */
+    pthread_mutex_t lock; /* everything below up to ctl_lock */
     proc_worker_t *slots;
     unsigned nslots;
     proc_worker_t *idle;
     unsigned nidle;
-    unsigned alive;           /* workers alive or being replaced */
+    unsigned alive; /* workers alive or being replaced */
     proc_waiter_t *qhead, *qtail;
-    bool closing;             /* shutdown began: no new job, busy ones killed */
-    bool watching;            /* the watchdog thread runs */
+    bool closing;              /* shutdown began: no new job, busy ones killed */
+    bool watching;             /* the watchdog thread runs */
     pthread_cond_t watch_cond; /* wakes the watchdog: a new deadline, or closing */
     pthread_t watchdog;
     uint64_t replaced;
-    pid_t zygote_pid;         /* for statistics */
+    pid_t zygote_pid;            /* for statistics */
     uint64_t default_timeout_ns; /* cfg.proc_timeout_ms; 0: none */
-    _Atomic uint64_t jobs;    /* relaxed: a statistic */
-    _Atomic uint64_t next_seq; /* relaxed: only uniqueness matters */
-    pthread_mutex_t ctl_lock; /* one request to a zygote at a time; the refs below */
+    _Atomic uint64_t jobs;       /* relaxed: a statistic */
+    _Atomic uint64_t next_seq;   /* relaxed: only uniqueness matters */
+    pthread_mutex_t ctl_lock;    /* one request to a zygote at a time; the refs below */
     zygote_ref_t zygote, spare;
 };
 
@@ -449,8 +449,9 @@ static int job_begin(struct mag__procpool *p, proc_worker_t *wk, uint64_t timeou
         wk->busy = true;
         wk->verdict = 0;
         uint64_t now = mag__now();
-        wk->deadline_ns = !timeout_ns ? 0 : timeout_ns > UINT64_MAX - now ? UINT64_MAX - 1
-                                                                         : now + timeout_ns;
+        wk->deadline_ns = !timeout_ns                     ? 0
+                          : timeout_ns > UINT64_MAX - now ? UINT64_MAX - 1
+                                                          : now + timeout_ns;
         if (timeout_ns)
             pthread_cond_signal(&p->watch_cond);
     }
@@ -521,8 +522,8 @@ static int exchange(struct mag__procpool *p, proc_worker_t *wk, int fn, const vo
     return 0;
 }
 
-int mag_proc_call_ex(const char *name, const void *in, size_t in_len, void **out,
-                     size_t *out_len, const mag_proc_opts_t *opts)
+int mag_proc_call_ex(const char *name, const void *in, size_t in_len, void **out, size_t *out_len,
+                     const mag_proc_opts_t *opts)
 {
     if (!name || (!in && in_len) || (!out != !out_len))
         return -EINVAL;

@@ -145,8 +145,8 @@ static void ignored_cancel(unsigned workers)
 
 int main(void)
 {
-    hanging = mmap(NULL, sizeof *hanging, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
+    hanging =
+        mmap(NULL, sizeof *hanging, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ASSERT_TRUE(hanging != MAP_FAILED);
     ASSERT_EQ(mag_proc_register("hang", hang), 0);
     plain_thread_hang(1);

@@ -126,8 +126,8 @@ MAG_API int mag_proc_register(const char *name, mag_proc_fn fn);
  *   -ECHILD      the worker died while running the job (crash, abort,
  *                SIGKILL): only this job fails, and a new worker replaces it;
  *                also when no worker can be started any more (a zygote that
- *                died is replaced by its spare once; see above), and
- *                also when something other than the function's return wrote
+ *                died is replaced by its spare, see above, unless that died
+ *                too); and when something other than the function's return wrote
  *                on the worker's reply channel (a reply that is not this
  *                job's, bytes beyond it, or bytes while the worker was
  *                idle): the worker is then treated as dead, so that no
