@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lifecycle/config.h"
+#include "magpie/metrics.h"
 #include "runtime/fiber.h"
 #include "observe/observe.h"
 #include "procpool/procpool.h"
@@ -311,7 +312,65 @@ static void release_leftovers(mag_runtime_t *rt)
     }
 }
 
-int mag_runtime_shutdown(mag_runtime_t *rt)
+#define STUCK_FIRST_NS (1 * MAG_SEC)  /* the first report, after the cancel */
+#define STUCK_EVERY_NS (5 * MAG_SEC)  /* and the next ones */
+#define RESWEEP_NS (50 * MAG_MS)
+
+/* Names on stderr the tasks still live this long after shutdown cancelled
+ * them, always (not only in debug mode): a task that ignores its
+ * cancellation would otherwise hold the shutdown up without a word. */
+static void report_stuck(mag_runtime_t *rt, uint64_t now)
+{
+    mag__warn("shutdown: %llu task(s) still running %.1f s after they were cancelled:",
+              (unsigned long long)atomic_load_explicit(&rt->live, memory_order_relaxed),
+              (double)(now - rt->shutdown_ns) / (double)MAG_SEC);
+    (void)mag_dump_tasks(rt, stderr);
+}
+
+/* Cancels every task and waits until none is live or until the mag__now()
+ * time until: 0 or -ETIMEDOUT. May be called again after -ETIMEDOUT. */
+static int drain_tasks(mag_runtime_t *rt, uint64_t until)
+{
+    /* seq_cst: pairs with mag__spawn's increment of live and load of
+     * closing (see there). */
+    atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
+    if (!rt->shutdown_ns) {
+        rt->shutdown_ns = mag__now();
+        rt->shutdown_report_ns = rt->shutdown_ns + STUCK_FIRST_NS;
+    }
+    /* Before waiting for anything: a process-pool job of a plain thread
+     * (a blocking-pool job) could hold every wait below up forever. */
+    mag__procpool_close(rt->procpool);
+    while (atomic_load_explicit(&rt->live, memory_order_seq_cst)) {
+        cancel_all(rt);
+        uint64_t now = mag__now();
+        if (now >= rt->shutdown_report_ns) {
+            report_stuck(rt, now);
+            rt->shutdown_report_ns = now + STUCK_EVERY_NS;
+        }
+        if (now >= until)
+            return -ETIMEDOUT;
+        uint64_t wake = until < rt->shutdown_report_ns ? until : rt->shutdown_report_ns;
+        if (rt->nworkers == 1) {
+            rt->draining = true;
+            rt->drain_until_ns = wake;
+            mag__worker_loop(rt->workers[0], NULL);
+            rt->draining = false;
+            rt->drain_until_ns = 0;
+            continue;
+        }
+        uint32_t seen = atomic_load_explicit(&rt->live_zero, memory_order_acquire);
+        if (!atomic_load_explicit(&rt->live, memory_order_acquire))
+            break;
+        /* Re-sweep now and then for tasks spawned while we swept. */
+        uint64_t nap = wake - now < RESWEEP_NS ? wake - now : RESWEEP_NS;
+        struct timespec ts = {(time_t)(nap / MAG_SEC), (long)(nap % MAG_SEC)};
+        syscall(SYS_futex, &rt->live_zero, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+    }
+    return 0;
+}
+
+static int shutdown_until(mag_runtime_t *rt, uint64_t until)
 {
     if (!rt)
         return -EINVAL;
@@ -322,24 +381,9 @@ int mag_runtime_shutdown(mag_runtime_t *rt)
     if (rt->nworkers == 1 && atomic_load_explicit(&rt->live, memory_order_acquire) &&
         claim_loop(rt))
         return -EPERM;
-    /* seq_cst: pairs with mag__spawn's increment of live and load of
-     * closing (see there). */
-    atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
-    while (atomic_load_explicit(&rt->live, memory_order_seq_cst)) {
-        cancel_all(rt);
-        if (rt->nworkers == 1) {
-            rt->draining = true;
-            mag__worker_loop(rt->workers[0], NULL);
-            rt->draining = false;
-            continue;
-        }
-        uint32_t seen = atomic_load_explicit(&rt->live_zero, memory_order_acquire);
-        if (!atomic_load_explicit(&rt->live, memory_order_acquire))
-            break;
-        /* Re-sweep now and then for tasks spawned while we swept. */
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        syscall(SYS_futex, &rt->live_zero, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
-    }
+    int rc = drain_tasks(rt, until);
+    if (rc)
+        return rc; /* still allocated, still closing: the caller comes back */
     /* No task is live: stop the blocking threads, reap every process. */
     mag__observe_quiesce(rt);
     pools_stop(rt);
@@ -356,6 +400,17 @@ int mag_runtime_shutdown(mag_runtime_t *rt)
     release_leftovers(rt);
     free_runtime(rt);
     return 0;
+}
+
+int mag_runtime_shutdown(mag_runtime_t *rt)
+{
+    return shutdown_until(rt, UINT64_MAX);
+}
+
+int mag_runtime_shutdown_timeout(mag_runtime_t *rt, uint64_t ns)
+{
+    uint64_t now = mag__now();
+    return shutdown_until(rt, ns > UINT64_MAX - now ? UINT64_MAX : now + ns);
 }
 
 int mag_run(const mag_config_t *cfg, mag_fn main_fn, void *arg, int *status)

@@ -1,345 +1,62 @@
 /*
- * procpool/procpool.c - the process pool: the registry of functions, the
- * zygote and its workers (child side), and mag_proc_call (parent side).
+ * procpool/procpool.c - the process pool, the parent's side: the zygotes as
+ * the parent drives them, the workers' slots, mag_proc_call, the watchdog
+ * that enforces timeouts, and the pool's start, close and stop. The child
+ * side (the registry, the zygote loop, the worker loop) is zygote.c's.
  *
- * Processes. mag_runtime_create forks the zygote before it starts any
- * thread. The zygote is single-threaded and stays so: it forks every worker,
- * reaps them (SIGCHLD through a signalfd), and sends each new worker's socket
- * and pidfd back to the parent over its control socket (SOCK_SEQPACKET,
- * SCM_RIGHTS). It leaves when the parent says so or when the parent's end of
- * the control socket closes (the parent died, even by SIGKILL): it then
- * kills and reaps its workers and exits. A worker has PR_SET_PDEATHSIG
- * SIGKILL on the zygote; so has the zygote on the parent when the parent
- * forked it from the main thread (the death signal follows the forking
- * *thread*, so from another thread only the control socket's EOF is used).
- *
- * Jobs. A worker serves one job at a time on its own stream socket: a
- * request header and the input, then a reply header and the output. The
+ * Jobs. A worker serves one job at a time on its own stream socket. The
  * parent side runs in the calling task, on the ring (io/'s whole transfers):
- * the task suspends, no thread blocks. A job that ends in EOF or a reset on
- * its socket lost its worker (a crash): -ECHILD. A job whose caller is
- * cancelled, or passes its deadline, has its worker killed through the
- * pidfd (no PID reuse race). Either way the worker is replaced by a job on
- * the blocking pool that asks the zygote for a new one, so that the caller
- * returns at once and no worker thread blocks on the zygote.
+ * the task suspends, no thread blocks; a plain thread blocks in the system
+ * calls. Every job carries a sequence number that its reply must echo; a
+ * reply with another number, bytes beyond the reply, or bytes on the socket
+ * of an idle worker mean that something else writes there (a job that wrote
+ * to the wrong descriptor, a child it forked): the worker is treated as
+ * dead, so that no caller ever receives output meant for another. A job
+ * that ends in EOF or a reset on its socket lost its worker (a crash):
+ * -ECHILD. A job whose caller is cancelled, or passes its deadline, has its
+ * worker killed through the pidfd (no PID reuse race). Either way the worker
+ * is replaced by a job on the blocking pool that asks the zygote for a new
+ * one, so that the caller returns at once and no worker thread blocks on the
+ * zygote.
+ *
+ * Timeouts and shutdown. A job with a timeout (its call's, or the pool's
+ * default) is watched by one thread of the pool, started with the first such
+ * job: past the deadline it kills the worker and shuts the parent's end of
+ * its socket down, which ends the caller's transfer whether it waits on the
+ * ring or in a system call (and whatever the worker's state: stopped, or
+ * with a child that keeps the socket open); the caller then returns
+ * -ETIMEDOUT. mag__procpool_close does the same to every busy worker with
+ * -ESHUTDOWN when shutdown begins, before it waits for anything.
+ *
+ * Zygote restarts. When the zygote's control socket breaks (it died), the
+ * request that saw it promotes the spare (zygote.c) and asks it for the
+ * next spare, then retries; without a spare, the pool fails as before: every
+ * replacement fails and calls return -ECHILD once no worker is left.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
-#include <sys/prctl.h>
-#include <sys/signalfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "io/internal.h"
+#include "procpool/internal.h"
 #include "procpool/procpool.h"
 #include "runtime/blocking.h"
 #include "runtime/sched.h"
 
-#define REQ_MAGIC 0x6d61676a /* "magj" */
-#define SOCK_BUF (1 << 20)
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
 #define STAGE 8192 /* a small reply arrives with its header in one recv */
-
-typedef struct req_hdr {
-    uint32_t magic;
-    uint32_t fn;
-    uint64_t len;
-} req_hdr_t;
-
-typedef struct rep_hdr {
-    int32_t rc;
-    uint32_t magic;
-    uint64_t len;
-} rep_hdr_t;
-
-/* The zygote's answer to a spawn request; SCM_RIGHTS carries the parent's
- * end of the worker's socket and the worker's pidfd when err is 0. */
-typedef struct spawn_msg {
-    int32_t err;
-    int32_t pid;
-} spawn_msg_t;
-
-/* ---- the registry ------------------------------------------------------------
- * Written under reg_lock until the first pool freezes it; read without the
- * lock afterwards (the freeze's release/acquire publishes it). */
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-    char name[MAG_PROC_NAME_MAX + 1];
-    mag_proc_fn fn;
-} reg[MAG_PROC_MAX_FUNCS];
-static unsigned nreg;
-static _Atomic bool reg_frozen;
-
-int mag_proc_register(const char *name, mag_proc_fn fn)
-{
-    if (!name || !*name || !fn)
-        return -EINVAL;
-    size_t len = strlen(name);
-    if (len > MAG_PROC_NAME_MAX)
-        return -ENAMETOOLONG;
-    int rc = 0;
-    pthread_mutex_lock(&reg_lock);
-    if (atomic_load_explicit(&reg_frozen, memory_order_relaxed)) {
-        rc = -EBUSY;
-    } else if (nreg == MAG_PROC_MAX_FUNCS) {
-        rc = -ENOSPC;
-    } else {
-        for (unsigned i = 0; i < nreg && !rc; i++)
-            if (!strcmp(reg[i].name, name))
-                rc = -EEXIST;
-        if (!rc) {
-            memcpy(reg[nreg].name, name, len + 1);
-            reg[nreg].fn = fn;
-            nreg++;
-        }
-    }
-    pthread_mutex_unlock(&reg_lock);
-    return rc;
-}
-
-static int lookup(const char *name)
-{
-    /* acquire: pairs with the release in freeze(); the table is immutable. */
-    if (!atomic_load_explicit(&reg_frozen, memory_order_acquire))
-        return -ENOENT;
-    for (unsigned i = 0; i < nreg; i++)
-        if (!strcmp(reg[i].name, name))
-            return (int)i;
-    return -ENOENT;
-}
-
-static void freeze(void)
-{
-    pthread_mutex_lock(&reg_lock);
-    /* release: publishes the table to lock-free readers (lookup). */
-    atomic_store_explicit(&reg_frozen, true, memory_order_release);
-    pthread_mutex_unlock(&reg_lock);
-}
-
-/* ---- blocking I/O for the zygote, its workers and pool threads ----------
- * Always the blocking system calls (the io/ helpers' blocking mode): a
- * forked process inherits the thread-locals of the thread that forked it,
- * which may name a task of the parent's runtime. */
-
-static int read_full(int fd, void *buf, size_t n)
-{
-    ssize_t r = mag__io_recv_min(fd, buf, n, n, true);
-    return r < 0 ? (int)r : 0;
-}
-
-static int send_two(int fd, const void *hdr, size_t hlen, const void *body, size_t blen)
-{
-    struct iovec iov[2] = {{(void *)hdr, hlen}, {(void *)body, blen}};
-    return mag__io_send_all(fd, iov, blen ? 2 : 1, 0, true);
-}
-
-/* ---- the worker process ------------------------------------------------------ */
-
-/* Reads and drops n bytes (an input the worker has no memory for). */
-static int drain(int fd, uint64_t n)
-{
-    char buf[4096];
-    while (n) {
-        size_t k = n < sizeof buf ? (size_t)n : sizeof buf;
-        int rc = read_full(fd, buf, k);
-        if (rc)
-            return rc;
-        n -= k;
-    }
-    return 0;
-}
-
-static _Noreturn void worker_main(int fd)
-{
-    for (;;) {
-        req_hdr_t h;
-        if (read_full(fd, &h, sizeof h) || h.magic != REQ_MAGIC || h.len > MAG_PROC_MAX_PAYLOAD)
-            _exit(0); /* the parent closed the socket (or went mad) */
-        void *in = h.len ? malloc(h.len) : NULL;
-        void *out = NULL;
-        size_t out_len = 0;
-        int rc;
-        if (h.len && !in) {
-            if (drain(fd, h.len))
-                _exit(0);
-            rc = -ENOMEM;
-        } else {
-            if (h.len && read_full(fd, in, h.len))
-                _exit(0);
-            rc = h.fn < nreg ? reg[h.fn].fn(in, h.len, &out, &out_len) : -ENOENT;
-            free(in);
-        }
-        if (rc >= 0 && out_len > MAG_PROC_MAX_PAYLOAD)
-            rc = -EMSGSIZE;
-        if (rc >= 0 && out_len && !out)
-            rc = -EFAULT;
-        if (rc < 0)
-            out_len = 0;
-        rep_hdr_t r = {.rc = rc, .magic = REQ_MAGIC, .len = out_len};
-        if (send_two(fd, &r, sizeof r, out, out_len))
-            _exit(0);
-        free(out);
-    }
-}
-
-/* ---- the zygote ---------------------------------------------------------------- */
-
-typedef struct zygote {
-    int ctl;
-    pid_t self;
-    pid_t *kids;
-    size_t nkids, capkids;
-} zygote_t;
-
-/* Closes every descriptor but 0, 1, 2 and keep. */
-static void close_others(int keep)
-{
-    if (keep > 3)
-        syscall(SYS_close_range, 3u, (unsigned)keep - 1, 0u);
-    syscall(SYS_close_range, (unsigned)keep + 1, ~0u, 0u);
-}
-
-static void reset_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            (void)sigaction(sig, &sa, NULL);
-}
-
-static void spawn_worker(zygote_t *z)
-{
-    spawn_msg_t m = {0, 0};
-    int sv[2] = {-1, -1}, pidfd = -1;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-        m.err = -errno;
-    } else {
-        int sz = SOCK_BUF;
-        for (int i = 0; i < 2; i++) {
-            (void)setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-            (void)setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
-        }
-        if (z->nkids == z->capkids) {
-            size_t cap = z->capkids ? 2 * z->capkids : 16;
-            pid_t *k = realloc(z->kids, cap * sizeof *k);
-            if (k) {
-                z->kids = k;
-                z->capkids = cap;
-            }
-        }
-        pid_t pid = z->nkids < z->capkids ? fork() : (errno = ENOMEM, -1);
-        if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (getppid() != z->self)
-                _exit(0); /* the zygote died before the death signal was set */
-            sigset_t none;
-            sigemptyset(&none);
-            sigprocmask(SIG_SETMASK, &none, NULL);
-            close_others(sv[1]);
-            worker_main(sv[1]);
-        }
-        if (pid < 0) {
-            m.err = -errno;
-        } else {
-            z->kids[z->nkids++] = pid;
-            m.pid = pid;
-            pidfd = pidfd_open(pid, 0);
-            if (pidfd < 0) {
-                m.err = -errno;
-                kill(pid, SIGKILL); /* reaped through SIGCHLD */
-            }
-        }
-        close(sv[1]);
-    }
-    union {
-        char buf[CMSG_SPACE(2 * sizeof(int))];
-        struct cmsghdr align;
-    } c;
-    struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (m.err == 0) {
-        memset(&c, 0, sizeof c);
-        msg.msg_control = c.buf;
-        msg.msg_controllen = sizeof c.buf;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
-        int fds[2] = {sv[0], pidfd};
-        memcpy(CMSG_DATA(cm), fds, sizeof fds);
-    }
-    while (sendmsg(z->ctl, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR)
-        ;
-    if (sv[0] >= 0)
-        close(sv[0]);
-    if (pidfd >= 0)
-        close(pidfd);
-}
-
-static void reap(zygote_t *z, bool block)
-{
-    pid_t pid;
-    while ((pid = waitpid(-1, NULL, block ? 0 : WNOHANG)) > 0 || (pid < 0 && errno == EINTR)) {
-        for (size_t i = 0; i < z->nkids; i++) {
-            if (z->kids[i] == pid) {
-                z->kids[i] = z->kids[--z->nkids];
-                break;
-            }
-        }
-    }
-}
-
-static _Noreturn void zygote_main(int ctl, pid_t parent, bool pdeath)
-{
-    if (pdeath)
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(0); /* the parent died before the death signal was set */
-    setpgid(0, 0);
-    reset_signals();
-    close_others(ctl);
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_SETMASK, &chld, NULL);
-    int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-    zygote_t z = {.ctl = ctl, .self = getpid()};
-    for (;;) {
-        struct pollfd pf[2] = {{.fd = ctl, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
-        if (poll(pf, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 100) < 0 && errno != EINTR)
-            break;
-        if (sfd >= 0 && pf[1].revents) {
-            struct signalfd_siginfo si;
-            while (read(sfd, &si, sizeof si) > 0)
-                ;
-        }
-        reap(&z, false);
-        if (pf[0].revents) {
-            char cmd = 0;
-            ssize_t n = recv(ctl, &cmd, 1, 0);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0 || cmd != 'S')
-                break; /* 'Q', EOF (the parent is gone) or an error */
-            spawn_worker(&z);
-        }
-    }
-    for (size_t i = 0; i < z.nkids; i++)
-        kill(z.kids[i], SIGKILL);
-    while (z.nkids)
-        reap(&z, true);
-    _exit(0);
-}
-
-/* ---- the parent's side --------------------------------------------------------- */
 
 typedef struct proc_worker {
     struct mag__procpool *pool;
@@ -347,6 +64,10 @@ typedef struct proc_worker {
     int fd;                   /* the job socket; -1 while replaced */
     int pidfd;
     pid_t pid;
+    /* Under the pool's lock: the job in flight, as the watchdog sees it. */
+    bool busy;
+    uint64_t deadline_ns; /* 0: none */
+    int verdict;          /* why the pool killed it mid-job: -ETIMEDOUT, -ESHUTDOWN; or 0 */
 } proc_worker_t;
 
 /* A caller waiting for a worker; on its stack. */
@@ -354,30 +75,52 @@ typedef struct proc_waiter {
     mag__waiter_t w;
     struct proc_waiter *prev, *next;
     proc_worker_t *given; /* handed over by a releaser */
-    int err;              /* or this: the pool lost its last worker */
+    int err;              /* or this: the pool lost its last worker, or closed */
     bool queued;
 } proc_waiter_t;
 
+/* A zygote or the spare, as the parent holds it; ctl -1: none. */
+typedef struct zygote_ref {
+    int ctl;
+    int pidfd;
+    pid_t pid;
+    bool ours; /* forked by this process, which must reap it */
+} zygote_ref_t;
+
 struct mag__procpool {
     mag_runtime_t *rt;
-    pthread_mutex_t lock;     /* everything below but the control socket */
+    pthread_mutex_t lock; /* everything below up to ctl_lock */
     proc_worker_t *slots;
     unsigned nslots;
     proc_worker_t *idle;
     unsigned nidle;
-    unsigned alive;           /* workers alive or being replaced */
+    unsigned alive; /* workers alive or being replaced */
     proc_waiter_t *qhead, *qtail;
-    _Atomic uint64_t jobs;    /* relaxed: a statistic */
+    bool closing;              /* shutdown began: no new job, busy ones killed */
+    bool watching;             /* the watchdog thread runs */
+    pthread_cond_t watch_cond; /* wakes the watchdog: a new deadline, or closing */
+    pthread_t watchdog;
     uint64_t replaced;
-    pthread_mutex_t ctl_lock; /* one request to the zygote at a time */
-    int ctl;
-    pid_t zygote;
+    pid_t zygote_pid;            /* for statistics */
+    uint64_t default_timeout_ns; /* cfg.proc_timeout_ms; 0: none */
+    _Atomic uint64_t jobs;       /* relaxed: a statistic */
+    _Atomic uint64_t next_seq;   /* relaxed: only uniqueness matters */
+    pthread_mutex_t ctl_lock;    /* one request to a zygote at a time; the refs below */
+    zygote_ref_t zygote, spare;
 };
 
-/* Asks the zygote for a worker (blocking; ctl_lock serializes). */
-static int zygote_spawn(struct mag__procpool *p, proc_worker_t *wk)
+/* ---- the zygotes ---------------------------------------------------------------- */
+
+static const zygote_ref_t no_zygote = {-1, -1, 0, false};
+
+/* Sends cmd to z and receives the new process's two descriptors and pid.
+ * 0, the zygote's negative errno, or -EPIPE when its control socket is
+ * broken (the zygote died). Under ctl_lock. */
+static int zygote_request(zygote_ref_t *z, char cmd, int fds[2], pid_t *pid)
 {
-    spawn_msg_t m;
+    if (z->ctl < 0)
+        return -EPIPE;
+    mag__zy_msg_t m;
     union {
         char buf[CMSG_SPACE(2 * sizeof(int))];
         struct cmsghdr align;
@@ -385,28 +128,105 @@ static int zygote_spawn(struct mag__procpool *p, proc_worker_t *wk)
     struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
     struct msghdr msg = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf};
-    char cmd = 'S';
-    ssize_t n;
-    pthread_mutex_lock(&p->ctl_lock);
-    int rc = send_two(p->ctl, &cmd, 1, NULL, 0);
-    if (rc == 0) {
-        while ((n = recvmsg(p->ctl, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-            ;
-        rc = n < 0 ? -errno : n != (ssize_t)sizeof m ? -ECHILD : 0;
-    }
-    pthread_mutex_unlock(&p->ctl_lock);
+    int rc = mag__proc_send_two(z->ctl, &cmd, 1, NULL, 0);
     if (rc)
-        return rc;
+        return -EPIPE;
+    ssize_t n;
+    while ((n = recvmsg(z->ctl, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof m)
+        return -EPIPE; /* EOF, a reset, or a message no zygote sends */
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
     if (m.err || !cm || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(2 * sizeof(int)))
         return m.err ? m.err : -ECHILD;
-    int fds[2];
-    memcpy(fds, CMSG_DATA(cm), sizeof fds);
-    wk->fd = fds[0];
-    wk->pidfd = fds[1];
-    wk->pid = m.pid;
+    memcpy(fds, CMSG_DATA(cm), 2 * sizeof(int));
+    *pid = m.pid;
     return 0;
 }
+
+/* Asks z for a spare zygote; none on failure (the pool then runs without). */
+static void spare_fork(zygote_ref_t *z, zygote_ref_t *spare)
+{
+    int fds[2];
+    pid_t pid;
+    *spare = no_zygote;
+    if (zygote_request(z, MAG__ZY_SPARE, fds, &pid) == 0)
+        *spare = (zygote_ref_t){fds[0], fds[1], pid, false};
+}
+
+/* Kills z (if it lives) and reaps it if it is this process's child. */
+static void zygote_drop(zygote_ref_t *z)
+{
+    if (z->ctl >= 0)
+        close(z->ctl);
+    if (z->pidfd >= 0) {
+        syscall(SYS_pidfd_send_signal, z->pidfd, SIGKILL, NULL, 0u);
+        siginfo_t si;
+        while (z->ours && waitid((idtype_t)P_PIDFD, (id_t)z->pidfd, &si, WEXITED) < 0 &&
+               errno == EINTR)
+            ;
+        close(z->pidfd);
+    }
+    *z = no_zygote;
+}
+
+/* Waits for an orderly exit of z after MAG__ZY_QUIT and EOF. */
+static void zygote_quit(zygote_ref_t *z)
+{
+    if (z->ctl >= 0) {
+        char cmd = MAG__ZY_QUIT;
+        (void)mag__proc_send_two(z->ctl, &cmd, 1, NULL, 0);
+        close(z->ctl);
+    }
+    if (z->pidfd >= 0) {
+        siginfo_t si;
+        struct pollfd pf = {.fd = z->pidfd, .events = POLLIN};
+        if (z->ours)
+            while (waitid((idtype_t)P_PIDFD, (id_t)z->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+                ;
+        else /* another's child now: wait for its exit, its parent reaps it */
+            while (poll(&pf, 1, -1) < 0 && errno == EINTR)
+                ;
+        close(z->pidfd);
+    }
+    *z = no_zygote;
+}
+
+/* The zygote died: the spare takes its place and forks the next spare.
+ * Under ctl_lock. 0, or -ECHILD without a spare. */
+static int zygote_restart(struct mag__procpool *p)
+{
+    zygote_drop(&p->zygote);
+    if (p->spare.ctl < 0)
+        return -ECHILD;
+    p->zygote = p->spare;
+    spare_fork(&p->zygote, &p->spare);
+    pthread_mutex_lock(&p->lock);
+    p->zygote_pid = p->zygote.pid;
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+/* Asks the zygote for a worker for slot wk (blocking), restarting a dead
+ * zygote once. 0, or a negative errno. */
+static int worker_spawn(struct mag__procpool *p, proc_worker_t *wk)
+{
+    int fds[2];
+    pid_t pid;
+    pthread_mutex_lock(&p->ctl_lock);
+    int rc = zygote_request(&p->zygote, MAG__ZY_WORKER, fds, &pid);
+    if (rc == -EPIPE && zygote_restart(p) == 0)
+        rc = zygote_request(&p->zygote, MAG__ZY_WORKER, fds, &pid);
+    pthread_mutex_unlock(&p->ctl_lock);
+    if (rc)
+        return rc == -EPIPE ? -ECHILD : rc;
+    wk->fd = fds[0];
+    wk->pidfd = fds[1];
+    wk->pid = pid;
+    return 0;
+}
+
+/* ---- the workers ---------------------------------------------------------------- */
 
 /* Gives a healthy worker to the first waiter, or makes it idle. */
 static void worker_release(struct mag__procpool *p, proc_worker_t *wk)
@@ -431,21 +251,21 @@ static void worker_release(struct mag__procpool *p, proc_worker_t *wk)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* A worker could not be replaced: one fewer; with none left, every waiter
- * fails with -ECHILD rather than wait forever. */
-static void worker_lost(struct mag__procpool *p)
+/* Under the lock: detaches every waiter, each to fail with err. */
+static proc_waiter_t *fail_waiters(struct mag__procpool *p, int err)
 {
-    pthread_mutex_lock(&p->lock);
-    proc_waiter_t *fail = NULL;
-    if (--p->alive == 0) {
-        fail = p->qhead;
-        for (proc_waiter_t *q = fail; q; q = q->next) {
-            q->queued = false;
-            q->err = -ECHILD;
-        }
-        p->qhead = p->qtail = NULL;
+    proc_waiter_t *fail = p->qhead;
+    for (proc_waiter_t *q = fail; q; q = q->next) {
+        q->queued = false;
+        q->err = err;
     }
-    pthread_mutex_unlock(&p->lock);
+    p->qhead = p->qtail = NULL;
+    return fail;
+}
+
+/* Without the lock: wakes what fail_waiters detached. */
+static void signal_failed(proc_waiter_t *fail)
+{
     while (fail) {
         proc_waiter_t *next = fail->next; /* read before the signal frees it */
         mag__waiter_signal(&fail->w);
@@ -453,11 +273,26 @@ static void worker_lost(struct mag__procpool *p)
     }
 }
 
+/* A worker could not be replaced: one fewer; with none left, every waiter
+ * fails with -ECHILD rather than wait forever. */
+static void worker_lost(struct mag__procpool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    proc_waiter_t *fail = NULL;
+    if (--p->alive == 0)
+        fail = fail_waiters(p, p->closing ? -ESHUTDOWN : -ECHILD);
+    pthread_mutex_unlock(&p->lock);
+    signal_failed(fail);
+}
+
 static int replace_job(void *arg)
 {
     proc_worker_t *wk = arg;
     struct mag__procpool *p = wk->pool;
-    if (zygote_spawn(p, wk) == 0)
+    pthread_mutex_lock(&p->lock);
+    bool closing = p->closing;
+    pthread_mutex_unlock(&p->lock);
+    if (!closing && worker_spawn(p, wk) == 0)
         worker_release(p, wk);
     else
         worker_lost(p);
@@ -468,20 +303,60 @@ static int replace_job(void *arg)
 static void worker_retire(struct mag__procpool *p, proc_worker_t *wk)
 {
     syscall(SYS_pidfd_send_signal, wk->pidfd, SIGKILL, NULL, 0u);
+    pthread_mutex_lock(&p->lock); /* the watchdog reads fd under it */
     close(wk->fd);
     close(wk->pidfd);
     wk->fd = wk->pidfd = -1;
-    pthread_mutex_lock(&p->lock);
     p->replaced++;
     pthread_mutex_unlock(&p->lock);
     if (mag__spawn_blocking(p->rt, NULL, replace_job, wk))
         worker_lost(p); /* shutting down (or out of memory) */
 }
 
-static bool worker_dead(const proc_worker_t *wk)
+/* An idle worker that died, or whose socket holds bytes (or an EOF) when no
+ * job is in flight: something other than its loop wrote there. */
+static bool worker_unfit(const proc_worker_t *wk)
 {
-    struct pollfd pf = {.fd = wk->pidfd, .events = POLLIN};
-    return poll(&pf, 1, 0) > 0;
+    struct pollfd pf[2] = {{.fd = wk->pidfd, .events = POLLIN}, {.fd = wk->fd, .events = POLLIN}};
+    return poll(pf, 2, 0) != 0;
+}
+
+/* Under the lock: kills a busy worker for the pool's own reason, and ends
+ * its caller's transfer (shutdown wakes a receive on the ring or in the
+ * kernel even when another process still holds the worker's end). */
+static void worker_abort(proc_worker_t *wk, int verdict)
+{
+    if (!wk->busy || wk->verdict)
+        return;
+    wk->verdict = verdict;
+    syscall(SYS_pidfd_send_signal, wk->pidfd, SIGKILL, NULL, 0u);
+    shutdown(wk->fd, SHUT_RDWR);
+}
+
+static void *watchdog_main(void *arg)
+{
+    struct mag__procpool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    while (!p->closing) {
+        uint64_t now = mag__now(), next = UINT64_MAX;
+        for (unsigned i = 0; i < p->nslots; i++) {
+            proc_worker_t *wk = &p->slots[i];
+            if (!wk->busy || !wk->deadline_ns || wk->verdict)
+                continue;
+            if (now >= wk->deadline_ns)
+                worker_abort(wk, -ETIMEDOUT);
+            else if (wk->deadline_ns < next)
+                next = wk->deadline_ns;
+        }
+        if (next == UINT64_MAX) {
+            pthread_cond_wait(&p->watch_cond, &p->lock);
+        } else {
+            struct timespec ts = {(time_t)(next / MAG_SEC), (long)(next % MAG_SEC)};
+            pthread_cond_timedwait(&p->watch_cond, &p->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
 }
 
 /* Takes an idle worker, or waits for one in FIFO order. */
@@ -493,12 +368,12 @@ static int worker_acquire(struct mag__procpool *p, proc_worker_t **out)
         return rc;
     proc_waiter_t q = {.given = NULL, .err = 0};
     pthread_mutex_lock(&p->lock);
-    while (p->idle) {
+    while (p->idle && !p->closing) {
         proc_worker_t *wk = p->idle;
         p->idle = wk->next;
         p->nidle--;
         pthread_mutex_unlock(&p->lock);
-        if (!worker_dead(wk)) { /* killed while idle: no job of ours fails */
+        if (!worker_unfit(wk)) { /* killed while idle: no job of ours fails */
             if (task)
                 mag__suspend_end();
             *out = wk;
@@ -507,11 +382,12 @@ static int worker_acquire(struct mag__procpool *p, proc_worker_t **out)
         worker_retire(p, wk);
         pthread_mutex_lock(&p->lock);
     }
-    if (p->alive == 0) {
+    if (p->alive == 0 || p->closing) {
+        rc = p->closing ? -ESHUTDOWN : -ECHILD;
         pthread_mutex_unlock(&p->lock);
         if (task)
             mag__suspend_end();
-        return -ECHILD;
+        return rc;
     }
     mag__waiter_init(&q.w);
     q.queued = true;
@@ -556,28 +432,74 @@ static int worker_acquire(struct mag__procpool *p, proc_worker_t **out)
     return 0;
 }
 
-/* One job on wk. Returns the function's result (>= 0 or its errno) in *fn_rc
- * and 0, or a transport error: -ECHILD (the worker died), -ECANCELED,
- * -ETIMEDOUT, -ENOMEM (the worker must then go). */
-static int exchange(proc_worker_t *wk, int fn, const void *in, size_t in_len, void **out,
-                    size_t *out_len, int *fn_rc)
+/* Marks wk busy with a job due by now + timeout_ns (0: none), for the
+ * watchdog, which starts with the first job that has a deadline. 0,
+ * -ESHUTDOWN, or -EAGAIN (no watchdog thread could start). */
+static int job_begin(struct mag__procpool *p, proc_worker_t *wk, uint64_t timeout_ns)
 {
-    req_hdr_t h = {.magic = REQ_MAGIC, .fn = (uint32_t)fn, .len = in_len};
+    int rc = 0;
+    pthread_mutex_lock(&p->lock);
+    if (p->closing) {
+        rc = -ESHUTDOWN;
+    } else if (timeout_ns && !p->watching) {
+        rc = mag__thread_start(&p->watchdog, watchdog_main, p) ? -EAGAIN : 0;
+        p->watching = rc == 0;
+    }
+    if (rc == 0) {
+        wk->busy = true;
+        wk->verdict = 0;
+        uint64_t now = mag__now();
+        wk->deadline_ns = !timeout_ns                     ? 0
+                          : timeout_ns > UINT64_MAX - now ? UINT64_MAX - 1
+                                                          : now + timeout_ns;
+        if (timeout_ns)
+            pthread_cond_signal(&p->watch_cond);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+/* The job on wk is over: the pool's verdict on it, or 0. */
+static int job_end(struct mag__procpool *p, proc_worker_t *wk)
+{
+    pthread_mutex_lock(&p->lock);
+    int verdict = wk->verdict;
+    wk->busy = false;
+    wk->deadline_ns = 0;
+    wk->verdict = 0;
+    pthread_mutex_unlock(&p->lock);
+    return verdict;
+}
+
+static int transport_error(ssize_t rc)
+{
+    return rc == -EPIPE || rc == -ECONNRESET ? -ECHILD : (int)rc;
+}
+
+/* One job on wk. Returns the function's result (>= 0 or its errno) in *fn_rc
+ * and 0, or a transport error: -ECHILD (the worker died, or something else
+ * wrote on its socket), -ECANCELED, -ETIMEDOUT, -ENOMEM (the worker must
+ * then go). */
+static int exchange(struct mag__procpool *p, proc_worker_t *wk, int fn, const void *in,
+                    size_t in_len, void **out, size_t *out_len, int *fn_rc)
+{
+    uint64_t seq = atomic_fetch_add_explicit(&p->next_seq, 1, memory_order_relaxed);
+    mag__proc_req_t h = {.magic = MAG__PROC_MAGIC, .fn = (uint32_t)fn, .len = in_len, .seq = seq};
     struct iovec iov[2] = {{&h, sizeof h}, {(void *)in, in_len}};
     /* On the ring: the calling task suspends. */
     int rc = mag__io_send_all(wk->fd, iov, in_len ? 2 : 1, 0, false);
     if (rc)
-        return rc == -EPIPE || rc == -ECONNRESET ? -ECHILD : rc;
+        return transport_error(rc);
     char stage[STAGE];
-    ssize_t got = mag__io_recv_min(wk->fd, stage, sizeof(rep_hdr_t), sizeof stage, false);
+    ssize_t got = mag__io_recv_min(wk->fd, stage, sizeof(mag__proc_rep_t), sizeof stage, false);
     if (got < 0)
-        return got == -EPIPE || got == -ECONNRESET ? -ECHILD : (int)got;
+        return transport_error(got);
     size_t have = (size_t)got;
-    rep_hdr_t rep;
+    mag__proc_rep_t rep;
     memcpy(&rep, stage, sizeof rep);
-    if (rep.magic != REQ_MAGIC || rep.len > MAG_PROC_MAX_PAYLOAD ||
+    if (rep.magic != MAG__PROC_MAGIC || rep.seq != seq || rep.len > MAG_PROC_MAX_PAYLOAD ||
         rep.len < have - sizeof rep)
-        return -ECHILD; /* garbage from a worker: treat it as dead */
+        return -ECHILD; /* not this job's reply, or more than it: the worker is dead to us */
     char *buf = NULL;
     if (rep.len) {
         if (!(buf = malloc(rep.len)))
@@ -587,7 +509,7 @@ static int exchange(proc_worker_t *wk, int fn, const void *in, size_t in_len, vo
         got = mag__io_recv_min(wk->fd, buf + (have - sizeof rep), left, left, false);
         if (got < 0) {
             free(buf);
-            return got == -EPIPE || got == -ECONNRESET ? -ECHILD : (int)got;
+            return transport_error(got);
         }
     }
     *fn_rc = rep.rc;
@@ -600,7 +522,8 @@ static int exchange(proc_worker_t *wk, int fn, const void *in, size_t in_len, vo
     return 0;
 }
 
-int mag_proc_call(const char *name, const void *in, size_t in_len, void **out, size_t *out_len)
+int mag_proc_call_ex(const char *name, const void *in, size_t in_len, void **out, size_t *out_len,
+                     const mag_proc_opts_t *opts)
 {
     if (!name || (!in && in_len) || (!out != !out_len))
         return -EINVAL;
@@ -612,9 +535,12 @@ int mag_proc_call(const char *name, const void *in, size_t in_len, void **out, s
     struct mag__procpool *p = rt->procpool;
     if (!p)
         return -ENXIO;
-    int fn = lookup(name);
+    int fn = mag__proc_lookup(name);
     if (fn < 0)
         return fn;
+    uint64_t timeout_ns = opts && opts->timeout_ns ? opts->timeout_ns : p->default_timeout_ns;
+    if (timeout_ns == MAG_PROC_NO_TIMEOUT)
+        timeout_ns = 0;
     if (out) {
         *out = NULL;
         *out_len = 0;
@@ -623,9 +549,16 @@ int mag_proc_call(const char *name, const void *in, size_t in_len, void **out, s
     int rc = worker_acquire(p, &wk);
     if (rc)
         return rc;
+    if ((rc = job_begin(p, wk, timeout_ns))) {
+        worker_release(p, wk);
+        return rc;
+    }
     int fn_rc = 0;
-    rc = exchange(wk, fn, in, in_len, out, out_len, &fn_rc);
-    if (rc)
+    rc = exchange(p, wk, fn, in, in_len, out, out_len, &fn_rc);
+    int verdict = job_end(p, wk);
+    if (verdict && rc)
+        rc = verdict; /* the transfer failed because the pool killed the worker */
+    if (rc || verdict)
         worker_retire(p, wk);
     else
         worker_release(p, wk);
@@ -633,33 +566,59 @@ int mag_proc_call(const char *name, const void *in, size_t in_len, void **out, s
     return rc ? rc : fn_rc;
 }
 
-/* ---- start, stop, statistics --------------------------------------------- */
+int mag_proc_call(const char *name, const void *in, size_t in_len, void **out, size_t *out_len)
+{
+    return mag_proc_call_ex(name, in, in_len, out, out_len, NULL);
+}
+
+/* ---- start, close, stop, statistics ---------------------------------------- */
+
+void mag__procpool_close(struct mag__procpool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->closing = true;
+    for (unsigned i = 0; i < p->nslots; i++)
+        worker_abort(&p->slots[i], -ESHUTDOWN);
+    proc_waiter_t *fail = fail_waiters(p, -ESHUTDOWN);
+    pthread_cond_signal(&p->watch_cond);
+    pthread_mutex_unlock(&p->lock);
+    signal_failed(fail);
+}
+
+static void pool_free(struct mag__procpool *p)
+{
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->ctl_lock);
+    pthread_cond_destroy(&p->watch_cond);
+    free(p->slots);
+    free(p);
+}
 
 void mag__procpool_stop(struct mag__procpool *p)
 {
     if (!p)
         return;
-    /* 'Q', then EOF: the zygote kills and reaps its workers, then exits. */
-    char cmd = 'Q';
-    (void)send_two(p->ctl, &cmd, 1, NULL, 0);
-    close(p->ctl);
+    mag__procpool_close(p);
+    if (p->watching)
+        pthread_join(p->watchdog, NULL);
+    /* The spare first, while its parent (the zygote) is there to reap it;
+     * then the zygote: it kills and reaps its workers, then exits. */
+    zygote_quit(&p->spare);
+    zygote_quit(&p->zygote);
     for (unsigned i = 0; i < p->nslots; i++) {
         if (p->slots[i].fd >= 0)
             close(p->slots[i].fd);
         if (p->slots[i].pidfd >= 0)
             close(p->slots[i].pidfd);
     }
-    while (waitpid(p->zygote, NULL, 0) < 0 && errno == EINTR)
-        ;
-    pthread_mutex_destroy(&p->lock);
-    pthread_mutex_destroy(&p->ctl_lock);
-    free(p->slots);
-    free(p);
+    pool_free(p);
 }
 
 int mag__procpool_start(mag_runtime_t *rt, unsigned nworkers, struct mag__procpool **out)
 {
-    freeze();
+    mag__proc_freeze();
     struct mag__procpool *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
@@ -670,8 +629,15 @@ int mag__procpool_start(mag_runtime_t *rt, unsigned nworkers, struct mag__procpo
     }
     p->rt = rt;
     p->nslots = nworkers;
+    p->default_timeout_ns = (uint64_t)rt->cfg.proc_timeout_ms * MAG_MS;
+    p->zygote = p->spare = no_zygote;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->ctl_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are mag__now() times */
+    pthread_cond_init(&p->watch_cond, &ca);
+    pthread_condattr_destroy(&ca);
     for (unsigned i = 0; i < nworkers; i++) {
         p->slots[i].pool = p;
         p->slots[i].fd = p->slots[i].pidfd = -1;
@@ -679,10 +645,7 @@ int mag__procpool_start(mag_runtime_t *rt, unsigned nworkers, struct mag__procpo
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         int e = -errno;
-        pthread_mutex_destroy(&p->lock);
-        pthread_mutex_destroy(&p->ctl_lock);
-        free(p->slots);
-        free(p);
+        pool_free(p);
         return e;
     }
     pid_t parent = getpid();
@@ -690,22 +653,36 @@ int mag__procpool_start(mag_runtime_t *rt, unsigned nworkers, struct mag__procpo
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
-        zygote_main(sv[1], parent, main_thread);
+        mag__zygote_main(sv[1], parent, main_thread);
     }
     int e = pid < 0 ? -errno : 0;
     close(sv[1]);
-    p->ctl = sv[0];
-    p->zygote = pid;
     if (e) {
         close(sv[0]);
-        pthread_mutex_destroy(&p->lock);
-        pthread_mutex_destroy(&p->ctl_lock);
-        free(p->slots);
-        free(p);
+        pool_free(p);
         return e;
     }
+    /* Our unreaped child: its pid cannot be reused before we wait for it. */
+    int pidfd = pidfd_open(pid, 0);
+    p->zygote = (zygote_ref_t){sv[0], pidfd, pid, true};
+    p->zygote_pid = pid;
+    if (pidfd < 0) {
+        e = -errno;
+        kill(pid, SIGKILL);
+        close(sv[0]);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        pool_free(p);
+        return e;
+    }
+    /* Sequence numbers start at a value no worker saw in its memory. */
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed = mag__now();
+    atomic_store_explicit(&p->next_seq, seed, memory_order_relaxed); /* before any caller */
+    spare_fork(&p->zygote, &p->spare);
     for (unsigned i = 0; i < nworkers && !e; i++) {
-        e = zygote_spawn(p, &p->slots[i]);
+        e = worker_spawn(p, &p->slots[i]);
         if (!e) {
             p->slots[i].next = p->idle;
             p->idle = &p->slots[i];
@@ -737,6 +714,6 @@ void mag_pool_stats(mag_runtime_t *rt, mag_pool_stats_t *out)
     out->proc_idle = p->nidle;
     out->proc_jobs = atomic_load_explicit(&p->jobs, memory_order_relaxed);
     out->proc_replaced = p->replaced;
-    out->zygote_pid = p->zygote;
+    out->zygote_pid = p->zygote_pid;
     pthread_mutex_unlock(&p->lock);
 }

@@ -230,7 +230,10 @@ struct mag_runtime {
     uint64_t start_ns;         /* mag__now() at create (metrics) */
     pthread_t loop_owner;      /* loop mode: the block_on thread */
     bool loop_owned;
-    bool draining;             /* loop mode shutdown: run until live == 0 */
+    bool draining;             /* loop mode shutdown: run until live == 0 ... */
+    uint64_t drain_until_ns;   /* ... or until this mag__now() time, if not 0 */
+    uint64_t shutdown_ns;      /* lifecycle/: when shutdown first cancelled every task */
+    uint64_t shutdown_report_ns; /* lifecycle/: when to name the tasks left next */
     _Atomic uint32_t started;  /* futex word: every worker ring exists */
     _Atomic uint32_t stopping; /* workers exit their loop */
     _Atomic uint32_t closing;  /* shutdown started: spawns are refused */

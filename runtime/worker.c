@@ -258,6 +258,14 @@ static bool has_local_work(mag__worker_t *w)
     return atomic_load_explicit(&w->lifo, memory_order_relaxed) || mag__deque_len(&w->deque);
 }
 
+/* Loop mode: a shutdown with a time limit (mag_runtime_shutdown_timeout)
+ * drains the loop until then at most; the clock is read only while one
+ * drains. */
+static bool drain_over(const mag_runtime_t *rt)
+{
+    return rt->draining && rt->drain_until_ns && mag__now() >= rt->drain_until_ns;
+}
+
 static void park(mag__worker_t *w)
 {
     mag_runtime_t *rt = w->rt;
@@ -286,9 +294,13 @@ static void park(mag__worker_t *w)
         /* seq_cst: after the seq_cst store of sleeping, paired with the
          * stopper's and the last finisher's seq_cst operations. */
         bool stop = atomic_load_explicit(&rt->stopping, memory_order_seq_cst) ||
-                    (rt->draining && !atomic_load_explicit(&rt->live, memory_order_seq_cst));
+                    (rt->draining && !atomic_load_explicit(&rt->live, memory_order_seq_cst)) ||
+                    drain_over(rt);
+        uint64_t wake = mag__wheel_next(&w->wheel);
+        if (rt->draining && rt->drain_until_ns && rt->drain_until_ns < wake)
+            wake = rt->drain_until_ns; /* a timed shutdown regains its thread */
         if (listed && !stop && !mag__ring_cancels_pending(w))
-            mag__ring_wait(w, mag__wheel_next(&w->wheel));
+            mag__ring_wait(w, wake);
         mag__ring_sleep_end(w);
         mag__ring_poll(w);
         poll_timers(w);
@@ -328,7 +340,8 @@ void mag__worker_loop(mag__worker_t *w, mag_task_t *until)
         if (until ? task_done(until)
                   : atomic_load_explicit(&w->rt->stopping, memory_order_acquire) ||
                         (w->rt->draining &&
-                         !atomic_load_explicit(&w->rt->live, memory_order_acquire)))
+                         !atomic_load_explicit(&w->rt->live, memory_order_acquire)) ||
+                        drain_over(w->rt))
             break;
         w->tick++;
         if (w->tick % FAIRNESS_INTERVAL == 0) {

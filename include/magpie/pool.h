@@ -76,6 +76,14 @@ MAG_API int mag_run_blocking(mag_fn fn, void *arg, int *status);
  * killed, even with SIGKILL). mag_runtime_shutdown kills and reaps every
  * worker and reaps the zygote: no zombies and no orphans.
  *
+ * A spare zygote, forked by the zygote when the pool starts (so from the
+ * same single-threaded image), waits beside it. Should the zygote die (a
+ * SIGKILL from outside), its workers die with it, their jobs fail with
+ * -ECHILD, and the spare becomes the zygote, forks the next spare, and the
+ * pool heals. A promoted zygote is no longer this process's child (its
+ * parent died), so the init process reaps it; it still leaves with this
+ * process, through its control socket.
+ *
  * A job's function runs in a worker with the memory image the parent had
  * when the runtime was created (the registry of functions included), so it
  * sees no later change of the parent's memory: everything it needs comes in
@@ -117,14 +125,47 @@ MAG_API int mag_proc_register(const char *name, mag_proc_fn fn);
  *   -ENXIO       the runtime has no process pool (cfg.proc_workers == 0)
  *   -ECHILD      the worker died while running the job (crash, abort,
  *                SIGKILL): only this job fails, and a new worker replaces it;
- *                also when no worker can be started any more
+ *                also when no worker can be started any more (a zygote that
+ *                died is replaced by its spare, see above, unless that died
+ *                too); and when something other than the function's return wrote
+ *                on the worker's reply channel (a reply that is not this
+ *                job's, bytes beyond it, or bytes while the worker was
+ *                idle): the worker is then treated as dead, so that no
+ *                caller ever receives another's output
  *   -ECANCELED / -ETIMEDOUT
  *                the caller was cancelled or passed its deadline: a job
  *                already sent to a worker has that worker killed (and
  *                replaced) at once, so it stops using a core
+ *   -ETIMEDOUT   also: the job ran past its timeout (cfg.proc_timeout_ms,
+ *                or mag_proc_call_ex's); its worker was killed and replaced
+ *                (a stopped or hung worker is found this way)
+ *   -ESHUTDOWN   the runtime's shutdown began: the job's worker was killed
+ *                (a call from a plain thread returns rather than hold the
+ *                shutdown up), or no job is accepted any more
+ *   -EAGAIN      a timeout was asked for, and the pool's watchdog thread
+ *                could not be started
  *   -ENOMEM */
 MAG_API int mag_proc_call(const char *name, const void *in, size_t in_len, void **out,
                           size_t *out_len);
+
+/* Options of one process-pool call; zero-initialise, then set what you need. */
+typedef struct mag_proc_opts {
+    /* How long the job may run in its worker, from the moment a worker is
+     * taken (the wait for a free worker is not counted: bound that with
+     * the task's deadline). Past it the worker is killed and replaced and
+     * the call returns -ETIMEDOUT. 0 = the pool's default
+     * (cfg.proc_timeout_ms); MAG_PROC_NO_TIMEOUT = none, whatever the
+     * default. Enforced for tasks and plain threads alike, within a few
+     * milliseconds. */
+    uint64_t timeout_ns;
+} mag_proc_opts_t;
+
+#define MAG_PROC_NO_TIMEOUT UINT64_MAX
+
+/* mag_proc_call with options (NULL = the defaults). Same contract, results
+ * and context rules as mag_proc_call. */
+MAG_API int mag_proc_call_ex(const char *name, const void *in, size_t in_len, void **out,
+                             size_t *out_len, const mag_proc_opts_t *opts);
 
 /* ---- statistics (tests, tuning) ------------------------------------------ */
 typedef struct mag_pool_stats {

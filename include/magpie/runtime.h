@@ -79,12 +79,18 @@ typedef struct mag_config {
      * The first runtime created sets the budget for the life of the process;
      * the value of runtimes created after it is ignored. */
     unsigned stack_guards;
+    /* The process pool's default timeout for one job, in milliseconds: a
+     * worker still running a job this long after it began is killed and
+     * replaced, and the call returns -ETIMEDOUT (mag_proc_call_ex can set
+     * another per call). 0 = no timeout (the default). */
+    unsigned proc_timeout_ms;
 } mag_config_t;
 
 /* Fills *cfg with defaults, then applies MAG_WORKERS, MAG_STACK_SIZE,
  * MAG_RING_ENTRIES, MAG_MAX_BLOCKING_THREADS, MAG_BLOCKING_KEEPALIVE_MS,
  * MAG_PROC_WORKERS, MAG_DEBUG, MAG_SLOW_TASK_MS, MAG_STATS (stats_path),
- * MAG_TRACE (trace_path), MAG_TRACE_EVENTS and MAG_STACK_GUARDS from the
+ * MAG_TRACE (trace_path), MAG_TRACE_EVENTS, MAG_STACK_GUARDS and
+ * MAG_PROC_TIMEOUT_MS from the
  * environment, each to the field of the same name. Numbers may end in k or m
  * (times 1024, 1024 * 1024). A malformed or out-of-range variable is ignored
  * with a one-line message on stderr naming the allowed range. stats_path and
@@ -120,9 +126,26 @@ MAG_API mag_task_t *mag_runtime_spawn(mag_runtime_t *rt, mag_fn fn, void *arg);
 
 /* Cancels every task, waits for each to return, stops the workers and frees
  * the runtime. Handles never joined are freed too (debug mode lists them).
+ * When it begins, the process pool kills the workers of jobs in flight
+ * (their callers, plain threads included, get -ESHUTDOWN) and refuses new
+ * jobs. A task still running 1 s after it was cancelled is named on stderr
+ * (a task dump of what is left), and again every 5 s while any remains.
  * -EBUSY when called from one of this runtime's own tasks, workers or
  * blocking-pool threads (it would wait for itself). */
 MAG_API int mag_runtime_shutdown(mag_runtime_t *rt);
+
+/* mag_runtime_shutdown that waits at most ns nanoseconds for the tasks to
+ * return. Returns 0 when it finished the shutdown (rt is freed), -ETIMEDOUT
+ * when tasks remain after ns, -EINVAL, -EBUSY and -EPERM as
+ * mag_runtime_shutdown. After -ETIMEDOUT the runtime is still allocated
+ * and shutting down: every task has been cancelled, new spawns are refused,
+ * the process pool is closed, and the remaining tasks keep running (a task
+ * that ignores its cancellation keeps its worker). The caller may then call
+ * mag_runtime_shutdown_timeout again, or mag_runtime_shutdown to wait for
+ * good; it must call one of them until one returns 0, or the runtime
+ * leaks. In loop mode (workers == 1) the remaining tasks run only inside
+ * these calls. Not from a task of rt (-EBUSY). */
+MAG_API int mag_runtime_shutdown_timeout(mag_runtime_t *rt, uint64_t ns);
 
 /* The runtime of the calling task or worker thread, or NULL. */
 MAG_API mag_runtime_t *mag_runtime_current(void);
