@@ -153,7 +153,8 @@ static int main_task(void *arg)
     ASSERT_EQ(mag_write(mag_process_stdin(p), "x", 1, -1), -EPIPE);
     mag_process_free(p);
 
-    /* Errors. */
+    /* Errors: a failed spawn leaves *out as it was. */
+    p = NULL;
     ASSERT_EQ(mag_process_spawn(&p, (const char *const[]){"/nonexistent/magpie", NULL}, NULL),
               -ENOENT);
     ASSERT_TRUE(p == NULL);
