@@ -518,16 +518,14 @@ static int parse_response(cursor_t *c, unsigned flags, mag_http_response_t *resp
         resp->framing = MAG_HTTP_BODY_LENGTH;
     else
         resp->framing = MAG_HTTP_BODY_CLOSE;
-    bool keep = resp->minor_version >= 1
-                    ? !(hd.conn & CONN_CLOSE)
-                    : (hd.conn & CONN_KEEP_ALIVE) && !(hd.conn & CONN_CLOSE);
+    bool keep = resp->minor_version >= 1 ? !(hd.conn & CONN_CLOSE)
+                                         : (hd.conn & CONN_KEEP_ALIVE) && !(hd.conn & CONN_CLOSE);
     if (keep && resp->framing != MAG_HTTP_BODY_CLOSE)
         resp->flags |= MAG_HTTP_KEEP_ALIVE;
     return 0;
 }
 
-int mag_http_parse_response(const char *buf, size_t len, unsigned flags,
-                            mag_http_response_t *resp)
+int mag_http_parse_response(const char *buf, size_t len, unsigned flags, mag_http_response_t *resp)
 {
     if (!resp || (!buf && len) || (flags & ~MAG_HTTP_RESPONSE_TO_HEAD))
         return -EINVAL;
@@ -549,8 +547,7 @@ int mag_http_parse_response(const char *buf, size_t len, unsigned flags,
     return (int)(c.p - (const unsigned char *)buf);
 }
 
-const mag_http_header_t *mag_http_response_header(const mag_http_response_t *resp,
-                                                  const char *name)
+const mag_http_header_t *mag_http_response_header(const mag_http_response_t *resp, const char *name)
 {
     if (!resp || !name)
         return NULL;

@@ -63,8 +63,7 @@ static bool text_char(unsigned char ch)
     return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
 }
 
-int mag_http_body_init(mag_http_body_t *body, unsigned framing, uint64_t length,
-                       uint64_t max_body)
+int mag_http_body_init(mag_http_body_t *body, unsigned framing, uint64_t length, uint64_t max_body)
 {
     if (!body || framing > MAG_HTTP_BODY_CLOSE)
         return -EINVAL;

@@ -156,7 +156,7 @@ typedef struct mag_http_body {
     uint8_t state;     /* where in the chunked grammar the decoder is */
     uint8_t digits;    /* hex digits of the current chunk size */
     uint8_t pad_;
-    int error;         /* sticky: once a feed fails, every later feed fails so */
+    int error; /* sticky: once a feed fails, every later feed fails so */
 } mag_http_body_t;
 
 /* Readies *body for a body framed as framing (MAG_HTTP_BODY_*), of length
@@ -182,8 +182,8 @@ MAG_API int mag_http_body_init(mag_http_body_t *body, unsigned framing, uint64_t
  *   -EFBIG    the body would exceed max_body: answer 413 and close
  *   -EINVAL   a NULL argument, or in NULL with len > 0 (outputs untouched)
  * A close-delimited body never ends here: see mag_http_body_finish. */
-MAG_API int mag_http_body_feed(mag_http_body_t *body, const char *in, size_t len,
-                               size_t *consumed, const char **out, size_t *out_len);
+MAG_API int mag_http_body_feed(mag_http_body_t *body, const char *in, size_t len, size_t *consumed,
+                               const char **out, size_t *out_len);
 
 /* Whether the body has ended: 1 when it has (mag_http_body_feed returned 1),
  * else 0. */
