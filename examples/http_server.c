@@ -1,24 +1,31 @@
 /*
- * http_server - HTTP/1.1 hello world on mag_serve, with keep-alive and
- * pipelining.
+ * http_server - HTTP/1.1 on mag_serve: hello world and an echo, with
+ * keep-alive and pipelining.
  *
  *   http_server [--port P] [--workers N] [--grace-ms MS]
  *
- * GET / (or HEAD /) answers 200 "Hello, World!"; other paths 404; other
- * methods 405. A malformed request gets 400 and the connection is closed; a
- * head over 8 KiB gets 431; HTTP/2+ on this port gets 505; a chunked body
- * gets 501 (bodies with Content-Length are read and discarded).
+ * GET / (or HEAD /) answers 200 "Hello, World!"; POST /echo answers the
+ * request body back with a Content-Length, whether it came with a
+ * Content-Length or chunked; other paths 404; other methods 405. Framing
+ * follows RFC 9112 (magpie/http1.h): a malformed request (a missing,
+ * repeated or bad Host included) gets 400, a request target over 8 KiB 414,
+ * a head over 8 KiB 431, a body over MAX_BODY 413, a transfer coding other
+ * than chunked 501, HTTP/2+ on this port 505; after those the connection is
+ * closed. A request body is read (and, but for /echo, dropped) before the
+ * request is answered, so the connection stays in step.
  *
- * The per-request path allocates nothing and makes no system call of its
- * own: each connection reads into a buffer on its task's stack, answers
- * every complete request in it (pipelining) into a second buffer, and sends
- * that with one send.
+ * Each connection's buffers live in one heap record, not on its task's
+ * stack, so the server runs with the smallest stacks (MAG_STACK_SIZE=16k).
+ * For GET the per-request path allocates nothing and makes no system call
+ * of its own: every complete request in what one receive brought is
+ * answered (pipelining) into the output buffer, sent with one send.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <magpie.h>
@@ -26,7 +33,9 @@
 
 #define IN_SIZE (2 * MAG_HTTP_MAX_HEAD)
 #define OUT_SIZE 16384
-#define OUT_SLACK 512 /* more than any one response head below */
+#define OUT_SLACK 512          /* more than any one response head below */
+#define MAX_BODY (1024 * 1024) /* a request body beyond this gets 413 */
+#define ECHO_KEEP (64 * 1024)  /* echo buffer capacity kept between requests */
 
 typedef struct opts {
     long port;
@@ -39,6 +48,34 @@ typedef struct out {
     size_t len;
 } out_t;
 
+/* What a request is routed to, decided from its head: the head's bytes may
+ * be gone by the time its body has been read. */
+typedef enum route {
+    ROUTE_HELLO,          /* GET / */
+    ROUTE_HELLO_HEAD,     /* HEAD / */
+    ROUTE_ECHO,           /* POST /echo */
+    ROUTE_NOT_FOUND,      /* GET elsewhere */
+    ROUTE_NOT_FOUND_HEAD, /* HEAD elsewhere */
+    ROUTE_NOT_ALLOWED,    /* any other method */
+    ROUTE_ECHO_NOT_ALLOWED,
+} route_t;
+
+/* One connection's state, on the heap: a task's stack holds only frames. */
+typedef struct conn {
+    int fd;
+    bool in_body;  /* a head was answered-to-be; its body is being read */
+    bool keep;     /* the connection may serve another request */
+    bool http10;   /* HTTP/1.0: keep-alive must be said */
+    route_t route; /* of the request whose body is being read */
+    mag_http_body_t body;
+    char *echo; /* POST /echo: the body so far */
+    size_t echo_len, echo_cap;
+    size_t ilen;            /* bytes in in[] */
+    mag_http_request_t req; /* valid only until in[] moves */
+    out_t out;
+    char in[IN_SIZE];
+} conn_t;
+
 #define LIT(s) s, sizeof(s) - 1
 
 static void put(out_t *o, const char *s, size_t n)
@@ -47,10 +84,24 @@ static void put(out_t *o, const char *s, size_t n)
     o->len += n;
 }
 
+static void put_u64(out_t *o, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do
+        digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n > 0)
+        o->buf[o->len++] = digits[--n];
+}
+
 static const char hello_head[] = "HTTP/1.1 200 OK\r\n"
                                  "Content-Type: text/plain\r\n"
                                  "Content-Length: 13\r\n";
 static const char hello_body[] = "Hello, World!";
+static const char echo_head[] = "HTTP/1.1 200 OK\r\n"
+                                "Content-Type: application/octet-stream\r\n"
+                                "Content-Length: ";
 static const char not_found_head[] = "HTTP/1.1 404 Not Found\r\n"
                                      "Content-Type: text/plain\r\n"
                                      "Content-Length: 10\r\n";
@@ -58,63 +109,247 @@ static const char not_found_body[] = "Not Found\n";
 static const char not_allowed_head[] = "HTTP/1.1 405 Method Not Allowed\r\n"
                                        "Allow: GET, HEAD\r\n"
                                        "Content-Length: 0\r\n";
+static const char echo_not_allowed_head[] = "HTTP/1.1 405 Method Not Allowed\r\n"
+                                            "Allow: POST\r\n"
+                                            "Content-Length: 0\r\n";
+static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 /* Final answers: the connection closes after them. */
-static const char bad_request[] = "HTTP/1.1 400 Bad Request\r\n"
-                                  "Content-Length: 0\r\nConnection: close\r\n\r\n";
-static const char too_large[] = "HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                                "Content-Length: 0\r\nConnection: close\r\n\r\n";
-static const char bad_version[] = "HTTP/1.1 505 HTTP Version Not Supported\r\n"
-                                  "Content-Length: 0\r\nConnection: close\r\n\r\n";
-static const char not_implemented[] = "HTTP/1.1 501 Not Implemented\r\n"
-                                      "Content-Length: 0\r\nConnection: close\r\n\r\n";
+#define FINAL(status) "HTTP/1.1 " status "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+static const char bad_request[] = FINAL("400 Bad Request");
+static const char too_large[] = FINAL("413 Content Too Large");
+static const char uri_too_long[] = FINAL("414 URI Too Long");
+static const char head_too_large[] = FINAL("431 Request Header Fields Too Large");
+static const char server_error[] = FINAL("500 Internal Server Error");
+static const char not_implemented[] = FINAL("501 Not Implemented");
+static const char bad_version[] = FINAL("505 HTTP Version Not Supported");
 
-/* Answers one parsed request into o. */
-static void respond(out_t *o, const mag_http_request_t *req, bool keep_alive)
+static bool is(const char *s, uint32_t n, const char *lit)
 {
-    bool head = req->method_len == 4 && !memcmp(req->method, "HEAD", 4);
-    bool get = req->method_len == 3 && !memcmp(req->method, "GET", 3);
-    if (!get && !head) {
-        put(o, LIT(not_allowed_head));
-    } else if (req->target_len == 1 && req->target[0] == '/') {
-        put(o, LIT(hello_head));
-    } else {
-        put(o, LIT(not_found_head));
-    }
-    if (!keep_alive)
-        put(o, LIT("Connection: close\r\n"));
-    else if (req->minor_version == 0)
-        put(o, LIT("Connection: keep-alive\r\n"));
-    put(o, LIT("\r\n"));
-    if (head || (!get && !head))
-        return;
-    if (req->target_len == 1 && req->target[0] == '/')
-        put(o, LIT(hello_body));
-    else
-        put(o, LIT(not_found_body));
+    return n == strlen(lit) && !memcmp(s, lit, n);
 }
 
-static int flush(int fd, out_t *o)
+static route_t route_of(const mag_http_request_t *req)
 {
-    if (o->len == 0)
+    bool get = is(req->method, req->method_len, "GET");
+    bool head = is(req->method, req->method_len, "HEAD");
+    if (is(req->target, req->target_len, "/echo"))
+        return is(req->method, req->method_len, "POST") ? ROUTE_ECHO : ROUTE_ECHO_NOT_ALLOWED;
+    if (!get && !head)
+        return ROUTE_NOT_ALLOWED;
+    if (is(req->target, req->target_len, "/"))
+        return get ? ROUTE_HELLO : ROUTE_HELLO_HEAD;
+    return get ? ROUTE_NOT_FOUND : ROUTE_NOT_FOUND_HEAD;
+}
+
+static int flush(conn_t *c)
+{
+    if (c->out.len == 0)
         return 0;
-    ssize_t r = mag_send_all(fd, o->buf, o->len, 0);
-    o->len = 0;
+    ssize_t r = mag_send_all(c->fd, c->out.buf, c->out.len, 0);
+    c->out.len = 0;
     return r < 0 ? (int)r : 0;
+}
+
+static void put_connection(conn_t *c)
+{
+    if (!c->keep)
+        put(&c->out, LIT("Connection: close\r\n"));
+    else if (c->http10)
+        put(&c->out, LIT("Connection: keep-alive\r\n"));
+    put(&c->out, LIT("\r\n"));
+}
+
+/* Answers the request whose body has just ended. Returns 0 or a send
+ * error. */
+static int respond(conn_t *c)
+{
+    out_t *o = &c->out;
+    switch (c->route) {
+    case ROUTE_HELLO:
+    case ROUTE_HELLO_HEAD:
+        put(o, LIT(hello_head));
+        put_connection(c);
+        if (c->route == ROUTE_HELLO)
+            put(o, LIT(hello_body));
+        break;
+    case ROUTE_NOT_FOUND:
+    case ROUTE_NOT_FOUND_HEAD:
+        put(o, LIT(not_found_head));
+        put_connection(c);
+        if (c->route == ROUTE_NOT_FOUND)
+            put(o, LIT(not_found_body));
+        break;
+    case ROUTE_NOT_ALLOWED:
+        put(o, LIT(not_allowed_head));
+        put_connection(c);
+        break;
+    case ROUTE_ECHO_NOT_ALLOWED:
+        put(o, LIT(echo_not_allowed_head));
+        put_connection(c);
+        break;
+    case ROUTE_ECHO:
+        put(o, LIT(echo_head));
+        put_u64(o, c->echo_len);
+        put(o, LIT("\r\n"));
+        put_connection(c);
+        if (c->echo_len <= OUT_SIZE - o->len) {
+            put(o, c->echo, c->echo_len);
+        } else {
+            int rc = flush(c);
+            if (rc < 0)
+                return rc;
+            ssize_t r = mag_send_all(c->fd, c->echo, c->echo_len, 0);
+            if (r < 0)
+                return (int)r;
+        }
+        c->echo_len = 0;
+        if (c->echo_cap > ECHO_KEEP) { /* an idle connection holds little */
+            free(c->echo);
+            c->echo = NULL;
+            c->echo_cap = 0;
+        }
+        break;
+    }
+    if (o->len > OUT_SIZE - OUT_SLACK)
+        return flush(c);
+    return 0;
+}
+
+/* Keeps n more body bytes for the echo; the decoder's limit bounds the
+ * total by MAX_BODY. */
+static int keep_echo(conn_t *c, const char *p, size_t n)
+{
+    if (c->echo_len + n > c->echo_cap) {
+        size_t cap = c->echo_cap ? c->echo_cap : 4096;
+        while (cap < c->echo_len + n)
+            cap *= 2;
+        char *grown = realloc(c->echo, cap);
+        if (!grown)
+            return -ENOMEM;
+        c->echo = grown;
+        c->echo_cap = cap;
+    }
+    memcpy(c->echo + c->echo_len, p, n);
+    c->echo_len += n;
+    return 0;
+}
+
+/* The final answer for a head the parser rejected. */
+static void reject_head(conn_t *c, int err)
+{
+    switch (err) {
+    case -ENAMETOOLONG:
+        put(&c->out, LIT(uri_too_long));
+        break;
+    case -EMSGSIZE:
+        put(&c->out, LIT(head_too_large));
+        break;
+    case -EOPNOTSUPP:
+        put(&c->out, LIT(not_implemented));
+        break;
+    case -EPROTONOSUPPORT:
+        put(&c->out, LIT(bad_version));
+        break;
+    default:
+        put(&c->out, LIT(bad_request));
+        break;
+    }
+}
+
+/* Starts on a parsed head: routes it and readies its body's decoder.
+ * *rest is what follows the head in the buffer. Returns 0, or 1 when a
+ * final answer has been put (the connection closes), or a send error. */
+static int start_request(conn_t *c, size_t rest)
+{
+    const mag_http_request_t *req = &c->req;
+    c->route = route_of(req);
+    c->keep = (req->flags & MAG_HTTP_KEEP_ALIVE) != 0;
+    c->http10 = req->minor_version == 0;
+    int rc = mag_http_body_init(&c->body, req->framing, req->content_length, MAX_BODY);
+    if (rc < 0) {
+        put(&c->out, LIT(too_large)); /* a Content-Length over MAX_BODY */
+        return 1;
+    }
+    c->in_body = true;
+    /* A client that waits for leave to send the body (RFC 9110 section
+     * 10.1.1) gets it, unless some of the body is already here. */
+    const mag_http_header_t *expect = mag_http_find_header(req, "expect");
+    if (expect && !c->http10 && rest == 0 && !mag_http_body_done(&c->body) &&
+        expect->value_len == 12 && !strncasecmp(expect->value, "100-continue", 12)) {
+        put(&c->out, LIT(continue_100));
+        return flush(c);
+    }
+    return 0;
+}
+
+/* Handles everything complete in in[0, ilen): bodies, then heads. Returns
+ * the bytes used (an incomplete head stays), with *final set when a final
+ * answer has been put, or a negative send error. */
+static ssize_t handle_input(conn_t *c, bool *final)
+{
+    size_t pos = 0;
+    for (;;) {
+        if (c->in_body) {
+            size_t used, n;
+            const char *p;
+            int rc = mag_http_body_feed(&c->body, c->in + pos, c->ilen - pos, &used, &p, &n);
+            pos += used;
+            if (n && c->route == ROUTE_ECHO && keep_echo(c, p, n) < 0) {
+                put(&c->out, LIT(server_error));
+                *final = true;
+                return (ssize_t)pos;
+            }
+            if (rc < 0) {
+                put(&c->out, rc == -EFBIG ? too_large : bad_request,
+                    rc == -EFBIG ? sizeof too_large - 1 : sizeof bad_request - 1);
+                *final = true;
+                return (ssize_t)pos;
+            }
+            if (rc == 0) {
+                if (pos == c->ilen)
+                    return (ssize_t)pos;
+                continue;
+            }
+            c->in_body = false;
+            if ((rc = respond(c)) < 0)
+                return rc;
+            if (!c->keep) {
+                *final = true;
+                return (ssize_t)pos;
+            }
+            continue;
+        }
+        if (pos == c->ilen)
+            return (ssize_t)pos;
+        int h = mag_http_parse_request(c->in + pos, c->ilen - pos, &c->req);
+        if (h == 0)
+            return (ssize_t)pos; /* incomplete: read more */
+        if (h < 0) {
+            reject_head(c, h);
+            *final = true;
+            return (ssize_t)pos;
+        }
+        pos += (size_t)h;
+        int rc = start_request(c, c->ilen - pos);
+        if (rc != 0) {
+            *final = rc > 0;
+            return rc > 0 ? (ssize_t)pos : rc;
+        }
+    }
 }
 
 /* Closing with unread input makes the kernel send a reset, which can destroy
  * the answer just sent before the client reads it. So after a final answer:
  * shut our side, then read and drop what the client still sends, for a
  * bounded time and amount (nginx's lingering close). */
-static void linger(int fd)
+static void linger(conn_t *c)
 {
-    char buf[4096];
     size_t total = 0;
-    shutdown(fd, SHUT_WR);
+    shutdown(c->fd, SHUT_WR);
     uint64_t token = mag_deadline_push(mag_now() + 500 * MAG_MS);
     while (total < 256 * 1024) {
-        ssize_t n = mag_recv(fd, buf, sizeof buf, 0);
+        ssize_t n = mag_recv(c->fd, c->in, sizeof c->in, 0);
         if (n <= 0)
             break;
         total += (size_t)n;
@@ -122,67 +357,46 @@ static void linger(int fd)
     mag_deadline_pop(token);
 }
 
-static int http_conn(int fd, void *ctx)
+static int serve_conn(conn_t *c)
 {
-    (void)ctx;
-    char in[IN_SIZE];
-    out_t out;
-    mag_http_request_t req;
-    size_t ilen = 0;
-    uint64_t body_left = 0; /* bytes of a request body still to discard */
-    out.len = 0;
     for (;;) {
-        ssize_t n = mag_recv(fd, in + ilen, sizeof in - ilen, 0);
+        ssize_t n = mag_recv(c->fd, c->in + c->ilen, sizeof c->in - c->ilen, 0);
         if (n <= 0)
             return (int)n; /* EOF, reset, or cancelled */
-        ilen += (size_t)n;
-        size_t pos = 0;
-        bool done = false;
-        while (pos < ilen && !done) {
-            if (body_left) {
-                size_t k = ilen - pos < body_left ? ilen - pos : (size_t)body_left;
-                pos += k;
-                body_left -= k;
-                continue;
-            }
-            int h = mag_http_parse_request(in + pos, ilen - pos, &req);
-            if (h == 0)
-                break; /* incomplete: read more */
-            if (h < 0) {
-                if (h == -EMSGSIZE)
-                    put(&out, LIT(too_large));
-                else if (h == -EPROTONOSUPPORT)
-                    put(&out, LIT(bad_version));
-                else
-                    put(&out, LIT(bad_request));
-                done = true;
-                break;
-            }
-            pos += (size_t)h;
-            if (req.flags & MAG_HTTP_TRANSFER_ENCODING) {
-                put(&out, LIT(not_implemented));
-                done = true;
-                break;
-            }
-            body_left = req.content_length;
-            bool keep = (req.flags & MAG_HTTP_KEEP_ALIVE) != 0;
-            respond(&out, &req, keep);
-            if (!keep)
-                done = true;
-            else if (out.len > OUT_SIZE - OUT_SLACK && flush(fd, &out) < 0)
-                return -EPIPE;
-        }
-        if (flush(fd, &out) < 0)
+        c->ilen += (size_t)n;
+        bool final = false;
+        ssize_t used = handle_input(c, &final);
+        if (used < 0)
+            return 0; /* the client went away mid-answer */
+        if (flush(c) < 0)
             return 0;
-        if (done) {
-            linger(fd);
+        if (final) {
+            linger(c);
             return 0;
         }
         /* Keep the incomplete head (< MAG_HTTP_MAX_HEAD bytes, else the
-         * parser said 431) at the front. */
-        memmove(in, in + pos, ilen - pos);
-        ilen -= pos;
+         * parser said 414 or 431) at the front. */
+        memmove(c->in, c->in + used, c->ilen - (size_t)used);
+        c->ilen -= (size_t)used;
     }
+}
+
+static int http_conn(int fd, void *ctx)
+{
+    (void)ctx;
+    conn_t *c = malloc(sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->fd = fd;
+    c->in_body = false;
+    c->echo = NULL;
+    c->echo_len = c->echo_cap = 0;
+    c->ilen = 0;
+    c->out.len = 0;
+    int rc = serve_conn(c);
+    free(c->echo);
+    free(c);
+    return rc;
 }
 
 /* SIGINT or SIGTERM cancels the serving task: mag_serve_ex stops accepting,

@@ -272,6 +272,7 @@ static const struct {
     LAYOUT(mag_config_t),         LAYOUT(mag_spawn_opts_t),   LAYOUT(mag_serve_opts_t),
     LAYOUT(mag_process_opts_t),   LAYOUT(mag_pool_stats_t),   LAYOUT(mag_metrics_t),
     LAYOUT(mag_worker_metrics_t), LAYOUT(mag_http_request_t), LAYOUT(mag_http_header_t),
+    LAYOUT(mag_http_response_t),  LAYOUT(mag_http_body_t),
 };
 
 /* The link flags the library needs, plus the sanitizers this test runs with

@@ -9,9 +9,10 @@
  *       test/fuzz/http_fuzz.c io/http1.c -o build/fuzz/http_fuzz
  *
  * The input is parsed as a stream of pipelined requests, the way the example
- * server does: each complete head is consumed (with its Content-Length body)
- * and the rest parsed again. Every result must be one the header documents
- * and every pointer must stay inside the input.
+ * server does: each complete head is consumed, its body decoded with the
+ * framing the parser chose (Content-Length or chunked), and the rest parsed
+ * again. Every result must be one the header documents and every pointer
+ * must stay inside the input.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -39,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t pos = 0;
     while (pos < size) {
         int r = mag_http_parse_request(buf + pos, size - pos, &req);
-        check(r == 0 || r > 0 || r == -EBADMSG || r == -EMSGSIZE || r == -EPROTONOSUPPORT);
+        check(r == 0 || r > 0 || r == -EBADMSG || r == -EMSGSIZE || r == -EPROTONOSUPPORT ||
+              r == -ENAMETOOLONG || r == -EOPNOTSUPP);
         if (r <= 0)
             break;
         check((size_t)r <= size - pos && r <= (int)MAG_HTTP_MAX_HEAD);
@@ -52,11 +54,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check(h->name >= lo && h->name + h->name_len <= hi);
             check(h->value >= lo && h->value + h->value_len <= hi);
         }
-        (void)mag_http_find_header(&req, "host");
+        check(req.minor_version == 0 || mag_http_find_header(&req, "host") != NULL);
+        check(req.framing != MAG_HTTP_BODY_CLOSE);
         pos += (size_t)r;
-        if (req.content_length > size - pos)
+        mag_http_body_t b;
+        if (mag_http_body_init(&b, req.framing, req.content_length, 1u << 20) < 0)
             break;
-        pos += (size_t)req.content_length;
+        int rc = 0;
+        while (rc == 0 && pos < size) {
+            size_t used, n;
+            const char *o;
+            rc = mag_http_body_feed(&b, buf + pos, size - pos, &used, &o, &n);
+            check(rc == 0 || rc == 1 || rc == -EBADMSG || rc == -EFBIG);
+            check(n == 0 || (o >= buf + pos && o + n <= buf + pos + used));
+            pos += used;
+        }
+        if (rc != 1)
+            break;
     }
     free(buf);
     return 0;
