@@ -55,8 +55,9 @@ TOOLS    := $(patsubst %.c,$(BUILD)/%,$(wildcard tools/*.c))
 PROGRAMS := $(TESTS) $(BENCHES) $(EXAMPLES) $(TOOLS)   # linked with libmagpie.a
 PROG_OBJ := $(patsubst $(BUILD)/%,$(BUILD)/obj/%.o,$(PROGRAMS) $(FLOOR))
 # Programs the tests run besides themselves: test/http_server.c starts
-# examples/http_server, test/obs_magtop.c drives tools/magtop.
-TEST_USES  := $(BUILD)/examples/http_server $(BUILD)/tools/magtop
+# examples/http_server, test/crawl.c runs examples/crawl, test/obs_magtop.c
+# drives tools/magtop.
+TEST_USES  := $(BUILD)/examples/http_server $(BUILD)/examples/crawl $(BUILD)/tools/magtop
 # What bench/run.sh runs (bench/net.sh: tools/loadgen).
 BENCH_USES := $(BENCHES) $(FLOOR) $(BUILD)/examples/echo_server \
               $(BUILD)/examples/http_server $(BUILD)/tools/loadgen
