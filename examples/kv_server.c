@@ -4,39 +4,30 @@
  *
  *   kv_server [--port P] [--workers N]
  *
- * Commands: PING [msg], ECHO msg, GET key, SET key value, DEL key...,
- * EXISTS key..., INCR key, MGET key..., QUIT. Names are case-insensitive.
- * Requests come as RESP arrays of bulk strings ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
- * or as inline commands ("GET k\r\n": words split on spaces and tabs; quotes
- * are not interpreted). Keys and values are binary-safe. SET takes no
- * options (EX, NX, ...: "syntax error"); there is no expiry and no
- * persistence.
+ * PING [msg], ECHO msg, GET key, SET key value, DEL key..., EXISTS key...,
+ * INCR key, MGET key..., QUIT; names in any case. Requests are RESP arrays
+ * of bulk strings or inline lines ("GET k\r\n": words split on spaces and
+ * tabs, no quoting). Keys and values are binary-safe. SET takes no options
+ * (EX, NX, ...: "syntax error"); nothing expires or persists. Port 0 (the
+ * default) lets the kernel choose; "listening on <port>" is printed once the
+ * server accepts. Workers default to the online CPUs.
  *
- * Port 0 (the default) lets the kernel choose; the port is printed as
- * "listening on <port>" once the server accepts. Workers default to the
- * online CPUs (MAG_WORKERS also works; --workers wins).
+ * Each connection reads into a heap buffer, answers every complete request
+ * in it (pipelining) into an output buffer, and sends that with one send
+ * (earlier past FLUSH_AT bytes). Limits, so that a client cannot make the
+ * server allocate without bound: a bulk string MAX_BULK bytes (512 MiB, as
+ * Redis), an array MAX_ARGS elements (1,048,576, as Redis before AUTH), an
+ * inline request MAX_INLINE bytes (64 KiB, as Redis), a whole request
+ * MAX_QUERY bytes (1 GiB, Redis's client-query-buffer-limit). Buffers grow
+ * only as bytes arrive (a declared length reserves nothing). A frame that
+ * breaks the protocol (a length that is not a number, negative or over its
+ * limit, a missing CRLF or '$', a request cut short by the end of input)
+ * gets "-ERR Protocol error: ...", after the answers to the requests before
+ * it, and the connection closes.
  *
- * Pipelining: each connection reads into a heap buffer, answers every
- * complete request in it into an output buffer, and sends that with one
- * send (earlier if the answers pass FLUSH_AT bytes).
- *
- * Limits, so that a client cannot make the server allocate without bound:
- * a bulk string is at most MAX_BULK bytes (512 MiB, as Redis), an array at
- * most MAX_ARGS elements (1,048,576, as Redis for clients that have not
- * authenticated), an inline request at most MAX_INLINE bytes (64 KiB, as
- * Redis), and one request as a whole at most MAX_QUERY bytes (1 GiB, Redis's
- * client-query-buffer-limit). The buffers grow only as bytes arrive (a
- * declared length reserves nothing), so a connection holds at most about
- * twice what its client has sent. A frame that breaks the protocol (a
- * length that is not a number, negative, or over its limit, a missing
- * CRLF, a '$' missing) gets "-ERR Protocol error: ..." and the connection
- * is closed, after the answers to the requests before it; so does a request
- * cut short by the end of the input.
- *
- * The keyspace is split into SHARDS hash tables, each behind its own
- * mag_mutex_t, so that connections on different workers rarely meet on a
- * lock. No lock is held across a suspension: every command locks, works on
- * memory, and unlocks.
+ * The keyspace is SHARDS hash tables, each behind its own mag_mutex_t, so
+ * that connections on different workers rarely meet on a lock. No lock is
+ * held across a suspension: a command locks, works on memory, and unlocks.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -58,11 +49,12 @@
 #define MAX_INLINE (64u << 10)
 #define MAX_QUERY ((size_t)1 << 30)
 #define LEN_LINE_MAX 24 /* "*" or "$", up to 20 digits (and a sign), CRLF */
-
-#define IN_START 16384
-#define OUT_START 16384
+#define BUF_START 16384 /* input and output buffers, at first */
 #define FLUSH_AT 65536
 #define KEEP_MAX (1u << 20) /* buffers above this shrink back once empty */
+#define PROTO(why) "-ERR Protocol error: " why "\r\n"
+#define QUERY_BIG PROTO("request over the 1 GiB query limit")
+#define NO_MEMORY "-ERR out of memory\r\n"
 
 /* ---- keyspace --------------------------------------------------------- */
 
@@ -72,8 +64,8 @@
 typedef struct entry {
     struct entry *next;
     uint64_t hash;
-    size_t klen, vlen, vcap;
-    char data[]; /* the key, then vcap bytes for the value */
+    size_t klen, vlen;
+    char data[]; /* the key, then the value: at least INT_TEXT_MAX bytes */
 } entry_t;
 
 /* Aligned to a cache line each, so that two workers on two shards do not
@@ -121,20 +113,6 @@ static int keyspace_init(void)
     return 0;
 }
 
-static void keyspace_free(void)
-{
-    for (int i = 0; i < SHARDS; i++) {
-        for (size_t s = 0; shards[i].slots && s <= shards[i].mask; s++) {
-            for (entry_t *e = shards[i].slots[s], *next; e; e = next) {
-                next = e->next;
-                free(e);
-            }
-        }
-        free(shards[i].slots);
-        shards[i].slots = NULL;
-    }
-}
-
 /* The link that points at key's entry (or at the NULL that ends its chain).
  * The shard's lock is held. */
 static entry_t **find_link(shard_t *sh, const char *k, size_t n, uint64_t h)
@@ -172,24 +150,16 @@ static void maybe_grow(shard_t *sh)
 
 #define INT_TEXT_MAX 20 /* "-9223372036854775808" */
 
-/* A new entry with room for vcap value bytes, and never less than
- * INT_TEXT_MAX: INCR then always rewrites a number in place. */
-static entry_t *entry_new(const char *k, size_t klen, const char *v, size_t vlen, size_t vcap,
-                          uint64_t h)
+/* A new entry, with room for at least INT_TEXT_MAX value bytes so that INCR
+ * always rewrites a number in place. */
+static entry_t *entry_new(const char *k, size_t klen, const char *v, size_t vlen, uint64_t h)
 {
-    if (vcap < INT_TEXT_MAX)
-        vcap = INT_TEXT_MAX;
-    entry_t *e = malloc(sizeof *e + klen + vcap);
+    entry_t *e = malloc(sizeof *e + klen + (vlen < INT_TEXT_MAX ? INT_TEXT_MAX : vlen));
     if (!e)
         return NULL;
-    e->next = NULL;
-    e->hash = h;
-    e->klen = klen;
-    e->vlen = vlen;
-    e->vcap = vcap;
+    *e = (entry_t){.hash = h, .klen = klen, .vlen = vlen};
     memcpy(e->data, k, klen);
-    if (vlen)
-        memcpy(e->data + klen, v, vlen);
+    memcpy(e->data + klen, v, vlen);
     return e;
 }
 
@@ -201,40 +171,53 @@ typedef struct arg {
 
 typedef struct conn {
     int fd;
-    char *in;
-    size_t in_len, in_cap;
-    char *out;
-    size_t out_len, out_cap;
+    char *in, *out; /* unparsed input; answers not yet sent */
+    size_t in_len, in_cap, out_len, out_cap;
     arg_t *args; /* the arguments of the frame being parsed */
-    size_t args_cap;
-    /* Progress through the frame at the front of the unparsed input, kept
-     * between reads so that a large request is not parsed again from its
-     * start each time more of it arrives. */
-    size_t want_args; /* the array's count; 0 until its header is read */
-    size_t have_args;
-    size_t scan; /* bytes of the frame parsed so far */
-    bool quit;   /* QUIT: answer, then close */
+    size_t nargs, args_cap;
+    /* Progress through the frame at the front of the input, kept between
+     * reads so that a large request is not parsed again from its start each
+     * time more of it arrives. */
+    size_t want_args;  /* the array's count; 0 until its header is read */
+    size_t scan;       /* bytes of the frame parsed so far */
+    bool quit;         /* QUIT: answer, then close */
+    const char *error; /* a protocol error to answer before closing */
+    const char *frame; /* the request being answered (args are from here) */
 } conn_t;
 
 #define LIT(s) s, sizeof(s) - 1
 
-/* Makes room for n more output bytes. -ENOMEM leaves the buffer as it was. */
-static int out_reserve(conn_t *c, size_t n)
+/* Doubles *cap until it holds need bytes, at most max. -ENOMEM (past max,
+ * or out of memory) leaves the buffer as it was. */
+static int grow(char **buf, size_t *cap, size_t need, size_t max)
 {
-    if (c->out_cap - c->out_len >= n)
-        return 0;
-    size_t cap = c->out_cap;
-    while (cap - c->out_len < n) {
-        if (cap > SIZE_MAX / 2)
-            return -ENOMEM;
-        cap *= 2;
-    }
-    char *p = realloc(c->out, cap);
+    if (need > max)
+        return -ENOMEM;
+    size_t n = *cap;
+    while (n < need)
+        n = n > max / 2 ? max : 2 * n;
+    char *p = realloc(*buf, n);
     if (!p)
         return -ENOMEM;
-    c->out = p;
-    c->out_cap = cap;
+    *buf = p;
+    *cap = n;
     return 0;
+}
+
+/* After one large request or answer: give the memory back. */
+static void shrink(char **buf, size_t *cap)
+{
+    char *p = *cap > KEEP_MAX ? realloc(*buf, BUF_START) : NULL;
+    if (p) {
+        *buf = p;
+        *cap = BUF_START;
+    }
+}
+
+static int out_reserve(conn_t *c, size_t n)
+{
+    /* n is at most a value's length and a little: the sum cannot wrap. */
+    return c->out_cap - c->out_len >= n ? 0 : grow(&c->out, &c->out_cap, c->out_len + n, SIZE_MAX);
 }
 
 static int put(conn_t *c, const char *s, size_t n)
@@ -290,141 +273,101 @@ static int flush(conn_t *c)
         return 0;
     ssize_t r = mag_send_all(c->fd, c->out, c->out_len, 0);
     c->out_len = 0;
-    if (c->out_cap > KEEP_MAX) { /* one big answer: give the memory back */
-        char *p = realloc(c->out, OUT_START);
-        if (p) {
-            c->out = p;
-            c->out_cap = OUT_START;
-        }
-    }
+    shrink(&c->out, &c->out_cap);
     return r < 0 ? (int)r : 0;
 }
 
 /* ---- commands ------------------------------------------------------------ */
 
-typedef struct cmd_args {
-    const char *base; /* the frame */
-    const arg_t *v;
-    size_t n;
-} cmd_args_t;
-
-static const char *arg_ptr(const cmd_args_t *a, size_t i)
+/* Argument i of the frame being answered. */
+static const char *arg(const conn_t *c, size_t i)
 {
-    return a->base + a->v[i].off;
+    return c->frame + c->args[i].off;
 }
 
 /* Each returns 0 (answered), or a negative errno that ends the connection. */
-typedef int (*cmd_fn)(conn_t *c, const cmd_args_t *a);
+typedef int (*cmd_fn)(conn_t *c);
 
-static int cmd_ping(conn_t *c, const cmd_args_t *a)
+/* PING, and ECHO (always with its argument). */
+static int cmd_ping(conn_t *c)
 {
-    if (a->n == 2)
-        return put_bulk(c, arg_ptr(a, 1), a->v[1].len);
+    if (c->nargs == 2)
+        return put_bulk(c, arg(c, 1), c->args[1].len);
     return put(c, LIT("+PONG\r\n"));
 }
 
-static int cmd_echo(conn_t *c, const cmd_args_t *a)
-{
-    return put_bulk(c, arg_ptr(a, 1), a->v[1].len);
-}
-
-/* Appends key's value as a bulk string, or the null bulk. The lock is taken
- * again if the output buffer has to grow for a value that changed size. */
+/* Appends key's value as a bulk string, or the null bulk. */
 static int reply_value(conn_t *c, const char *k, size_t klen)
 {
     uint64_t h = hash_key(k, klen);
     shard_t *sh = shard_of(h);
-    for (;;) {
-        int rc = mag_mutex_lock(&sh->lock);
-        if (rc < 0)
-            return rc;
-        entry_t *e = *find_link(sh, k, klen, h);
-        if (!e) {
-            mag_mutex_unlock(&sh->lock);
-            return put(c, LIT("$-1\r\n"));
-        }
-        size_t need = e->vlen + 32;
-        if (c->out_cap - c->out_len >= need) {
-            put_bulk(c, entry_value(e), e->vlen); /* fits: cannot fail */
-            mag_mutex_unlock(&sh->lock);
-            return 0;
-        }
-        mag_mutex_unlock(&sh->lock); /* no allocation under the lock */
-        rc = out_reserve(c, need);
-        if (rc < 0)
-            return rc;
-    }
-}
-
-static int cmd_get(conn_t *c, const cmd_args_t *a)
-{
-    return reply_value(c, arg_ptr(a, 1), a->v[1].len);
-}
-
-static int cmd_mget(conn_t *c, const cmd_args_t *a)
-{
-    int rc = put_num(c, '*', (long long)(a->n - 1));
-    for (size_t i = 1; i < a->n && rc == 0; i++)
-        rc = reply_value(c, arg_ptr(a, i), a->v[i].len);
+    int rc = mag_mutex_lock(&sh->lock);
+    if (rc < 0)
+        return rc;
+    entry_t *e = *find_link(sh, k, klen, h);
+    rc = e ? put_bulk(c, entry_value(e), e->vlen) : put(c, LIT("$-1\r\n"));
+    mag_mutex_unlock(&sh->lock);
     return rc;
 }
 
-/* A value up to this size is copied into the old entry under the lock when
- * it fits there; a larger one is copied into a new entry before locking. */
-#define SET_IN_PLACE_MAX 4096
-
-static int cmd_set(conn_t *c, const cmd_args_t *a)
+static int cmd_get(conn_t *c)
 {
-    if (a->n != 3)
+    return reply_value(c, arg(c, 1), c->args[1].len);
+}
+
+static int cmd_mget(conn_t *c)
+{
+    int rc = put_num(c, '*', (long long)(c->nargs - 1));
+    for (size_t i = 1; i < c->nargs && rc == 0; i++)
+        rc = reply_value(c, arg(c, i), c->args[i].len);
+    return rc;
+}
+
+/* Puts fresh in key's place (the lock is held): returns the entry it
+ * replaces, for the caller to free after unlocking. */
+static entry_t *replace(shard_t *sh, entry_t **link, entry_t *fresh)
+{
+    entry_t *old = *link;
+    fresh->next = old ? old->next : NULL;
+    *link = fresh;
+    if (!old) {
+        sh->count++;
+        maybe_grow(sh);
+    }
+    return old;
+}
+
+static int cmd_set(conn_t *c)
+{
+    if (c->nargs != 3)
         return put(c, LIT("-ERR syntax error\r\n"));
-    const char *k = arg_ptr(a, 1), *v = arg_ptr(a, 2);
-    size_t klen = a->v[1].len, vlen = a->v[2].len;
+    const char *k = arg(c, 1);
+    size_t klen = c->args[1].len;
     uint64_t h = hash_key(k, klen);
     shard_t *sh = shard_of(h);
-    entry_t *fresh = NULL;
-    if (vlen > SET_IN_PLACE_MAX && !(fresh = entry_new(k, klen, v, vlen, vlen, h)))
-        return put(c, LIT("-ERR out of memory\r\n"));
-    for (;;) {
-        int rc = mag_mutex_lock(&sh->lock);
-        if (rc < 0) {
-            free(fresh);
-            return rc;
-        }
-        entry_t **link = find_link(sh, k, klen, h);
-        entry_t *old = *link;
-        if (!fresh && old && old->vcap >= vlen) {
-            memcpy(entry_value(old), v, vlen);
-            old->vlen = vlen;
-            mag_mutex_unlock(&sh->lock);
-            break;
-        }
-        if (fresh) {
-            fresh->next = old ? old->next : NULL;
-            *link = fresh;
-            if (!old) {
-                sh->count++;
-                maybe_grow(sh);
-            }
-            mag_mutex_unlock(&sh->lock);
-            free(old);
-            break;
-        }
-        /* A new key, or a value that outgrew its entry: allocate outside
-         * the lock and look again (another SET may have come meanwhile). */
-        mag_mutex_unlock(&sh->lock);
-        if (!(fresh = entry_new(k, klen, v, vlen, vlen, h)))
-            return put(c, LIT("-ERR out of memory\r\n"));
+    /* The value is copied before locking, so that the lock is held for a
+     * few pointer writes however large the value. */
+    entry_t *fresh = entry_new(k, klen, arg(c, 2), c->args[2].len, h);
+    if (!fresh)
+        return put(c, LIT(NO_MEMORY));
+    int rc = mag_mutex_lock(&sh->lock);
+    if (rc < 0) {
+        free(fresh);
+        return rc;
     }
+    entry_t *old = replace(sh, find_link(sh, k, klen, h), fresh);
+    mag_mutex_unlock(&sh->lock);
+    free(old);
     return put(c, LIT("+OK\r\n"));
 }
 
 /* DEL and EXISTS: how many of the keys there are (DEL: were). */
-static int count_keys(conn_t *c, const cmd_args_t *a, bool remove)
+static int count_keys(conn_t *c, bool remove)
 {
     long long found = 0;
-    for (size_t i = 1; i < a->n; i++) {
-        const char *k = arg_ptr(a, i);
-        size_t klen = a->v[i].len;
+    for (size_t i = 1; i < c->nargs; i++) {
+        const char *k = arg(c, i);
+        size_t klen = c->args[i].len;
         uint64_t h = hash_key(k, klen);
         shard_t *sh = shard_of(h);
         int rc = mag_mutex_lock(&sh->lock);
@@ -437,225 +380,179 @@ static int count_keys(conn_t *c, const cmd_args_t *a, bool remove)
             sh->count--;
         }
         mag_mutex_unlock(&sh->lock);
-        if (e) {
-            found++;
-            if (remove)
-                free(e);
-        }
+        found += e != NULL;
+        if (remove)
+            free(e);
     }
     return put_num(c, ':', found);
 }
 
-static int cmd_del(conn_t *c, const cmd_args_t *a)
+static int cmd_del(conn_t *c)
 {
-    return count_keys(c, a, true);
+    return count_keys(c, true);
 }
 
-static int cmd_exists(conn_t *c, const cmd_args_t *a)
+static int cmd_exists(conn_t *c)
 {
-    return count_keys(c, a, false);
+    return count_keys(c, false);
 }
 
 /* Redis's string2ll: an optional '-', digits without leading zeros ("0"
- * alone is fine), within int64_t; nothing else (no spaces, no '+'). */
+ * alone is fine), within long long; nothing else (no spaces, no '+'). */
 static bool parse_int64(const char *s, size_t n, long long *out)
 {
-    if (n == 0 || n > 20)
+    if (n == 0 || n > INT_TEXT_MAX)
         return false;
     bool neg = s[0] == '-';
     size_t i = neg;
     if (i == n || (s[i] == '0' && (n - i > 1 || neg)))
         return false;
-    unsigned long long v = 0;
+    unsigned long long v = 0, limit = neg ? (unsigned long long)LLONG_MAX + 1 : LLONG_MAX;
     for (; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
             return false;
         unsigned d = (unsigned)(s[i] - '0');
-        if (v > (ULLONG_MAX - d) / 10)
+        if (v > (limit - d) / 10)
             return false;
         v = v * 10 + d;
     }
-    if (neg ? v > (unsigned long long)LLONG_MAX + 1 : v > (unsigned long long)LLONG_MAX)
-        return false;
     *out = neg ? (long long)(0 - v) : (long long)v;
     return true;
 }
 
-static int cmd_incr(conn_t *c, const cmd_args_t *a)
+static int cmd_incr(conn_t *c)
 {
-    const char *k = arg_ptr(a, 1);
-    size_t klen = a->v[1].len;
+    const char *k = arg(c, 1);
+    size_t klen = c->args[1].len;
     uint64_t h = hash_key(k, klen);
     shard_t *sh = shard_of(h);
-    entry_t *fresh = NULL; /* for a new key, made outside the lock */
-    for (;;) {
-        int rc = mag_mutex_lock(&sh->lock);
-        if (rc < 0) {
-            free(fresh);
-            return rc;
-        }
-        entry_t **link = find_link(sh, k, klen, h);
-        entry_t *e = *link;
-        long long v = 0;
-        const char *err = NULL;
-        if (e && !parse_int64(entry_value(e), e->vlen, &v))
-            err = "-ERR value is not an integer or out of range\r\n";
-        else if (v == LLONG_MAX)
-            err = "-ERR increment or decrement would overflow\r\n";
-        if (err) {
-            mag_mutex_unlock(&sh->lock);
-            free(fresh);
-            return put(c, err, strlen(err));
-        }
-        if (!e && !fresh) {
-            /* A new key: allocate outside the lock, then look again (another
-             * INCR or SET may have made it meanwhile). */
-            mag_mutex_unlock(&sh->lock);
-            if (!(fresh = entry_new(k, klen, NULL, 0, INT_TEXT_MAX, h)))
-                return put(c, LIT("-ERR out of memory\r\n"));
-            continue;
-        }
-        if (!e) {
-            *link = e = fresh;
-            fresh = NULL;
-            sh->count++;
-            maybe_grow(sh);
-        }
-        /* A number parsed, so vlen <= INT_TEXT_MAX <= vcap: in place. */
+    /* In case the key is new: made before locking, freed if not needed. */
+    entry_t *fresh = entry_new(k, klen, "0", 1, h);
+    if (!fresh)
+        return put(c, LIT(NO_MEMORY));
+    int rc = mag_mutex_lock(&sh->lock);
+    if (rc < 0) {
+        free(fresh);
+        return rc;
+    }
+    entry_t **link = find_link(sh, k, klen, h);
+    entry_t *e = *link;
+    if (!e) {
+        replace(sh, link, fresh); /* may grow the table: link is stale */
+        e = fresh;
+        fresh = NULL;
+    }
+    long long v = 0;
+    const char *err = NULL;
+    if (!parse_int64(entry_value(e), e->vlen, &v))
+        err = "-ERR value is not an integer or out of range\r\n";
+    else if (v == LLONG_MAX)
+        err = "-ERR increment or decrement would overflow\r\n";
+    else {
+        /* It parsed, so it had at most INT_TEXT_MAX bytes: rewritten in place. */
         char text[INT_TEXT_MAX];
-        char *start = format_int(text + sizeof text, v + 1);
+        char *start = format_int(text + sizeof text, ++v);
         e->vlen = (size_t)(text + sizeof text - start);
         memcpy(entry_value(e), start, e->vlen);
-        mag_mutex_unlock(&sh->lock);
-        free(fresh); /* made for a key that appeared meanwhile */
-        return put_num(c, ':', v + 1);
     }
+    mag_mutex_unlock(&sh->lock);
+    free(fresh);
+    return err ? put(c, err, strlen(err)) : put_num(c, ':', v);
 }
 
-static int cmd_quit(conn_t *c, const cmd_args_t *a)
+static int cmd_quit(conn_t *c)
 {
     c->quit = true;
     return put(c, LIT("+OK\r\n"));
 }
 
-/* The command table: arity as Redis counts it (the name included; -n means
- * at least n). */
+/* The command table. Argument counts include the name; max 0: no bound. */
 typedef struct command {
     const char *name;
     size_t name_len;
-    int arity;
-    int max_args; /* 0: no upper bound */
+    size_t min_args, max_args;
     cmd_fn fn;
 } command_t;
 
 #define NAME(s) s, sizeof(s) - 1
 static const command_t commands[] = {
-    {NAME("GET"), 2, 2, cmd_get},        {NAME("SET"), -3, 0, cmd_set},
-    {NAME("PING"), -1, 2, cmd_ping},     {NAME("INCR"), 2, 2, cmd_incr},
-    {NAME("MGET"), -2, 0, cmd_mget},     {NAME("DEL"), -2, 0, cmd_del},
-    {NAME("EXISTS"), -2, 0, cmd_exists}, {NAME("ECHO"), 2, 2, cmd_echo},
-    {NAME("QUIT"), -1, 0, cmd_quit},
+    {NAME("get"), 2, 2, cmd_get},       {NAME("set"), 3, 0, cmd_set},
+    {NAME("ping"), 1, 2, cmd_ping},     {NAME("incr"), 2, 2, cmd_incr},
+    {NAME("mget"), 2, 0, cmd_mget},     {NAME("del"), 2, 0, cmd_del},
+    {NAME("exists"), 2, 0, cmd_exists}, {NAME("echo"), 2, 2, cmd_ping},
+    {NAME("quit"), 1, 0, cmd_quit},
 };
 
-/* Copies at most max bytes of s into buf, as printable ASCII ('?' for the
- * rest and for quotes), for an error message. */
-static void printable(char *buf, size_t max, const char *s, size_t n)
+static int execute(conn_t *c)
 {
-    size_t i = 0;
-    for (; i < n && i < max; i++)
-        buf[i] = isprint((unsigned char)s[i]) && s[i] != '\'' ? s[i] : '?';
-    buf[i] = 0;
-}
-
-static int execute(conn_t *c, const cmd_args_t *a)
-{
-    const char *name = arg_ptr(a, 0);
-    size_t nlen = a->v[0].len;
+    const char *name = arg(c, 0);
+    size_t nlen = c->args[0].len;
+    char msg[128];
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         const command_t *cmd = &commands[i];
         if (cmd->name_len != nlen || strncasecmp(cmd->name, name, nlen) != 0)
             continue;
-        size_t at_least = (size_t)(cmd->arity < 0 ? -cmd->arity : cmd->arity);
-        if (a->n < at_least || (cmd->arity > 0 && a->n != at_least) ||
-            (cmd->max_args && a->n > (size_t)cmd->max_args)) {
-            char lower[16];
-            size_t j = 0;
-            for (; cmd->name[j]; j++)
-                lower[j] = (char)tolower((unsigned char)cmd->name[j]);
-            lower[j] = 0;
-            char msg[96];
-            int len = snprintf(msg, sizeof msg,
-                               "-ERR wrong number of arguments for '%s' command\r\n", lower);
-            return put(c, msg, (size_t)len);
-        }
-        return cmd->fn(c, a);
+        if (c->nargs >= cmd->min_args && (!cmd->max_args || c->nargs <= cmd->max_args))
+            return cmd->fn(c);
+        int len = snprintf(msg, sizeof msg, "-ERR wrong number of arguments for '%s' command\r\n",
+                           cmd->name);
+        return put(c, msg, (size_t)len);
     }
-    char shown[65], msg[128];
-    printable(shown, 64, name, nlen);
-    int len = snprintf(msg, sizeof msg, "-ERR unknown command '%s'\r\n", shown);
-    return put(c, msg, (size_t)len);
+    /* The name as printable ASCII, at most 64 bytes of it. */
+    int at = snprintf(msg, sizeof msg, "-ERR unknown command '");
+    size_t shown = nlen < 64 ? nlen : 64;
+    for (size_t i = 0; i < shown; i++)
+        msg[at++] = isprint((unsigned char)name[i]) && name[i] != '\'' ? name[i] : '?';
+    memcpy(msg + at, "'\r\n", 3);
+    return put(c, msg, (size_t)at + 3);
 }
 
 /* ---- RESP parser ------------------------------------------------------- */
 
-enum {
-    PARSE_MORE = 0, /* the frame is incomplete: read more */
-    PARSE_BAD_COUNT = -1,
-    PARSE_BAD_BULK_LEN = -2,
-    PARSE_NO_DOLLAR = -3,
-    PARSE_NO_CRLF = -4,
-    PARSE_INLINE_BIG = -5,
-    PARSE_QUERY_BIG = -6,
-    PARSE_NOMEM = -7,
-};
+/* What the parsers return: a frame's size in bytes (> 0), MORE (incomplete:
+ * read more), or BAD with the reason in c->error. */
+enum { MORE = 0, BAD = -1 };
 
-static const char *const parse_errors[] = {
-    [-PARSE_BAD_COUNT] = "-ERR Protocol error: invalid multibulk length\r\n",
-    [-PARSE_BAD_BULK_LEN] = "-ERR Protocol error: invalid bulk length\r\n",
-    [-PARSE_NO_DOLLAR] = "-ERR Protocol error: expected '$'\r\n",
-    [-PARSE_NO_CRLF] = "-ERR Protocol error: expected CRLF after a bulk string\r\n",
-    [-PARSE_INLINE_BIG] = "-ERR Protocol error: too big inline request\r\n",
-    [-PARSE_QUERY_BIG] = "-ERR Protocol error: request over the 1 GiB query limit\r\n",
-    [-PARSE_NOMEM] = "-ERR out of memory\r\n",
-};
-
-static int push_arg(conn_t *c, size_t off, size_t len)
+static long bad(conn_t *c, const char *why)
 {
-    if (c->have_args == c->args_cap) {
-        size_t cap = c->args_cap * 2;
-        arg_t *p = realloc(c->args, cap * sizeof *p);
+    c->error = why;
+    return BAD;
+}
+
+static long push_arg(conn_t *c, size_t off, size_t len)
+{
+    if (c->nargs == c->args_cap) {
+        arg_t *p = realloc(c->args, 2 * c->args_cap * sizeof *p);
         if (!p)
-            return PARSE_NOMEM;
+            return bad(c, NO_MEMORY);
         c->args = p;
-        c->args_cap = cap;
+        c->args_cap *= 2;
     }
-    c->args[c->have_args++] = (arg_t){off, len};
+    c->args[c->nargs++] = (arg_t){off, len};
     return 0;
 }
 
-/* Reads "<type><number>\r\n" at p (n bytes available). Returns the bytes it
- * spans and stores the number in *v; PARSE_MORE if the CRLF has not arrived;
- * bad if it is not a decimal number (a '-' allowed) ending in CRLF within
- * LEN_LINE_MAX bytes. */
-static long parse_len_line(const char *p, size_t n, long long *v, int bad)
+/* Reads "<type><number>\r\n" at p (n bytes there): its size, the number in
+ * *v; MORE; or BAD (why) if no decimal number and CRLF in LEN_LINE_MAX bytes. */
+static long parse_len_line(conn_t *c, const char *p, size_t n, long long *v, const char *why)
 {
     const char *cr = memchr(p, '\r', n < LEN_LINE_MAX ? n : LEN_LINE_MAX);
     if (!cr)
-        return n < LEN_LINE_MAX ? PARSE_MORE : bad;
-    size_t digits = (size_t)(cr - p) - 1;
-    if ((size_t)(cr - p) + 1 >= n)
-        return PARSE_MORE; /* the '\n' is still to come */
-    if (cr[1] != '\n' || !parse_int64(p + 1, digits, v))
-        return bad;
-    return (long)(cr - p) + 2;
+        return n < LEN_LINE_MAX ? MORE : bad(c, why);
+    size_t at = (size_t)(cr - p);
+    if (at + 1 == n)
+        return MORE; /* the '\n' is still to come */
+    if (cr[1] != '\n' || !parse_int64(p + 1, at - 1, v))
+        return bad(c, why);
+    return (long)at + 2;
 }
 
 /* An inline request: one line, words separated by spaces or tabs. */
-static int parse_inline(conn_t *c, const char *p, size_t n, size_t *used)
+static long parse_inline(conn_t *c, const char *p, size_t n)
 {
     const char *nl = memchr(p, '\n', n < MAX_INLINE ? n : MAX_INLINE);
     if (!nl)
-        return n < MAX_INLINE ? PARSE_MORE : PARSE_INLINE_BIG;
+        return n < MAX_INLINE ? MORE : bad(c, PROTO("too big inline request"));
     size_t end = (size_t)(nl - p);
     size_t line_end = end > 0 && p[end - 1] == '\r' ? end - 1 : end;
     for (size_t i = 0; i < line_end;) {
@@ -664,75 +561,55 @@ static int parse_inline(conn_t *c, const char *p, size_t n, size_t *used)
         size_t start = i;
         while (i < line_end && p[i] != ' ' && p[i] != '\t')
             i++;
-        if (i > start) {
-            int rc = push_arg(c, start, i - start);
-            if (rc < 0)
-                return rc;
-        }
+        if (i > start && push_arg(c, start, i - start) == BAD)
+            return BAD;
     }
-    *used = end + 1;
-    return 1;
+    return (long)end + 1;
 }
 
-/* Parses the frame at p (n bytes), resuming where the last call stopped.
- * Returns 1 with the arguments in c->args[0..c->have_args) (none for an
- * empty request, which gets no answer) and the frame's size in *used;
- * PARSE_MORE; or a PARSE_ error. Resets the progress when it returns other
- * than PARSE_MORE. */
-static int parse_frame(conn_t *c, const char *p, size_t n, size_t *used)
+/* Parses the frame at p (n bytes), resuming where the last call on it
+ * stopped. Complete: its size, with its arguments in c->args (none for an
+ * empty request, which gets no answer). */
+static long parse_frame(conn_t *c, const char *p, size_t n)
 {
-    int rc;
-    if (c->scan == 0 && p[0] != '*') {
-        rc = parse_inline(c, p, n, used);
-        if (rc == PARSE_MORE)
-            c->have_args = 0; /* parsed again from the start when the line is whole */
-        return rc;
-    }
+    if (c->scan == 0 && p[0] != '*')
+        return parse_inline(c, p, n);
     if (c->scan == 0) {
         long long count;
-        long h = parse_len_line(p, n, &count, PARSE_BAD_COUNT);
+        long h = parse_len_line(c, p, n, &count, PROTO("invalid multibulk length"));
         if (h <= 0)
-            return (int)h;
+            return h;
         if (count > (long long)MAX_ARGS)
-            return PARSE_BAD_COUNT;
-        if (count <= 0) { /* "*0" or "*-1": nothing to do, as Redis */
-            *used = (size_t)h;
-            return 1;
-        }
+            return bad(c, PROTO("invalid multibulk length"));
+        if (count <= 0) /* "*0" or "*-1": nothing to do, as Redis */
+            return h;
         c->want_args = (size_t)count;
         c->scan = (size_t)h;
     }
-    while (c->have_args < c->want_args) {
+    while (c->nargs < c->want_args) {
         size_t at = c->scan;
         if (at == n)
-            return PARSE_MORE;
+            return MORE;
         if (p[at] != '$')
-            return PARSE_NO_DOLLAR;
+            return bad(c, PROTO("expected '$'"));
         long long len;
-        long h = parse_len_line(p + at, n - at, &len, PARSE_BAD_BULK_LEN);
+        long h = parse_len_line(c, p + at, n - at, &len, PROTO("invalid bulk length"));
         if (h <= 0)
-            return (int)h;
+            return h;
         if (len < 0 || len > (long long)MAX_BULK)
-            return PARSE_BAD_BULK_LEN;
-        size_t data = at + (size_t)h;
-        if (data + (size_t)len > MAX_QUERY)
-            return PARSE_QUERY_BIG;
-        if (n - data < (size_t)len + 2)
-            return PARSE_MORE;
-        if (p[data + len] != '\r' || p[data + len + 1] != '\n')
-            return PARSE_NO_CRLF;
-        rc = push_arg(c, data, (size_t)len);
-        if (rc < 0)
-            return rc;
-        c->scan = data + (size_t)len + 2;
+            return bad(c, PROTO("invalid bulk length"));
+        size_t data = at + (size_t)h, end = data + (size_t)len + 2;
+        if (end > MAX_QUERY)
+            return bad(c, QUERY_BIG);
+        if (n < end)
+            return MORE; /* nothing is reserved for the declared length */
+        if (p[end - 2] != '\r' || p[end - 1] != '\n')
+            return bad(c, PROTO("expected CRLF after a bulk string"));
+        if (push_arg(c, data, (size_t)len) == BAD)
+            return BAD;
+        c->scan = end;
     }
-    *used = c->scan;
-    return 1;
-}
-
-static void frame_done(conn_t *c)
-{
-    c->want_args = c->have_args = c->scan = 0;
+    return (long)c->scan;
 }
 
 /* ---- the connection loop --------------------------------------------------- */
@@ -756,96 +633,59 @@ static void linger(int fd)
     mag_deadline_pop(token);
 }
 
-/* Makes room to read into: the buffer doubles when it is full, up to
- * MAX_QUERY bytes plus one, so that only bytes that arrived are paid for. */
-static int in_room(conn_t *c)
-{
-    if (c->in_len < c->in_cap)
-        return 0;
-    if (c->in_cap > MAX_QUERY)
-        return PARSE_QUERY_BIG;
-    size_t cap = c->in_cap * 2 > MAX_QUERY + 1 ? MAX_QUERY + 1 : c->in_cap * 2;
-    char *p = realloc(c->in, cap);
-    if (!p)
-        return PARSE_NOMEM;
-    c->in = p;
-    c->in_cap = cap;
-    return 0;
-}
-
-/* Answers every complete request at the front of the input. Returns 1 when
- * the connection is to close after the answers (QUIT or a protocol error,
- * whose answer is in the output), 0 to read more, or a negative errno. */
+/* Answers every complete request at the front of the input, and keeps the
+ * incomplete one there. 1: close after the answers (QUIT, or c->error); 0:
+ * read more; or a negative errno. */
 static int answer_batch(conn_t *c)
 {
     size_t pos = 0;
-    int result = 0;
-    while (pos < c->in_len) {
-        size_t used = 0;
-        int rc = parse_frame(c, c->in + pos, c->in_len - pos, &used);
-        if (rc == PARSE_MORE)
+    int rc = 0;
+    while (pos < c->in_len && rc == 0) {
+        long used = parse_frame(c, c->in + pos, c->in_len - pos);
+        if (used == MORE)
             break;
-        if (rc < 0) {
-            const char *msg = parse_errors[-rc];
-            frame_done(c);
-            result = put(c, msg, strlen(msg)) < 0 ? -ENOMEM : 1;
+        if (used == BAD) {
+            rc = 1;
             break;
         }
-        if (c->have_args > 0) {
-            cmd_args_t a = {c->in + pos, c->args, c->have_args};
-            rc = execute(c, &a);
-        }
-        frame_done(c);
-        pos += used;
-        if (rc < 0) {
-            result = rc;
-            break;
-        }
-        if (c->quit) {
-            result = 1;
-            break;
-        }
-        if (c->out_len >= FLUSH_AT && (rc = flush(c)) < 0) {
-            result = rc;
-            break;
-        }
+        c->frame = c->in + pos;
+        if (c->nargs > 0)
+            rc = execute(c);
+        c->want_args = c->nargs = c->scan = 0;
+        pos += (size_t)used;
+        if (rc == 0 && c->quit)
+            rc = 1;
+        else if (rc == 0 && c->out_len >= FLUSH_AT)
+            rc = flush(c);
     }
-    /* Keep the incomplete frame at the front (the parser's offsets are
-     * from its start). */
-    memmove(c->in, c->in + pos, c->in_len - pos);
+    memmove(c->in, c->in + pos, c->in_len - pos); /* offsets are from the frame */
     c->in_len -= pos;
-    if (c->in_len == 0 && c->in_cap > KEEP_MAX) {
-        char *p = realloc(c->in, IN_START);
-        if (p) {
-            c->in = p;
-            c->in_cap = IN_START;
-        }
-    }
-    return result;
+    if (c->in_len == 0)
+        shrink(&c->in, &c->in_cap);
+    return rc;
 }
 
 static int serve_conn(conn_t *c)
 {
     for (;;) {
-        int rc = in_room(c);
-        if (rc < 0) {
-            put(c, parse_errors[-rc], strlen(parse_errors[-rc]));
+        /* The input grows only when full: the bytes that arrived pay for it. */
+        if (c->in_len == c->in_cap && grow(&c->in, &c->in_cap, c->in_len + 1, MAX_QUERY + 1) < 0) {
+            c->error = c->in_cap > MAX_QUERY ? QUERY_BIG : NO_MEMORY;
             return 1;
         }
         ssize_t n = mag_recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
         if (n < 0)
             return (int)n; /* reset, or cancelled */
         if (n == 0) {
-            if (c->in_len == 0)
-                return 0;
-            put(c, LIT("-ERR Protocol error: unexpected end of input\r\n"));
-            return 1;
+            if (c->in_len > 0)
+                c->error = PROTO("unexpected end of input");
+            return c->in_len > 0;
         }
         c->in_len += (size_t)n;
-        rc = answer_batch(c);
+        int rc = answer_batch(c);
+        if (rc == 0)
+            rc = flush(c);
         if (rc != 0)
-            return rc;
-        if ((rc = flush(c)) < 0)
             return rc;
     }
 }
@@ -853,20 +693,19 @@ static int serve_conn(conn_t *c)
 static int kv_conn(int fd, void *ctx)
 {
     (void)ctx;
-    conn_t *c = calloc(1, sizeof *c);
+    conn_t *c = malloc(sizeof *c);
     if (!c)
         return -ENOMEM;
-    c->fd = fd;
-    c->in = malloc(IN_START);
-    c->out = malloc(OUT_START);
-    c->args = malloc(16 * sizeof *c->args);
-    c->in_cap = IN_START;
-    c->out_cap = OUT_START;
-    c->args_cap = 16;
+    *c = (conn_t){.fd = fd, .in_cap = BUF_START, .out_cap = BUF_START, .args_cap = 16};
+    c->in = malloc(BUF_START);
+    c->out = malloc(BUF_START);
+    c->args = malloc(c->args_cap * sizeof *c->args);
     int rc = -ENOMEM;
     if (c->in && c->out && c->args) {
         rc = serve_conn(c);
         if (rc == 1) { /* a final answer: send it, then close gently */
+            if (c->error)
+                put(c, c->error, strlen(c->error));
             if (flush(c) == 0)
                 linger(fd);
             rc = 0;
@@ -881,21 +720,16 @@ static int kv_conn(int fd, void *ctx)
 
 /* ---- start-up ---------------------------------------------------------- */
 
-typedef struct opts {
-    long port;
-    long workers;
-} opts_t;
+static long opt_port, opt_workers; /* --port, --workers */
 
 /* SIGINT or SIGTERM cancels the serving task: mag_serve stops accepting,
  * cancels the connections, and the program exits 0. */
+static sigset_t stop_signals;
+
 static int on_signal(void *server)
 {
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
     int sig = 0;
-    if (mag_signal_wait(&stop, &sig) == 0) {
+    if (mag_signal_wait(&stop_signals, &sig) == 0) {
         fprintf(stderr, "kv_server: %s, shutting down\n", strsignal(sig));
         mag_cancel(server);
     }
@@ -904,10 +738,9 @@ static int on_signal(void *server)
 
 static int serve_main(void *arg)
 {
-    opts_t *o = arg;
-    int lfd = mag_tcp_listen(NULL, (uint16_t)o->port, 4096);
+    int lfd = mag_tcp_listen(NULL, (uint16_t)opt_port, 4096);
     if (lfd < 0) {
-        fprintf(stderr, "kv_server: listen on port %ld: %s\n", o->port, strerror(-lfd));
+        fprintf(stderr, "kv_server: listen on port %ld: %s\n", opt_port, strerror(-lfd));
         return lfd;
     }
     printf("listening on %d\n", mag_local_port(lfd));
@@ -932,33 +765,31 @@ static long parse_num(const char *flag, const char *s, long lo, long hi)
 
 int main(int argc, char **argv)
 {
-    opts_t o = {.port = 0, .workers = 0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port"))
-            o.port = parse_num("--port", i + 1 < argc ? argv[++i] : NULL, 0, 65535);
+            opt_port = parse_num("--port", i + 1 < argc ? argv[++i] : NULL, 0, 65535);
         else if (!strcmp(argv[i], "--workers"))
-            o.workers = parse_num("--workers", i + 1 < argc ? argv[++i] : NULL, 1, MAG_MAX_WORKERS);
+            opt_workers =
+                parse_num("--workers", i + 1 < argc ? argv[++i] : NULL, 1, MAG_MAX_WORKERS);
         else {
             fprintf(stderr, "usage: kv_server [--port P] [--workers N]\n");
             return 2;
         }
     }
-    sigset_t stop; /* caught from now on: a signal during start-up is kept */
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    mag_signal_catch(&stop);
+    sigemptyset(&stop_signals); /* caught from now on: one during start-up is kept */
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    mag_signal_catch(&stop_signals);
     if (keyspace_init() < 0) {
         fprintf(stderr, "kv_server: out of memory\n");
         return 1;
     }
     mag_config_t cfg;
     mag_config_init(&cfg);
-    if (o.workers)
-        cfg.workers = (unsigned)o.workers;
+    if (opt_workers)
+        cfg.workers = (unsigned)opt_workers;
     int status = 0;
-    int rc = mag_run(&cfg, serve_main, &o, &status);
-    keyspace_free();
+    int rc = mag_run(&cfg, serve_main, NULL, &status);
     if (rc < 0) {
         fprintf(stderr, "kv_server: %s\n", strerror(-rc));
         return 1;
