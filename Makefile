@@ -57,6 +57,8 @@ PROG_OBJ := $(patsubst $(BUILD)/%,$(BUILD)/obj/%.o,$(PROGRAMS) $(FLOOR))
 # Programs the tests run besides themselves: test/http_server.c starts
 # examples/http_server, test/obs_magtop.c drives tools/magtop.
 TEST_USES  := $(BUILD)/examples/http_server $(BUILD)/tools/magtop
+# test/kv_server.c starts examples/kv_server.
+TEST_USES  += $(BUILD)/examples/kv_server
 # What bench/run.sh runs (bench/net.sh: tools/loadgen).
 BENCH_USES := $(BENCHES) $(FLOOR) $(BUILD)/examples/echo_server \
               $(BUILD)/examples/http_server $(BUILD)/tools/loadgen
