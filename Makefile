@@ -62,6 +62,8 @@ TEST_USES  += $(BUILD)/examples/kv_server
 # What bench/run.sh runs (bench/net.sh: tools/loadgen).
 BENCH_USES := $(BENCHES) $(FLOOR) $(BUILD)/examples/echo_server \
               $(BUILD)/examples/http_server $(BUILD)/tools/loadgen
+# bench/kv.sh: examples/kv_server.
+BENCH_USES += $(BUILD)/examples/kv_server
 DEPS_OK  := build/.deps-ok
 
 .PHONY: all lib test check-layers bench bench-peers bench-compare install clean deps format format-check fuzz fuzz-run

@@ -206,7 +206,7 @@ static void inline_commands(void)
 static void pipelining(void)
 {
     enum { N = 1000 };
-    static char req[N * 64], want[N * 64];
+    static char req[N * 128], want[N * 64];
     size_t rl = 0, wl = 0;
     for (int i = 0; i < N; i++) {
         char key[32], val[32];
