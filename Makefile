@@ -58,9 +58,13 @@ PROG_OBJ := $(patsubst $(BUILD)/%,$(BUILD)/obj/%.o,$(PROGRAMS) $(FLOOR))
 # examples/http_server, test/crawl.c runs examples/crawl, test/obs_magtop.c
 # drives tools/magtop.
 TEST_USES  := $(BUILD)/examples/http_server $(BUILD)/examples/crawl $(BUILD)/tools/magtop
+# test/kv_server.c starts examples/kv_server.
+TEST_USES  += $(BUILD)/examples/kv_server
 # What bench/run.sh runs (bench/net.sh: tools/loadgen).
 BENCH_USES := $(BENCHES) $(FLOOR) $(BUILD)/examples/echo_server \
               $(BUILD)/examples/http_server $(BUILD)/tools/loadgen
+# bench/kv.sh: examples/kv_server.
+BENCH_USES += $(BUILD)/examples/kv_server
 DEPS_OK  := build/.deps-ok
 
 .PHONY: all lib test check-layers bench bench-peers bench-compare install clean deps format format-check fuzz fuzz-run

@@ -36,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 
+import kv_report  # the key-value section (bench/kv_report.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # ------------------------------------------------------------ what is what
@@ -678,6 +680,8 @@ def main():
     WARNS.update(warns)
     MACHINE.update(m)
     rows, errors = build_rows(bench, net)
+    kv_report.HZ[0] = num(m.get("clk_tck", "100")) or 100
+    kv_rows, kv_notes = kv_report.load(a.raw)
     os.makedirs(a.out, exist_ok=True)
 
     foot = Notes()
@@ -692,6 +696,8 @@ def main():
         if any(k[1] == "2" for r in at2 for k in r.values):
             two_t = table(at2, two_columns(), notes, foot, n, errors, cmp_w="2")
 
+    kv_t = kv_report.table(kv_rows, kv_notes, foot, n)
+
     md = ["# magpie benchmark results", ""] + machine_lines(m) + [""]
     md += ["## magpie 1 worker and %s workers against the peers at %s workers" % (n, n), ""]
     md += main_t + [""]
@@ -704,6 +710,9 @@ def main():
     elif n != "1":
         md += ["The single-threaded comparison (the peers at 1 worker) is made in full "
                "mode only (`make bench` without QUICK=1).", ""]
+    if kv_t:
+        md += ["## Key-value: kv_server against redis-server (redis-benchmark)", ""]
+        md += kv_t + [""] + kv_report.how_to_read(m) + [""]
     if foot.reasons:
         md += ["Notes:", ""] + ["- " + x for x in foot.lines()] + [""]
     md += ["![chart](latest.svg)", ""] + how_to_read(m) + [""]
@@ -711,6 +720,7 @@ def main():
         f.write("\n".join(md))
 
     write_csv(os.path.join(a.out, "latest.csv"), rows, notes, n, m)
+    kv_report.append_csv(os.path.join(a.out, "latest.csv"), kv_rows, kv_notes, n)
 
     title = "magpie vs peers, relative to Tokio (%s workers) = 1, higher is better" % n
     svg = os.path.join(a.out, "latest.svg")
@@ -739,6 +749,9 @@ def main():
         if loop_t:
             print()
             print_plain(loop_t)
+        if kv_t:
+            print()
+            print_plain(kv_t)
         if foot.reasons:
             print()
             print("\n".join(foot.lines()))

@@ -31,6 +31,10 @@
 # neither 1 nor N: the other loads and the micro-benchmarks do not.
 # Every network run records, besides requests/s and CPU, the server's context
 # switches per request and the p99 latency (bench/net.sh).
+# Key-value (bench/kv.sh): redis-benchmark -c 50 -P 1 and -P 16 (PING inline
+# and multibulk, SET, GET, INCR; -n 200,000 each, quick: 20,000) against
+# examples/kv_server at 1 and N workers and against redis-server; skipped,
+# saying so, where redis-benchmark or redis-server is not installed.
 #
 # Nothing here is fatal: a missing toolchain, a program not built yet or a
 # benchmark that fails becomes a cell saying why, and the rest still runs.
@@ -39,7 +43,7 @@
 # Environment: PEERS_DIR (peer binaries, default build/peers), RESULTS (output
 # directory, default build/bench-results), PUBLISH (non-empty: publish),
 # README (the README.md whose bench section PUBLISH replaces, default
-# README.md; empty: none), NET_DURATION, NET_REPS, SKIP_PEER_BUILD=1.
+# README.md; empty: none), NET_DURATION, NET_REPS, KV_REQUESTS, SKIP_PEER_BUILD=1.
 set -u
 
 BUILD=${1:-build}
@@ -98,6 +102,12 @@ else
 fi
 REPS_BENCH=5
 [ "$MODE" = quick ] && REPS_BENCH=3
+# redis-benchmark requests per test and pipeline depth (bench/kv.sh).
+if [ "$MODE" = quick ]; then
+    KV_REQUESTS=${KV_REQUESTS:-20000}
+else
+    KV_REQUESTS=${KV_REQUESTS:-200000}
+fi
 
 tab=$(printf '\t')
 record() { # record FIELD...: one tab-separated line into the results
@@ -188,6 +198,29 @@ run_net() {
     done
 }
 
+# run_kv CONTESTANT WORKERS CMD...: bench/kv.sh, one K record per test and
+# pipeline depth (or a cell saying why not).
+run_kv() {
+    c=$1 w=$2
+    shift 2
+    out=$RAW/kv-$c-w$w.out err=$RAW/kv-$c-w$w.err
+    KV_REQUESTS=$KV_REQUESTS timeout $((STEP_LIMIT + 60)) bash bench/kv.sh "$c" "$@" >"$out" 2>"$err"
+    # NAME test pipeline rps user_us sys_us requests
+    while read -r _ t p rps user sys n; do
+        if [ "$rps" != - ]; then
+            record K "$c" "$w" "$t" "$p" "$rps" "$user" "$sys" "$n"
+        else
+            why=$(grep -v '^awk:' "$err" | last_line /dev/stdin)
+            na "$c" "$w" "kv_${t}_p$p" "failed: ${why:-no result}"
+        fi
+    done <"$out"
+    if [ ! -s "$out" ]; then
+        why=$(last_line "$err")
+        na "$c" "$w" kv "failed: ${why:-no result}"
+    fi
+}
+have_kv_load() { command -v redis-benchmark >/dev/null 2>&1; }
+
 PYTHON=python3
 [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3 # Debian's, where python3-uvloop installs
 
@@ -220,6 +253,8 @@ plan() {
             na uvloop "*" "*" "not available: python3-uvloop missing"
         fi
         command -v wrk >/dev/null 2>&1 || na "*" "*" http_c50 "not run: wrk missing (apt-get install wrk)"
+        have_kv_load || na "*" "*" kv "skipped (redis-benchmark not installed: apt-get install redis-tools)"
+        command -v redis-server >/dev/null 2>&1 || na redis "*" kv "skipped (redis-server not installed)"
     fi
 
     # --- scheduler micro-benchmarks, sync, pools: magpie in both modes
@@ -310,6 +345,22 @@ plan() {
             run_net "$id" "$kind" "$conns" "$p" 1 "$PYTHON" "bench/peers/python/${srv}_asyncio.py" $flag
         done
     done
+
+    # --- key-value: redis-benchmark against kv_server at 1 and N workers and
+    # against redis-server (one thread, as Redis serves), without persistence
+    for w in $WORKERS; do
+        step "kv magpie workers=$w" || continue
+        have_kv_load || continue # the build step said why
+        if [ -x "$BUILD/examples/kv_server" ]; then
+            run_kv magpie "$w" "$BUILD/examples/kv_server" --workers "$w"
+        else
+            na magpie "$w" kv "not available: $B/examples/kv_server not built"
+        fi
+    done
+    if step "kv redis-server"; then
+        have_kv_load && command -v redis-server >/dev/null 2>&1 &&
+            run_kv redis 1 redis-server --save '' --appendonly no
+    fi
 }
 
 plan
@@ -326,6 +377,7 @@ plan
     printf 'duration_echo\t%s\n' "$ECHO_DURATION"
     printf 'duration_http\t%s\n' "$HTTP_DURATION"
     printf 'duration_c10k\t%s\n' "$C10K_DURATION"
+    printf 'kv_requests\t%s\n' "$KV_REQUESTS"
     printf 'workers_n\t%s\n' "$N"
     printf 'cpu\t%s\n' "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
     printf 'cores\t%s\n' "$(getconf _NPROCESSORS_ONLN)"

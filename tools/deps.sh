@@ -27,6 +27,9 @@ else
     # Debian's interpreter: a python3 earlier on PATH may not see its packages.
     need python3-uvloop /usr/bin/python3 -c 'import uvloop'
     need gnuplot-nox command -v gnuplot
+    # The key-value rows: redis-benchmark and the redis-server it is compared with.
+    need redis-server command -v redis-server
+    need redis-tools command -v redis-benchmark
 fi
 [ -z "$missing" ] && exit 0
 cmd="apt-get install -y$missing"
