@@ -216,19 +216,34 @@ static mag__stack_t *carved_alloc(size_t map, size_t page)
     return s;
 }
 
+/* Under carve_lock. */
+static void push_free(mag__stack_t *s)
+{
+    stack_class_t *c = stack_class(s->map_size); /* exists: s came from it */
+    s->next = c->free;
+    c->free = s;
+}
+
 static void carved_free(mag__stack_t *s)
 {
     pthread_mutex_lock(&carve_lock);
-    stack_class_t *c = stack_class(s->map_size); /* exists: s came from it */
     bool keep = hot_free < HOT_STACKS;
-    if (keep)
+    if (keep) {
         hot_free++;
-    s->next = c->free;
-    c->free = s;
+        push_free(s);
+    }
     pthread_mutex_unlock(&carve_lock);
-    /* Its pages go back, the guard stays; the canary reads zero again. */
-    if (!keep)
-        madvise(s->lo, s->usable, MADV_DONTNEED);
+    if (keep)
+        return;
+    /* Its pages go back, the guard stays; the canary reads zero again. This
+     * must come before the stack is on the free list: once there, another
+     * thread may take it and run a task on it, and a DONTNEED then would
+     * zero that task's live frames (its parked context, the timers linked
+     * from them). */
+    madvise(s->lo, s->usable, MADV_DONTNEED);
+    pthread_mutex_lock(&carve_lock);
+    push_free(s);
+    pthread_mutex_unlock(&carve_lock);
 }
 
 mag__stack_t *mag__stack_alloc(size_t size)
