@@ -22,8 +22,9 @@ typedef struct opts {
 
 /* One task per connection: receive into a buffer on the task's stack and
  * send it all back. No allocation, one recv and (usually) one send per
- * message. The buffer is half the default 16 KiB stack, leaving room for the
- * calls below it (a 16 KiB buffer overflowed that stack). */
+ * message. The buffer is 8 KiB so that the connection's frame fits a 16 KiB
+ * stack (MAG_STACK_SIZE=16k) with room for the calls below it; a 16 KiB
+ * buffer did not. */
 static int echo(int fd, void *ctx)
 {
     (void)ctx;
