@@ -33,7 +33,14 @@ ifneq ($(WERROR),)
 WARN     += -Werror
 endif
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -I.
-CFLAGS   += -std=c11 -g $(OPT) $(WARN) -fPIC -fvisibility=hidden -pthread
+# Stack probes: a frame larger than a page touches each page on its way down,
+# so it hits a fiber stack's guard page instead of jumping it (runtime/fiber.c).
+# GCC for aarch64 assumes a 64 KiB guard unless told of the 4 KiB one.
+STACK_PROBES := -fstack-clash-protection
+ifneq ($(findstring aarch64,$(shell $(CC) -dumpmachine 2>/dev/null)),)
+STACK_PROBES += --param stack-clash-protection-guard-size=12
+endif
+CFLAGS   += -std=c11 -g $(OPT) $(WARN) -fPIC -fvisibility=hidden -pthread $(STACK_PROBES)
 LDFLAGS  += $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 LIBS     := -luring -lck -lpthread
 
@@ -97,7 +104,7 @@ $(BUILD)/libmagpie.so: $(LIB_OBJ)
 	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LIBS)
 $(BUILD)/magpie.pc: tools/magpie.pc.in
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@STACK_PROBES@|$(STACK_PROBES)|' $< > $@
 
 # Programs link the static library so that they run from the build tree.
 $(PROGRAMS): $(BUILD)/%: $(BUILD)/obj/%.o $(BUILD)/libmagpie.a
@@ -140,7 +147,7 @@ install: $(BUILD)/libmagpie.a $(BUILD)/libmagpie.so $(BUILD)/magpie.pc
 	install -m 644 include/magpie/*.h $(DESTDIR)$(PREFIX)/include/magpie/
 	install -m 644 $(BUILD)/libmagpie.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libmagpie.so $(DESTDIR)$(PREFIX)/lib/
-	sed -e 's|@PREFIX@|$(PREFIX)|' tools/magpie.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/magpie.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@STACK_PROBES@|$(STACK_PROBES)|' tools/magpie.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/magpie.pc
 
 # libFuzzer targets (clang): the HTTP parser.
 fuzz:

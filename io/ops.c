@@ -278,6 +278,10 @@ int64_t mag__io_wait(mag__io_t *io)
      * -ECANCELED then would lose them. */
     if (interrupted && (io->res == -ECANCELED || io->res == -EINTR))
         return interrupted;
+    /* Cancelled, yet not by this task: mag_close cancelled every request on
+     * the descriptor (see io.h). */
+    if (!interrupted && io->res == -ECANCELED)
+        return -EBADF;
     return io->res;
 }
 
@@ -451,17 +455,47 @@ int mag_open(const char *path, int flags, mode_t mode)
     return (int)mag__io_run(MAG__IO_OPEN, &a);
 }
 
+/* IORING_OP_CLOSE, waited for uninterruptibly: once submitted, the
+ * descriptor is released whatever the result, so the task's cancellation
+ * must neither cut the wait short nor lead to a second close. */
+static int close_through_ring(int fd)
+{
+    mag__io_args_t a = {.fd = fd};
+    mag__io_t io = {.op = {.complete = mag__io_complete}, .task = mag__task_current()};
+    struct io_uring_sqe *sqe = mag__sqe(&io.op);
+    prep_close(sqe, &a);
+    io_uring_sqe_set_data(sqe, &io.op);
+    /* acquire: pairs with the release store in mag__io_complete. */
+    while (!atomic_load_explicit(&io.done, memory_order_acquire))
+        mag__park();
+    /* Linux releases the descriptor even when close reports EINTR (from a
+     * file's flush): it is closed, and must never be closed again. */
+    return io.res == -EINTR ? 0 : io.res;
+}
+
+/* Where the kernel cannot cancel by descriptor (before 5.19): a socket shut
+ * down wakes every recv, accept and poll waiting on it (they complete with
+ * 0, -EINVAL or POLLHUP); other files have no such lever. */
+static void wake_socket_waiters(int fd)
+{
+    int type;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
+        (void)shutdown(fd, SHUT_RDWR); /* ENOTCONN for a listener is fine */
+}
+
 int mag_close(int fd)
 {
     mag__io_args_t a = {.fd = fd};
     if (fd < 0)
         return -EBADF;
-    int64_t r = mag__io_run(MAG__IO_CLOSE, &a);
-    /* Cancelled before submission: close anyway (see io.h). A request that
-     * was submitted has closed the descriptor whatever it returned. */
-    if (r == -ECANCELED || r == -ETIMEDOUT)
-        r = mag__io_kinds[MAG__IO_CLOSE].sys(&a);
-    return (int)r;
+    if (!mag__task_current())
+        return (int)sys_close(&a);
+    /* First nothing of magpie's may wait on the file any more, on any
+     * worker; only then may the number be released for reuse. */
+    if (mag__ring_cancel_fd(fd) == -EINVAL)
+        wake_socket_waiters(fd);
+    return close_through_ring(fd);
 }
 
 int mag_fsync(int fd)

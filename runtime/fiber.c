@@ -10,16 +10,24 @@
  * per process. So guard pages are given out within a budget (the config's
  * stack_guards, by default a quarter of that limit); stacks beyond the
  * budget have none, and their lowest usable word is a canary checked at
- * every switch out of the fiber: an overflow is reported then, naming the
- * task, instead of corrupting memory silently.
+ * every switch out of the fiber, with the saved stack pointer: an overflow
+ * is reported then, naming the task, instead of corrupting memory silently.
  *
- * The canary's value is zero. Fresh anonymous memory is zero, so nothing is
- * written at allocation, and reading an untouched page maps the kernel's
- * shared zero page, which costs no memory: a parked fiber keeps only the page
- * or two at the top of its stack resident. (A written canary would dirty the
- * bottom page of every stack: 4 KiB more per task.) A fiber that stays within
- * its stack never reaches that word, and one that overflows writes frames,
- * return addresses and locals over it, which are not all zero.
+ * Frames larger than a page would jump a guard page; the library, the tests
+ * and the examples are compiled with -fstack-clash-protection (and magpie.pc
+ * hands it on), so that such a frame touches every page on its way down and
+ * hits the guard first.
+ *
+ * The canary is a non-zero pattern, written when the stack is mapped. A zero
+ * word cost nothing (untouched memory is zero), but it cannot tell an
+ * overflowing frame that writes zeros over it (a zeroed buffer; aarch64's
+ * stack probes store zero) from no overflow at all; the pattern costs the
+ * bottom page of each unguarded stack, 4 KiB, and guarded stacks have none.
+ * What no canary sees is a frame that steps over the word without writing
+ * it: x86-64's stack probes only OR zero into memory. There the probes fault
+ * when the stack below is unmapped (the SIGSEGV report below), and a frame
+ * that lands in a neighbour's mapping goes unseen; guard regions, or a
+ * budget large enough, are the cure.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -46,7 +54,9 @@
 #define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
 #endif
 
-#define STACK_CANARY 0ull /* see the top of this file */
+/* See the top of this file; no valid address on 64-bit Linux, nor a small
+ * integer, nor zero, nor a byte repeated. */
+#define STACK_CANARY 0xfeedc0de5a5a0b0eull
 
 static size_t page_size(void)
 {
@@ -235,7 +245,7 @@ static void carved_free(mag__stack_t *s)
     pthread_mutex_unlock(&carve_lock);
     if (keep)
         return;
-    /* Its pages go back, the guard stays; the canary reads zero again. This
+    /* Its pages go back, the guard stays (carved stacks have no canary). This
      * must come before the stack is on the free list: once there, another
      * thread may take it and run a task on it, and a DONTNEED then would
      * zero that task's live frames (its parked context, the timers linked
@@ -282,6 +292,10 @@ mag__stack_t *mag__stack_alloc(size_t size)
     s->top = (char *)s;
     s->usable = (size_t)((char *)s - s->lo);
     s->valgrind_id = VALGRIND_STACK_REGISTER(s->lo, (char *)s);
+    if (!guard) {
+        uint64_t canary = STACK_CANARY;
+        memcpy(s->lo, &canary, sizeof canary);
+    }
     return s;
 }
 
@@ -297,19 +311,16 @@ void mag__stack_free(mag__stack_t *s)
     munmap(s->base, s->map_size);
 }
 
-bool mag__stack_canary_ok(const mag__stack_t *s)
+bool mag__stack_intact(const mag__stack_t *s, const void *saved_sp)
 {
     uint64_t v;
     memcpy(&v, s->lo, sizeof v);
-    return v == STACK_CANARY;
+    return v == STACK_CANARY && (const char *)saved_sp >= s->lo + sizeof v;
 }
 
 /* ---- stack-overflow reports ---------------------------------------------- */
 
 static _Thread_local void *alt_stack;
-
-#if !MAG__SANITIZED /* sanitizers report stack overflows themselves */
-static struct sigaction previous_segv;
 
 static void write_str(const char *s)
 {
@@ -317,6 +328,31 @@ static void write_str(const char *s)
     (void)r;
 }
 
+#if !MAG__SANITIZED /* sanitizers report stack overflows themselves */
+static struct sigaction previous_segv;
+
+#endif
+
+/* Async-signal-safe: from the SIGSEGV handler as from a switch. */
+_Noreturn void mag__fiber_overflow_abort(const mag_task_t *t)
+{
+    char num[24];
+    int i = (int)sizeof num - 1;
+    uint64_t id = t->id;
+    num[i] = 0;
+    do
+        num[--i] = (char)('0' + id % 10);
+    while ((id /= 10) && i > 0);
+    write_str("magpie: stack overflow in task '");
+    write_str(t->name[0] ? t->name : "(unnamed)");
+    write_str("' (id ");
+    write_str(num + i);
+    write_str("): raise its stack_size (mag_spawn_ex) or MAG_STACK_SIZE\n");
+    signal(SIGABRT, SIG_DFL);
+    abort();
+}
+
+#if !MAG__SANITIZED
 static void on_segv(int sig, siginfo_t *info, void *uctx)
 {
     mag__worker_t *w = mag__tls_worker;
@@ -334,22 +370,8 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
          * bottom of the stack (an unguarded stack ran into unmapped memory). */
         bool in_guard = addr >= s->base && addr < s->lo + 256;
         bool sp_out = sp < (uintptr_t)s->lo + 256 && sp + (64u << 20) > (uintptr_t)s->base;
-        if (in_guard || sp_out) {
-            char num[24];
-            int i = (int)sizeof num - 1;
-            uint64_t id = t->id;
-            num[i] = 0;
-            do
-                num[--i] = (char)('0' + id % 10);
-            while ((id /= 10) && i > 0);
-            write_str("magpie: stack overflow in task '");
-            write_str(t->name[0] ? t->name : "(unnamed)");
-            write_str("' (id ");
-            write_str(num + i);
-            write_str("): raise its stack_size (mag_spawn_ex) or MAG_STACK_SIZE\n");
-            signal(SIGABRT, SIG_DFL);
-            abort();
-        }
+        if (in_guard || sp_out)
+            mag__fiber_overflow_abort(t);
     }
     /* Not ours: hand it to whoever was there before us. */
     if (previous_segv.sa_flags & SA_SIGINFO && previous_segv.sa_sigaction) {

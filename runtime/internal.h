@@ -173,7 +173,9 @@ MAG_HIDDEN struct io_uring_sqe *mag__sqe(mag__op_t *op);
  * address. */
 typedef struct mag__cancel {
     mag__op_t op;               /* completion of the ASYNC_CANCEL itself */
-    mag__op_t *target;
+    mag__op_t *target;          /* NULL: every request on fd (mag__ring_cancel_fd) */
+    int fd;
+    int res;                    /* the cancel's own CQE result, once done */
     mag_task_t *task;           /* woken when the request completes */
     _Atomic uint32_t done;      /* release by the completion; acquire below */
     struct mag__cancel *next;   /* link in the owning worker's mailbox */
@@ -184,6 +186,17 @@ typedef struct mag__cancel {
  * The target still completes through its own callback (usually with
  * -ECANCELED). */
 MAG_HIDDEN void mag__op_cancel(mag__op_t *target, mag__cancel_t *c);
+/* From a task: cancels every request on fd on each ring of the caller's
+ * runtime (IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL, Linux 5.19),
+ * forwarded to each ring's owner, and waits, uninterruptibly, until every one
+ * of those cancels has completed: after it, no request submitted before the
+ * call still waits on the file fd names. The cancelled requests complete
+ * through their own callbacks with -ECANCELED. 0; -EINVAL where the kernel
+ * lacks cancel-by-descriptor (nothing was cancelled); -EPERM outside a task. */
+MAG_HIDDEN int mag__ring_cancel_fd(int fd);
+/* For tests: mag__ring_cancel_fd answers -EINVAL at once, as on a kernel
+ * before 5.19. Set before creating a runtime. */
+MAG_HIDDEN extern bool mag__ring_no_cancel_fd;
 static inline bool mag__cancel_done(const mag__cancel_t *c)
 {
     return atomic_load_explicit(&c->done, memory_order_acquire) != 0;

@@ -188,18 +188,28 @@ static void cancel_complete(mag__op_t *op, int res, uint32_t flags)
     (void)flags;
     mag__cancel_t *c = (mag__cancel_t *)op;
     mag_task_t *task = c->task; /* waker's rule: read before the release */
-    /* release: pairs with the acquire in mag__cancel_done. */
+    c->res = res;
+    /* release: pairs with the acquire in mag__cancel_done (and publishes
+     * res with it). */
     atomic_store_explicit(&c->done, 1, memory_order_release);
     if (task)
         mag__wake(task);
 }
 
+/* The ASYNC_CANCEL for c: one request by its record, or all on a file. */
+static void prep_cancel(struct io_uring_sqe *sqe, mag__cancel_t *c)
+{
+    if (c->target)
+        io_uring_prep_cancel(sqe, c->target, 0);
+    else
+        io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data(sqe, &c->op);
+}
+
 /* From the scheduler of the ring that owns c->target. */
 static void submit_cancel(mag__worker_t *w, mag__cancel_t *c)
 {
-    struct io_uring_sqe *sqe = sched_sqe(w);
-    io_uring_prep_cancel(sqe, c->target, 0);
-    io_uring_sqe_set_data(sqe, &c->op);
+    prep_cancel(sched_sqe(w), c);
 }
 
 /* Cancel requests forwarded by other threads: a Treiber stack. Each record
@@ -217,13 +227,14 @@ static void drain_cancels(mag__worker_t *w)
     }
 }
 
-void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
+/* From a task: c's cancel on owner's ring, here and now if that is the
+ * caller's and its SQ has room, otherwise through owner's mailbox. */
+static void post_cancel(mag__worker_t *owner, mag__cancel_t *c)
 {
-    mag__worker_t *owner = target->worker;
     c->op.complete = cancel_complete;
     c->op.worker = owner;
-    c->target = target;
     c->task = mag__task_current();
+    c->res = 0;
     atomic_store_explicit(&c->done, 0, memory_order_relaxed);
     mag__worker_t *self = mag__worker_current();
     if (owner == self) {
@@ -234,8 +245,7 @@ void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
          * one's requests. */
         struct io_uring_sqe *sqe = take_sqe(self);
         if (sqe) {
-            io_uring_prep_cancel(sqe, c->target, 0);
-            io_uring_sqe_set_data(sqe, &c->op);
+            prep_cancel(sqe, c);
             publish_sqe(self);
             return;
         }
@@ -249,6 +259,52 @@ void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
                                                   memory_order_relaxed));
     if (owner != self)
         mag__worker_wake(owner);
+}
+
+void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
+{
+    c->target = target;
+    c->fd = -1;
+    post_cancel(target->worker, c);
+}
+
+bool mag__ring_no_cancel_fd;
+
+/* Cancels in flight at once: their records live in the caller's frame. */
+#define CANCEL_FD_BATCH 16
+
+int mag__ring_cancel_fd(int fd)
+{
+    mag__worker_t *self = mag__worker_current();
+    if (!self || !mag__task_current())
+        return -EPERM;
+    if (mag__ring_no_cancel_fd)
+        return -EINVAL;
+    mag_runtime_t *rt = self->rt;
+    mag__cancel_t recs[CANCEL_FD_BATCH];
+    int rc = 0;
+    for (unsigned first = 0; first < rt->nworkers; first += CANCEL_FD_BATCH) {
+        unsigned n = rt->nworkers - first;
+        if (n > CANCEL_FD_BATCH)
+            n = CANCEL_FD_BATCH;
+        /* Every ring exists before any task runs (the runtime's start), and
+         * outlives them all. No suspension between the posts: post_cancel's
+         * notion of "this worker" holds for the whole batch. */
+        for (unsigned i = 0; i < n; i++) {
+            recs[i].target = NULL;
+            recs[i].fd = fd;
+            post_cancel(rt->workers[first + i], &recs[i]);
+        }
+        /* Uninterruptibly: the records are in this frame until their own
+         * completions have arrived (see mag__cancel_t). */
+        for (unsigned i = 0; i < n; i++)
+            while (!mag__cancel_done(&recs[i]))
+                mag__park();
+        for (unsigned i = 0; i < n; i++)
+            if (recs[i].res == -EINVAL)
+                rc = -EINVAL; /* no IORING_ASYNC_CANCEL_FD: before Linux 5.19 */
+    }
+    return rc;
 }
 
 void mag__ring_flush(mag__worker_t *w)

@@ -29,7 +29,9 @@ typedef struct mag__stack {
 
 MAG_HIDDEN mag__stack_t *mag__stack_alloc(size_t size);
 MAG_HIDDEN void mag__stack_free(mag__stack_t *s);
-MAG_HIDDEN bool mag__stack_canary_ok(const mag__stack_t *s);
+/* An unguarded stack's canary is whole and saved_sp (its fiber's, switched
+ * out) lies above it. */
+MAG_HIDDEN bool mag__stack_intact(const mag__stack_t *s, const void *saved_sp);
 /* The guard-page budget (mag_config_t.stack_guards): the default, a quarter
  * of vm.max_map_count, and the setter, which only the first call obeys. */
 MAG_HIDDEN unsigned mag__fiber_default_guard_budget(void);
@@ -40,6 +42,8 @@ MAG_HIDDEN void mag__fiber_trampoline(void);
 MAG_HIDDEN void *mag__ctx_init(void *top, void (*entry)(void *), void *arg);
 /* Installs the SIGSEGV handler that names the task whose stack overflowed. */
 MAG_HIDDEN void mag__fiber_install_overflow_handler(void);
+/* Names t's overflowed stack on stderr and aborts. Async-signal-safe. */
+MAG_HIDDEN _Noreturn void mag__fiber_overflow_abort(const mag_task_t *t);
 MAG_HIDDEN void mag__fiber_thread_init(void);
 MAG_HIDDEN void mag__fiber_thread_exit(void);
 

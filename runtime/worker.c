@@ -124,11 +124,8 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
         w->current = NULL;
         MAG__HOOK(w, run_end, w, t);
         /* Guarded stacks fault on overflow; the canary covers the rest. */
-        if (MAG_UNLIKELY(!t->stack->guarded && !mag__stack_canary_ok(t->stack)))
-            mag__fatal("stack overflow in task '%s' (id %llu): its %zu-byte stack was "
-                       "overrun; raise its stack_size (mag_spawn_ex) or MAG_STACK_SIZE",
-                       t->name[0] ? t->name : "(unnamed)", (unsigned long long)t->id,
-                       t->stack_size);
+        if (MAG_UNLIKELY(!t->stack->guarded && !mag__stack_intact(t->stack, t->sp)))
+            mag__fiber_overflow_abort(t);
         switch (w->switch_reason) {
         case MAG__SWITCH_PARK:
             if (mag__state_park(&t->state))

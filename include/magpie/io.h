@@ -80,10 +80,29 @@ MAG_API int mag_connect(int fd, const struct sockaddr *a, socklen_t alen);
 /* openat(AT_FDCWD, path, flags, mode); returns the descriptor. flags are
  * passed as given (add O_CLOEXEC yourself). */
 MAG_API int mag_open(const char *path, int flags, mode_t mode);
-/* Closes fd, through the ring from a task. Always closes: a task already
- * cancelled (or past its deadline) gets a plain close(2), never -ECANCELED,
- * so that no descriptor leaks on an unwinding path. Returns 0 or -EBADF
- * (-EIO and the like from the file system). */
+/* Closes fd, and the close is final. From a task, first every magpie
+ * operation in flight on fd, in any task on any worker of the caller's
+ * runtime, is cancelled: each of them returns -EBADF (never data read from
+ * whatever file the number names next). mag_close waits until the kernel has
+ * let go of them, then closes, through the ring; so the number cannot be
+ * reused while one of them still waits. The wait is uninterruptible and the
+ * descriptor is always closed: a cancelled task (or one past its deadline)
+ * gets the close too, never -ECANCELED, so that no descriptor leaks on an
+ * unwinding path. Returns 0 or -EBADF (-EIO and the like from the file
+ * system). Linux releases the descriptor even when close(2) reports EINTR:
+ * mag_close returns 0 then, and must never be retried (the number may
+ * already name another file), whatever it returned.
+ *
+ * Cancelling by descriptor needs Linux 5.19 (IORING_ASYNC_CANCEL_FD). On
+ * older kernels a socket is shut down (shutdown(2), SHUT_RDWR) before the
+ * close, which wakes its waiters (recv returns 0, accept an error, poll
+ * POLLHUP), and the connection ends for every process sharing it; waiters on
+ * other files are not woken there. Outside a task, mag_close is a plain
+ * close(2) and cancels nothing. A plain close(2) of a descriptor that tasks
+ * wait on cannot be seen by magpie: those tasks keep waiting on the file
+ * (which stays open in the kernel while they do), so close descriptors that
+ * tasks may be using with mag_close. An operation started on fd after
+ * mag_close was called races the close, as with any use after close. */
 MAG_API int mag_close(int fd);
 /* fsync(2); returns 0. */
 MAG_API int mag_fsync(int fd);
