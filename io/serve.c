@@ -135,6 +135,9 @@ int mag__serve_conn_main(void *arg)
      * closed and reused. */
     int fd = c->fd;
     bool last = release_conn(s, c);
+    /* c is the serve's again, perhaps another connection's already: the
+     * task touches it no more (a close is not timed, and
+     * mag__serve_wait_begin does not look at c for it). */
     (void)mag_close(fd);
     if (last)
         mag__waiter_signal(&s->drained); /* the last touch of s */

@@ -69,11 +69,12 @@ void mag__serve_conn_init(conn_t *c, uint64_t now)
 
 int mag__serve_wait_begin(conn_t *c, int kind, const mag__io_args_t *a)
 {
-    if (a->fd != c->fd)
-        return 0; /* another descriptor: the handler's own business */
+    /* The class first: the task's last operation, the close of its
+     * descriptor, runs after the record went back to the serve (and may
+     * belong to another connection already), so it must not be looked at. */
     int cls = wait_class(kind, a);
-    if (!cls)
-        return 0;
+    if (!cls || a->fd != c->fd)
+        return 0; /* not a wait, or another descriptor: the handler's own business */
     serve_t *s = c->serve;
     uint64_t now = mag__now();
     uint64_t word, idle_since = 0;
