@@ -200,9 +200,10 @@ typedef struct mag_serve_opts {
      * Only when none qualifies does it back off as mag_serve describes.
      * mag_serve does the same. */
     size_t max_conns;
-    /* The connection tasks' name (NULL: "conn") and stack size (0: the
-     * runtime's default; else MAG_STACK_MIN..MAG_STACK_MAX, or mag_serve_ex
-     * returns -EINVAL at once). */
+    /* The connection tasks' name (NULL: "conn"; each task copies it, but
+     * the string must stay valid while mag_serve_ex runs) and stack size
+     * (0: the runtime's default; else MAG_STACK_MIN..MAG_STACK_MAX, or
+     * mag_serve_ex returns -EINVAL at once). */
     const char *conn_name;
     size_t conn_stack_size;
 } mag_serve_opts_t;
