@@ -35,7 +35,7 @@ typedef struct opts {
     long workers;
     long grace_ms; /* how long requests in flight may take after SIGINT/SIGTERM */
     long header_timeout_ms, idle_timeout_ms, send_timeout_ms; /* 0: none */
-    long max_conns; /* 0: none */
+    long max_conns;                                           /* 0: none */
 } opts_t;
 
 typedef struct out {
@@ -292,8 +292,7 @@ int main(int argc, char **argv)
             o.send_timeout_ms =
                 parse_num("--send-timeout-ms", i + 1 < argc ? argv[++i] : NULL, 0, 86400000);
         else if (!strcmp(argv[i], "--max-conns"))
-            o.max_conns =
-                parse_num("--max-conns", i + 1 < argc ? argv[++i] : NULL, 0, 100000000);
+            o.max_conns = parse_num("--max-conns", i + 1 < argc ? argv[++i] : NULL, 0, 100000000);
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(usage, stdout);
             return 0;

@@ -26,11 +26,11 @@
 #include "io/internal.h"
 
 /* The wait word of a connection (conn_t.wait). */
-#define WAIT_NONE 0ull           /* no operation on the connection in flight */
-#define WAIT_IDLE 1ull           /* flag: the wait counts as idle */
-#define WAIT_SEND 2ull           /* flag: the wait is a send */
-#define WAIT_FLAGS 3ull          /* the deadline is the word without these bits */
-#define WAIT_CUT 4ull            /* the serve cut the connection (sticky) */
+#define WAIT_NONE 0ull             /* no operation on the connection in flight */
+#define WAIT_IDLE 1ull             /* flag: the wait counts as idle */
+#define WAIT_SEND 2ull             /* flag: the wait is a send */
+#define WAIT_FLAGS 3ull            /* the deadline is the word without these bits */
+#define WAIT_CUT 4ull              /* the serve cut the connection (sticky) */
 #define WAIT_FOREVER (~WAIT_FLAGS) /* a wait without deadline */
 
 typedef struct serve serve_t;
@@ -90,8 +90,8 @@ struct serve {
     conn_t *live;
     conn_t *free_conns;
     size_t nlive;
-    bool paused;           /* accepting stopped at max_conns: an ending connection wakes the serve */
-    bool stopping;         /* no handler starts once set */
+    bool paused;   /* accepting stopped at max_conns: an ending connection wakes the serve */
+    bool stopping; /* no handler starts once set */
     mag__waiter_t drained; /* signalled by the last connection once stopping */
 };
 

@@ -106,9 +106,9 @@ void mag__serve_wait_end(conn_t *c, int begun, int64_t res)
     /* relaxed, as in begin. Only this task and the sweep write the word, and
      * the sweep only to WAIT_CUT, which must stay. */
     uint64_t w = atomic_load_explicit(&c->wait, memory_order_relaxed);
-    while (w != WAIT_CUT && !atomic_compare_exchange_weak_explicit(&c->wait, &w, WAIT_NONE,
-                                                                   memory_order_relaxed,
-                                                                   memory_order_relaxed))
+    while (w != WAIT_CUT &&
+           !atomic_compare_exchange_weak_explicit(&c->wait, &w, WAIT_NONE, memory_order_relaxed,
+                                                  memory_order_relaxed))
         ;
     if (begun == WAIT_CLASS_IN && res > 0)
         c->got_input = true;

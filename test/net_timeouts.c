@@ -16,7 +16,7 @@
 /* Slack for a loaded 2-core machine; sanitizer builds get more. */
 #define SLACK_NS ((TEST_SANITIZED ? 3 : 1) * MAG_SEC)
 
-static _Atomic int sends_cut;      /* handlers whose send failed */
+static _Atomic int sends_cut;        /* handlers whose send failed */
 static _Atomic uint64_t send_cut_ns; /* when the last one did */
 
 /* A request is text up to an empty line ("\n\n"); the answer is "ok\n", or
@@ -41,7 +41,8 @@ static int head_handler(int fd, void *ctx)
             size_t used = (size_t)(end + 2 - buf);
             memmove(buf, buf + used, len - used);
             len -= used;
-            ssize_t r = big ? mag_send_all(fd, chunk, sizeof chunk, 0) : mag_send_all(fd, "ok\n", 3, 0);
+            ssize_t r =
+                big ? mag_send_all(fd, chunk, sizeof chunk, 0) : mag_send_all(fd, "ok\n", 3, 0);
             if (r < 0) {
                 atomic_store(&send_cut_ns, mag_now());
                 atomic_fetch_add(&sends_cut, 1);
@@ -277,7 +278,7 @@ static void never_reads(void)
 
 static void phase_errors(void)
 {
-    ASSERT_EQ(mag_conn_phase(MAG_CONN_IDLE), -EPERM);        /* an ordinary task */
+    ASSERT_EQ(mag_conn_phase(MAG_CONN_IDLE), -EPERM);         /* an ordinary task */
     ASSERT_EQ(mag_conn_phase((mag_conn_phase_t)42), -EINVAL); /* unknown */
     server_t s;
     memset(&s, 0, sizeof s);
