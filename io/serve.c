@@ -10,6 +10,11 @@
  * re-arms, or, when cancelled itself, waits for that last CQE before it goes
  * on. Before returning, mag_serve cancels the connection tasks still running
  * and waits for them: nothing refers to its frame (or to ctx) afterwards.
+ *
+ * At max_conns the serve cancels the accept and holds what it still brought;
+ * a connection that ends wakes it to start a held descriptor or arm the
+ * accept again. Between accepts it wakes for the sweep of the timeouts
+ * (serve_conn.c, protocol in serve.h).
  */
 #include <errno.h>
 #include <pthread.h>
