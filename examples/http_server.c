@@ -2,7 +2,8 @@
  * http_server - HTTP/1.1 on mag_serve: hello world and an echo, with
  * keep-alive and pipelining.
  *
- *   http_server [--port P] [--workers N] [--grace-ms MS]
+ *   http_server [--port P] [--workers N] [--grace-ms MS] [--header-timeout-ms MS]
+ *               [--idle-timeout-ms MS] [--send-timeout-ms MS] [--max-conns N]
  *
  * GET / (or HEAD /) answers 200 "Hello, World!"; POST /echo answers the
  * request body back with a Content-Length, whether it came with a
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <magpie.h>
@@ -41,6 +43,8 @@ typedef struct opts {
     long port;
     long workers;
     long grace_ms; /* how long requests in flight may take after SIGINT/SIGTERM */
+    long header_timeout_ms, idle_timeout_ms, send_timeout_ms; /* 0: none */
+    long max_conns;                                           /* 0: none */
 } opts_t;
 
 typedef struct out {
@@ -272,6 +276,7 @@ static int start_request(conn_t *c, size_t rest)
         return 1;
     }
     c->in_body = true;
+    mag_conn_phase(MAG_CONN_ACTIVE); /* a whole head: the next one's clock starts afresh */
     /* A client that waits for leave to send the body (RFC 9110 section
      * 10.1.1) gets it, unless some of the body is already here. */
     const mag_http_header_t *expect = mag_http_find_header(req, "expect");
@@ -360,9 +365,14 @@ static void linger(conn_t *c)
 static int serve_conn(conn_t *c)
 {
     for (;;) {
+        /* Tell the server what this read waits for (its timeouts): the next
+         * request, the rest of a head, or a body. */
+        mag_conn_phase(c->in_body     ? MAG_CONN_ACTIVE
+                       : c->ilen == 0 ? MAG_CONN_IDLE
+                                      : MAG_CONN_HEADER);
         ssize_t n = mag_recv(c->fd, c->in + c->ilen, sizeof c->in - c->ilen, 0);
         if (n <= 0)
-            return (int)n; /* EOF, reset, or cancelled */
+            return (int)n; /* EOF, reset, cut by a timeout, or cancelled */
         c->ilen += (size_t)n;
         bool final = false;
         ssize_t used = handle_input(c, &final);
@@ -427,7 +437,13 @@ static int serve_main(void *arg)
     printf("listening on %d\n", mag_local_port(lfd));
     fflush(stdout);
     mag_detach(mag_spawn(on_signal, mag_self())); /* shutdown cancels it */
-    mag_serve_opts_t sopts = {.grace_ns = (uint64_t)o->grace_ms * MAG_MS};
+    mag_serve_opts_t sopts = {
+        .grace_ns = (uint64_t)o->grace_ms * MAG_MS,
+        .header_timeout_ns = (uint64_t)o->header_timeout_ms * MAG_MS,
+        .idle_timeout_ns = (uint64_t)o->idle_timeout_ms * MAG_MS,
+        .send_timeout_ns = (uint64_t)o->send_timeout_ms * MAG_MS,
+        .max_conns = (size_t)o->max_conns,
+    };
     int rc = mag_serve_ex(lfd, http_conn, NULL, &sopts);
     mag_close(lfd);
     return rc == -ECANCELED ? 0 : rc;
@@ -445,9 +461,36 @@ static long parse_num(const char *flag, const char *s, long lo, long hi)
     return v;
 }
 
+/* The default cap on connections: the descriptor limit less a reserve for
+ * the listener, the rings, the runtime's own and the lingering closes. */
+static long default_max_conns(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    return rl.rlim_cur > 64 ? (long)rl.rlim_cur - 32 : (long)rl.rlim_cur / 2;
+}
+
+static const char usage[] =
+    "usage: http_server [options]\n"
+    "  --port P               listen on port P (0: any; default 0)\n"
+    "  --workers N            worker threads (default: one per CPU)\n"
+    "  --grace-ms MS          requests in flight may finish after SIGINT/SIGTERM (5000)\n"
+    "  --header-timeout-ms MS the first byte, and each request head, within MS (10000)\n"
+    "  --idle-timeout-ms MS   close keep-alive connections idle for MS (60000)\n"
+    "  --send-timeout-ms MS   close a client that takes no data for MS (60000)\n"
+    "  --max-conns N          at most N connections (default: RLIMIT_NOFILE - 32)\n"
+    "  a timeout of 0, or --max-conns 0, means none\n";
+
 int main(int argc, char **argv)
 {
-    opts_t o = {.port = 0, .workers = 0, .grace_ms = 5000};
+    opts_t o = {.port = 0,
+                .workers = 0,
+                .grace_ms = 5000,
+                .header_timeout_ms = 10000,
+                .idle_timeout_ms = 60000,
+                .send_timeout_ms = 60000,
+                .max_conns = default_max_conns()};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port"))
             o.port = parse_num("--port", i + 1 < argc ? argv[++i] : NULL, 0, 65535);
@@ -455,8 +498,22 @@ int main(int argc, char **argv)
             o.workers = parse_num("--workers", i + 1 < argc ? argv[++i] : NULL, 1, MAG_MAX_WORKERS);
         else if (!strcmp(argv[i], "--grace-ms"))
             o.grace_ms = parse_num("--grace-ms", i + 1 < argc ? argv[++i] : NULL, 0, 3600000);
-        else {
-            fprintf(stderr, "usage: http_server [--port P] [--workers N] [--grace-ms MS]\n");
+        else if (!strcmp(argv[i], "--header-timeout-ms"))
+            o.header_timeout_ms =
+                parse_num("--header-timeout-ms", i + 1 < argc ? argv[++i] : NULL, 0, 86400000);
+        else if (!strcmp(argv[i], "--idle-timeout-ms"))
+            o.idle_timeout_ms =
+                parse_num("--idle-timeout-ms", i + 1 < argc ? argv[++i] : NULL, 0, 86400000);
+        else if (!strcmp(argv[i], "--send-timeout-ms"))
+            o.send_timeout_ms =
+                parse_num("--send-timeout-ms", i + 1 < argc ? argv[++i] : NULL, 0, 86400000);
+        else if (!strcmp(argv[i], "--max-conns"))
+            o.max_conns = parse_num("--max-conns", i + 1 < argc ? argv[++i] : NULL, 0, 100000000);
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        } else {
+            fputs(usage, stderr);
             return 2;
         }
     }

@@ -94,6 +94,15 @@ MAG_HIDDEN int mag__io_send_all(int fd, struct iovec *iov, int cnt, int flags, b
  * before min, or a negative errno. */
 MAG_HIDDEN ssize_t mag__io_recv_min(int fd, void *buf, size_t min, size_t cap, bool blocking);
 
+/* mag_serve's connection tasks (serve.c, serve_conn.c). mag__io_run knows
+ * one by its body, and has each operation it runs on its own connection
+ * timed: begin returns nonzero when the operation is (its input or output
+ * class), and then end must follow with the operation's result. */
+typedef struct mag__conn mag__conn_t;
+MAG_HIDDEN int mag__serve_conn_main(void *arg);
+MAG_HIDDEN int mag__serve_wait_begin(mag__conn_t *c, int kind, const mag__io_args_t *a);
+MAG_HIDDEN void mag__serve_wait_end(mag__conn_t *c, int begun, int64_t res);
+
 /* Name resolution (socket.c). Fills out[0..max) with addresses for host and
  * port (numeric port), family AF_UNSPEC/AF_INET/AF_INET6, SOCK_STREAM or
  * SOCK_DGRAM, passive for listeners. Numeric hosts never leave the caller;

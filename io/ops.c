@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "io/internal.h"
+#include "runtime/sched.h" /* mag_task.fn: is the caller a connection task? */
 
 /* The kernel clamps read/write counts to this (MAX_RW_COUNT); so do we, so
  * that a size_t never truncates silently into the SQE's 32-bit length. */
@@ -294,13 +295,20 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
     int rc = mag__suspend_begin(MAG__WAIT_IO, k);
     if (rc)
         return rc;
+    /* A connection task of mag_serve has its waits on its connection timed
+     * (serve_conn.c); for every other task this is one test. */
+    mag__conn_t *conn = MAG_UNLIKELY(self->fn == mag__serve_conn_main) ? self->arg : NULL;
+    int timed = conn ? mag__serve_wait_begin(conn, kind, a) : 0;
     mag__io_t io = {.op = {.complete = mag__io_complete}, .task = self};
     struct io_uring_sqe *sqe = mag__sqe(&io.op);
     k->prep(sqe, a);
     io_uring_sqe_set_data(sqe, &io.op);
     /* No stale cancel can reach this record: mag__io_wait waits for the
      * completion of every cancel it sends (see mag__cancel_t). */
-    return mag__io_wait(&io);
+    int64_t res = mag__io_wait(&io);
+    if (timed)
+        mag__serve_wait_end(conn, timed, res);
+    return res;
 }
 
 /* ---- the public operations ---------------------------------------------- */

@@ -10,6 +10,11 @@
  * re-arms, or, when cancelled itself, waits for that last CQE before it goes
  * on. Before returning, mag_serve cancels the connection tasks still running
  * and waits for them: nothing refers to its frame (or to ctx) afterwards.
+ *
+ * At max_conns the serve cancels the accept and holds what it still brought;
+ * a connection that ends wakes it to start a held descriptor or arm the
+ * accept again. Between accepts it wakes for the sweep of the timeouts
+ * (serve_conn.c, protocol in serve.h).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,47 +22,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/internal.h"
+#include "io/serve.h"
 
 #define BACKOFF_MIN_NS (1 * MAG_MS)
 #define BACKOFF_MAX_NS (128 * MAG_MS)
-
-typedef struct serve serve_t;
-
-/* A connection's record, owned by the serve: linked in `live` while its task
- * may run, on `free_conns` afterwards. */
-typedef struct conn {
-    struct conn *prev, *next;
-    serve_t *serve;
-    mag_task_t *task; /* set by the task itself when it starts; NULL before */
-    int fd;
-} conn_t;
-
-struct serve {
-    mag__op_t op;     /* first: the multishot accept's user_data */
-    mag_task_t *task; /* the serve task, woken by each accept CQE */
-    int lfd;
-    mag_conn_fn handler;
-    void *ctx;
-
-    /* Filled by the completions (ring owner's thread), emptied by the serve
-     * task: accepted descriptors and the accept's final result. */
-    pthread_mutex_t qlock;
-    int *q;
-    size_t qlen, qcap;
-    int *spare; /* the serve task's second buffer (swapped in) */
-    size_t spare_cap;
-    int final_res;       /* result of the CQE without F_MORE */
-    mag__waiter_t ended; /* signalled by that CQE, after the last touch of qlock */
-
-    /* Connection tasks. */
-    pthread_mutex_t clock;
-    conn_t *live;
-    conn_t *free_conns;
-    size_t nlive;
-    bool stopping;         /* no handler starts once set */
-    mag__waiter_t drained; /* signalled by the last connection once stopping */
-};
+#define SWEEP_MIN_NS (5 * MAG_MS)
+#define SWEEP_MAX_NS (100 * MAG_MS)
 
 static const mag__io_kind_t accept_multishot_kind = {"accept_multishot", NULL, NULL};
 
@@ -145,11 +115,17 @@ static bool release_conn(serve_t *s, conn_t *c)
     c->next = s->free_conns;
     s->free_conns = c;
     bool last = --s->nlive == 0 && s->stopping;
+    /* A slot is free: a serve paused at max_conns accepts again. Woken under
+     * clock, so the serve task cannot have returned (it takes clock, and
+     * waits for the last connection, after this). */
+    if (s->paused)
+        mag__wake(s->task);
     pthread_mutex_unlock(&s->clock);
     return last;
 }
 
-static int conn_main(void *arg)
+/* The body of every connection task; mag__io_run knows them by it. */
+int mag__serve_conn_main(void *arg)
 {
     conn_t *c = arg;
     serve_t *s = c->serve;
@@ -159,10 +135,14 @@ static int conn_main(void *arg)
     pthread_mutex_unlock(&s->clock);
     if (!stop)
         (void)s->handler(c->fd, s->ctx);
-    /* Unlinked before its descriptor is closed: stop_conns shuts down the
-     * descriptors of linked records, never one already closed and reused. */
+    /* Unlinked before its descriptor is closed: stop_conns and the sweep
+     * shut down the descriptors of linked records only, never one already
+     * closed and reused. */
     int fd = c->fd;
     bool last = release_conn(s, c);
+    /* c is the serve's again, perhaps another connection's already: the
+     * task touches it no more (a close is not timed, and
+     * mag__serve_wait_begin does not look at c for it). */
     (void)mag_close(fd);
     if (last)
         mag__waiter_signal(&s->drained); /* the last touch of s */
@@ -184,6 +164,7 @@ static void start_conn(serve_t *s, int fd)
     c->task = NULL;
     c->fd = fd;
     c->prev = NULL;
+    mag__serve_conn_init(c, mag_now());
     pthread_mutex_lock(&s->clock);
     c->next = s->live;
     if (s->live)
@@ -192,9 +173,8 @@ static void start_conn(serve_t *s, int fd)
     s->nlive++;
     pthread_mutex_unlock(&s->clock);
 
-    static const mag_spawn_opts_t opts = {.name = "conn"};
     mag_task_t *t;
-    if (mag_spawn_ex(&t, conn_main, c, &opts) == 0) {
+    if (mag_spawn_ex(&t, mag__serve_conn_main, c, &s->conn_opts) == 0) {
         mag_detach(t);
         return;
     }
@@ -221,6 +201,7 @@ static void stop_conns(serve_t *s, uint64_t grace_ns)
     mag__waiter_init(&s->drained);
     pthread_mutex_lock(&s->clock);
     s->stopping = true;
+    s->paused = false;
     bool wait = s->nlive > 0;
     if (grace_ns)
         for (conn_t *c = s->live; c; c = c->next)
@@ -243,6 +224,81 @@ static void stop_conns(serve_t *s, uint64_t grace_ns)
         s->free_conns = c->next;
         free(c);
     }
+}
+
+/* ---- the cap on connections ---------------------------------------------- */
+
+static size_t live_count(serve_t *s)
+{
+    pthread_mutex_lock(&s->clock);
+    size_t n = s->nlive;
+    pthread_mutex_unlock(&s->clock);
+    return n;
+}
+
+/* Is there room for one more connection, counting those held? */
+static bool below_cap(serve_t *s)
+{
+    return !s->max_conns || live_count(s) + s->held_len < s->max_conns;
+}
+
+static void set_paused(serve_t *s, bool paused)
+{
+    pthread_mutex_lock(&s->clock);
+    s->paused = paused;
+    pthread_mutex_unlock(&s->clock);
+}
+
+/* Paused, and a connection has ended since: time to start a held
+ * descriptor, or to accept again. */
+static bool slot_freed(serve_t *s)
+{
+    pthread_mutex_lock(&s->clock);
+    bool freed = s->paused && s->nlive < s->max_conns;
+    pthread_mutex_unlock(&s->clock);
+    return freed;
+}
+
+static void hold_fd(serve_t *s, int fd)
+{
+    if (s->held_len == 0)
+        s->held_head = 0; /* all taken: start over at the front */
+    if (s->held_head + s->held_len == s->held_cap) {
+        if (s->held_head > 0) { /* slide the live part to the front */
+            memmove(s->held, s->held + s->held_head, s->held_len * sizeof *s->held);
+            s->held_head = 0;
+        } else {
+            size_t cap = s->held_cap ? 2 * s->held_cap : 64;
+            int *h = realloc(s->held, cap * sizeof *h);
+            if (!h) {
+                close(fd); /* no memory to remember it: refuse the connection */
+                return;
+            }
+            s->held = h;
+            s->held_cap = cap;
+        }
+    }
+    s->held[s->held_head + s->held_len++] = fd;
+}
+
+/* Takes the accepted descriptors, then starts held ones, oldest first, while
+ * the cap allows (closing is true: closes them all instead). Returns how
+ * many were accepted. */
+static size_t spawn_pending(serve_t *s, bool closing)
+{
+    int *fds;
+    size_t n = take_fds(s, &fds);
+    for (size_t i = 0; i < n; i++)
+        hold_fd(s, fds[i]);
+    while (s->held_len > 0 && (closing || !s->max_conns || live_count(s) < s->max_conns)) {
+        int fd = s->held[s->held_head++];
+        s->held_len--;
+        if (closing)
+            close(fd);
+        else
+            start_conn(s, fd);
+    }
+    return n;
 }
 
 /* ---- the loop ------------------------------------------------------------ */
@@ -276,17 +332,49 @@ static bool transient_error(int e)
     }
 }
 
-static size_t spawn_pending(serve_t *s, bool closing)
+/* Cancels the accept in flight and waits, uninterruptibly, for its final
+ * CQE and for the cancel request's own (its record is in this frame). */
+static void stop_accept(serve_t *s)
 {
-    int *fds;
-    size_t n = take_fds(s, &fds);
-    for (size_t i = 0; i < n; i++) {
-        if (closing)
-            close(fds[i]);
-        else
-            start_conn(s, fds[i]);
+    mag__cancel_t cancel;
+    mag__op_cancel(&s->op, &cancel);
+    (void)mag__waiter_wait(&s->ended, false);
+    while (!mag__cancel_done(&cancel))
+        mag__park();
+}
+
+/* How often to sweep: a quarter of the shortest timeout, within bounds;
+ * 0 without timeouts. */
+static uint64_t sweep_interval(const serve_t *s)
+{
+    uint64_t t[] = {s->header_timeout_ns, s->idle_timeout_ns, s->send_timeout_ns};
+    uint64_t shortest = 0;
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (t[i] && (!shortest || t[i] < shortest))
+            shortest = t[i];
+    if (!shortest)
+        return 0;
+    uint64_t every = shortest / 4;
+    return every < SWEEP_MIN_NS ? SWEEP_MIN_NS : every > SWEEP_MAX_NS ? SWEEP_MAX_NS : every;
+}
+
+/* Parks the serve task until something needs it: a connection accepted or
+ * the accept ended (when armed), a slot freed (when paused), the next sweep
+ * due, or the task cancelled (the result). */
+static int wait_for_work(serve_t *s, bool armed, uint64_t next_sweep)
+{
+    mag__timer_t tm = {0};
+    if (next_sweep)
+        mag__timer_arm(&tm, s->task, next_sweep);
+    int rc = 0;
+    while (!(armed && (fds_pending(s) || mag__waiter_signalled(&s->ended))) &&
+           !(!armed && slot_freed(s)) && !mag__timer_fired(&tm)) {
+        if ((rc = mag__suspend_check()) != 0)
+            break;
+        mag__park();
     }
-    return n;
+    mag__timer_disarm(&tm);
+    return rc;
 }
 
 int mag_serve(int listen_fd, mag_conn_fn handler, void *ctx)
@@ -296,7 +384,13 @@ int mag_serve(int listen_fd, mag_conn_fn handler, void *ctx)
 
 int mag_serve_ex(int listen_fd, mag_conn_fn handler, void *ctx, const mag_serve_opts_t *opts)
 {
+    static const mag_serve_opts_t no_opts;
+    if (!opts)
+        opts = &no_opts;
     if (!handler)
+        return -EINVAL;
+    if (opts->conn_stack_size &&
+        (opts->conn_stack_size < MAG_STACK_MIN || opts->conn_stack_size > MAG_STACK_MAX))
         return -EINVAL;
     if (listen_fd < 0)
         return -EBADF;
@@ -308,30 +402,48 @@ int mag_serve_ex(int listen_fd, mag_conn_fn handler, void *ctx, const mag_serve_
     s.lfd = listen_fd;
     s.handler = handler;
     s.ctx = ctx;
+    s.header_timeout_ns = opts->header_timeout_ns;
+    s.idle_timeout_ns = opts->idle_timeout_ns;
+    s.send_timeout_ns = opts->send_timeout_ns;
+    s.sweep_ns = sweep_interval(&s);
+    s.max_conns = opts->max_conns;
+    s.conn_opts.name = opts->conn_name ? opts->conn_name : "conn";
+    s.conn_opts.stack_size = opts->conn_stack_size;
     pthread_mutex_init(&s.qlock, NULL);
     pthread_mutex_init(&s.clock, NULL);
 
     uint64_t backoff = 0;
+    uint64_t next_sweep = s.sweep_ns ? mag_now() + s.sweep_ns : 0;
     bool armed = false;
     int rc = 0;
     for (;;) {
         if ((rc = mag__suspend_begin(MAG__WAIT_IO, &accept_multishot_kind)) != 0)
             break;
-        if (!armed) {
+        if (!armed && below_cap(&s)) {
             arm_accept(&s);
             armed = true;
         }
-        while (!fds_pending(&s) && !mag__waiter_signalled(&s.ended)) {
-            if ((rc = mag__suspend_check()) != 0)
-                break;
-            mag__park();
-        }
+        set_paused(&s, !armed);
+        rc = wait_for_work(&s, armed, next_sweep);
         mag__suspend_end();
-        bool ended = mag__waiter_signalled(&s.ended);
+        bool ended = armed && mag__waiter_signalled(&s.ended);
         if (spawn_pending(&s, false) > 0)
             backoff = 0;
+        if (next_sweep && mag_now() >= next_sweep) {
+            (void)mag__serve_sweep(&s, mag_now());
+            next_sweep = mag_now() + s.sweep_ns;
+        }
         if (rc)
             break;
+        if (armed && !ended && !below_cap(&s)) {
+            /* At the cap: stop accepting until a connection ends. What the
+             * accept still brings is held (its final result does not matter:
+             * it is armed again when a slot frees). */
+            stop_accept(&s);
+            armed = false;
+            spawn_pending(&s, false);
+            continue;
+        }
         if (!ended)
             continue;
         armed = false;
@@ -340,6 +452,14 @@ int mag_serve_ex(int listen_fd, mag_conn_fn handler, void *ctx, const mag_serve_
             /* The kernel ended the multishot (CQ overflow: its last CQE
              * carries a descriptor), or a dead connection: re-arm. */
             backoff = 0;
+            continue;
+        }
+        if ((res == -EMFILE || res == -ENFILE) && mag__serve_drain_idle(&s) > 0) {
+            /* Idle connections are being closed to make room (nginx's
+             * reuse of connections): try again soon, without doubling. */
+            backoff = BACKOFF_MIN_NS;
+            if ((rc = mag_sleep(backoff)) != 0)
+                break;
             continue;
         }
         if (resource_error(res)) {
@@ -356,19 +476,13 @@ int mag_serve_ex(int listen_fd, mag_conn_fn handler, void *ctx, const mag_serve_
         break;
     }
 
-    if (armed) {
-        /* Cancelled with the accept in flight: cancel it on its ring and
-         * wait, uninterruptibly, for its final CQE. */
-        mag__cancel_t cancel;
-        mag__op_cancel(&s.op, &cancel);
-        (void)mag__waiter_wait(&s.ended, false);
-        while (!mag__cancel_done(&cancel)) /* its record is in this frame */
-            mag__park();
-    }
+    if (armed)
+        stop_accept(&s); /* cancelled with the accept in flight */
     spawn_pending(&s, true);
-    stop_conns(&s, opts ? opts->grace_ns : 0);
+    stop_conns(&s, opts->grace_ns);
     free(s.q);
     free(s.spare);
+    free(s.held);
     pthread_mutex_destroy(&s.qlock);
     pthread_mutex_destroy(&s.clock);
     return rc;

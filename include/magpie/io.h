@@ -158,7 +158,9 @@ typedef int (*mag_conn_fn)(int fd, void *ctx);
  * handler(fd, ctx). Accepting uses one multishot accept on the ring. When
  * accept fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
  * ENOMEM) the server sleeps (1 ms, doubling to 128 ms while the failure
- * lasts) and keeps going; transient network errors are skipped.
+ * lasts) and keeps going, and on EMFILE or ENFILE first closes connections
+ * idle for a second or more (see max_conns below); transient network
+ * errors are skipped.
  * On cancellation it stops accepting, cancels every connection task still
  * running and waits for them to return (so ctx may be freed afterwards),
  * then returns -ECANCELED (-ETIMEDOUT). It returns earlier only on a fatal
@@ -174,11 +176,81 @@ typedef struct mag_serve_opts {
      * answer), and give the handlers up to grace_ns to return before they
      * are cancelled. 0: cancel them at once, as mag_serve does. */
     uint64_t grace_ns;
+
+    /* Timeouts (0: none). They bound the waits of the connection task on
+     * its own descriptor, that is every operation the handler's task runs on
+     * fd (mag_recv, mag_send, mag_stream_* on it, ...); time spent between
+     * operations (computing, waiting for anything else) is never counted.
+     * Which bound a wait for input gets depends on the connection's phase
+     * (mag_conn_phase below):
+     *   - until the first byte has arrived, whatever the phase: the
+     *     header timeout, counted from the accept (the first-byte timeout);
+     *   - MAG_CONN_ACTIVE (the phase a connection starts in): the idle
+     *     timeout, counted from the start of each wait;
+     *   - MAG_CONN_IDLE: the idle timeout, counted from when the phase began
+     *     (nginx's keepalive_timeout);
+     *   - MAG_CONN_HEADER: the header timeout, counted from when the phase
+     *     began, over all the reads of the head (client_header_timeout: a
+     *     client that dribbles a byte at a time is still cut).
+     * Every send is bounded by the send timeout, counted from its start, in
+     * every phase (send_timeout: a client that does not read is cut).
+     * When a wait passes its bound, the server shuts the socket down both
+     * ways: the blocked mag_recv returns 0 (end of input) and mag_send
+     * -EPIPE, and so does every later operation on it; a cut send also
+     * resets the connection on close (SO_LINGER 0), so that its unsent data
+     * is dropped at once. The handler is not cancelled: it returns as for a
+     * client that went away, and the server closes fd as always. A sweep
+     * every quarter of the shortest timeout (at most 100 ms, at least 5 ms)
+     * finds such waits: a connection is cut at most that much after its
+     * bound, and the per-request path makes no system call for it. */
+    uint64_t header_timeout_ns;
+    uint64_t idle_timeout_ns;
+    uint64_t send_timeout_ns;
+    /* At most this many connection tasks at once (0: no cap). At the cap the
+     * server stops accepting (new clients wait in the listen backlog) and
+     * resumes when a connection ends. Independently of it, when accept fails
+     * with EMFILE or ENFILE the server cuts (as above) the connections that
+     * have been idle the longest, as nginx does: at least one, an eighth of
+     * those idle for a second or more, at most 32 per failure. Idle means
+     * waiting for input: before the first byte, in MAG_CONN_IDLE, or in
+     * MAG_CONN_ACTIVE (counted from the start of that wait); a connection
+     * in MAG_CONN_HEADER or sending is never taken, nor one idle for less
+     * than a second (that would only churn through a flood of new ones).
+     * Only when none qualifies does it back off as mag_serve describes.
+     * mag_serve does the same. */
+    size_t max_conns;
+    /* The connection tasks' name (NULL: "conn"; each task copies it, but
+     * the string must stay valid while mag_serve_ex runs) and stack size
+     * (0: the runtime's default; else MAG_STACK_MIN..MAG_STACK_MAX, or
+     * mag_serve_ex returns -EINVAL at once). */
+    const char *conn_name;
+    size_t conn_stack_size;
 } mag_serve_opts_t;
 
-/* mag_serve with options (opts NULL: mag_serve). Returns as mag_serve. */
+/* mag_serve with options (opts NULL: mag_serve). Returns as mag_serve, and
+ * -EINVAL for a conn_stack_size out of range (before accepting anything). */
 MAG_API int mag_serve_ex(int listen_fd, mag_conn_fn handler, void *ctx,
                          const mag_serve_opts_t *opts);
+
+/* What a connection is doing, as its handler tells mag_serve_ex (see the
+ * timeouts above). A handler that never says keeps MAG_CONN_ACTIVE: a
+ * first-byte bound, then the idle timeout on each wait for input. */
+typedef enum mag_conn_phase {
+    MAG_CONN_ACTIVE = 0, /* in a request (reading a body, answering), or a plain stream */
+    MAG_CONN_IDLE,       /* between requests: waiting for the next one */
+    MAG_CONN_HEADER,     /* part of a request head has arrived: reading the rest */
+} mag_conn_phase_t;
+
+/* Puts the calling connection task in phase. Setting the phase it is
+ * already in changes nothing (the phase keeps the time it began), so a
+ * handler may say it before every read; an HTTP handler says IDLE when its
+ * buffer is empty, HEADER when it holds part of a head, and ACTIVE once a
+ * request is complete (so that the next head's clock starts afresh). Does
+ * not suspend and makes no system call. Returns 0, -EINVAL for an unknown
+ * phase, -EPERM when the caller is not the task mag_serve started for a
+ * connection (a plain thread, another task, or a task that handler
+ * spawned). */
+MAG_API int mag_conn_phase(mag_conn_phase_t phase);
 
 /* ---- buffered streams (asyncio StreamReader / StreamWriter) -------------
  * A stream owns fd (closed by mag_stream_close) and two buffers of bufsize
