@@ -417,8 +417,8 @@ typedef struct gather {
 static void gather_buffered(write_side_t *w, gather_t *g)
 {
     if (w->len > g->in_out) {
-        g->out[g->cnt++] = (struct iovec){.iov_base = w->buf + g->in_out,
-                                          .iov_len = w->len - g->in_out};
+        g->out[g->cnt++] =
+            (struct iovec){.iov_base = w->buf + g->in_out, .iov_len = w->len - g->in_out};
         g->in_out = w->len;
     }
 }

@@ -276,8 +276,8 @@ static int main_task(void *arg)
     peek_and_consume();
     fill_grows_and_compacts();
     deadlines();
-    pipelining(0, 200);    /* all in one batch */
-    pipelining(64, 500);   /* requests cut at every buffer boundary */
+    pipelining(0, 200);  /* all in one batch */
+    pipelining(64, 500); /* requests cut at every buffer boundary */
     return 0;
 }
 

@@ -78,9 +78,9 @@ static void large_and_small(void)
     fill_pattern(big2, sizeof big2, 2);
     ASSERT_EQ(mag_stream_write(s, "before:", 7), 7); /* buffered, goes first */
     struct iovec iov[] = {
-        {.iov_base = "hdr:", .iov_len = 4},   {.iov_base = big1, .iov_len = sizeof big1},
-        {.iov_base = "mid", .iov_len = 3},    {.iov_base = "", .iov_len = 0},
-        {.iov_base = big2, .iov_len = 32},    {.iov_base = big2, .iov_len = sizeof big2},
+        {.iov_base = "hdr:", .iov_len = 4},  {.iov_base = big1, .iov_len = sizeof big1},
+        {.iov_base = "mid", .iov_len = 3},   {.iov_base = "", .iov_len = 0},
+        {.iov_base = big2, .iov_len = 32},   {.iov_base = big2, .iov_len = sizeof big2},
         {.iov_base = "end\n", .iov_len = 4},
     };
     /* The sink sees "before:" first, then the pieces. */
