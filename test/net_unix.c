@@ -13,7 +13,7 @@ static char dir[] = "/tmp/magpie-unix-XXXXXX";
 static int echo(int fd, void *ctx)
 {
     (void)ctx;
-    mag_stream_t *s = mag_stream_new(dup(fd), 0); /* the stream owns its own fd */
+    mag_stream_t *s = mag_stream_new_ex(fd, 0, MAG_STREAM_BORROW); /* fd is mag_serve's */
     ASSERT_TRUE(s != NULL);
     char line[128];
     ssize_t n;

@@ -150,7 +150,8 @@ MAG_API int mag_resolve_error(int eai);
 
 /* The connection handler of mag_serve: runs as its own task with the
  * accepted descriptor, which mag_serve closes after the handler returns (do
- * not close it yourself). Its return value is ignored. */
+ * not close it yourself; a stream on it borrows it: MAG_STREAM_BORROW).
+ * Its return value is ignored. */
 typedef int (*mag_conn_fn)(int fd, void *ctx);
 
 /* asyncio.start_server: accepts connections on listen_fd until the calling
@@ -253,15 +254,45 @@ typedef enum mag_conn_phase {
 MAG_API int mag_conn_phase(mag_conn_phase_t phase);
 
 /* ---- buffered streams (asyncio StreamReader / StreamWriter) -------------
- * A stream owns fd (closed by mag_stream_close) and two buffers of bufsize
- * bytes. It is used by one task at a time. Reads use recv(2) and writes
- * send(2) with MSG_NOSIGNAL on sockets, read(2)/write(2) on anything else. */
+ * A stream wraps a descriptor in two buffers of bufsize bytes, one for
+ * reading and one for writing. Reads use recv(2) and writes send(2) or
+ * sendmsg(2) with MSG_NOSIGNAL on sockets (a closed peer gives -EPIPE, never
+ * SIGPIPE), read(2)/write(2)/writev(2) on anything else (a pipe whose reader
+ * is gone raises SIGPIPE, as write(2) does). None of the calls needs a task:
+ * from a plain thread they block, as the operations above do.
+ *
+ * Ownership, the one rule: whether a stream owns its descriptor is chosen
+ * when it is made, and mag_stream_close is the only way to end it.
+ *   - mag_stream_new(fd, ...) owns fd: mag_stream_close closes it, and
+ *     nobody else may close it.
+ *   - mag_stream_new_ex(fd, ..., MAG_STREAM_BORROW) borrows fd:
+ *     mag_stream_close flushes and frees the stream and leaves fd open for
+ *     its owner to close, after the stream is closed. A mag_serve handler's
+ *     descriptor belongs to mag_serve, which closes it when the handler
+ *     returns: a handler borrows it.
+ *
+ * Two tasks at once: a stream has a read side (mag_stream_read, _read_exact,
+ * _read_until, _peek, _consume, _fill, _buffered) and a write side
+ * (mag_stream_write, _writev, _flush), with separate buffers and no state in
+ * common, so one task may use the read side while another uses the write
+ * side (a chat server's reader and writer on one connection). Each side is
+ * used by one task at a time. mag_stream_close runs when neither side is in
+ * use any more. */
 typedef struct mag_stream mag_stream_t;
 
 #define MAG_STREAM_DEFAULT_BUFSIZE 16384u
-/* bufsize 0 means MAG_STREAM_DEFAULT_BUFSIZE. NULL when fd < 0 or out of
- * memory. Does not suspend. */
+/* mag_stream_new_ex flag: the stream borrows fd and never closes it. */
+#define MAG_STREAM_BORROW 1u
+/* The most bytes mag_stream_fill gathers in the read buffer (16 MiB). */
+#define MAG_STREAM_FILL_MAX ((size_t)16 << 20)
+
+/* A stream that owns fd. bufsize 0 means MAG_STREAM_DEFAULT_BUFSIZE. NULL
+ * when fd < 0 or out of memory. Does not suspend. */
 MAG_API mag_stream_t *mag_stream_new(int fd, size_t bufsize);
+/* mag_stream_new with flags: 0 (owns fd, as mag_stream_new) or
+ * MAG_STREAM_BORROW (borrows it). NULL when fd < 0, for an unknown flag, or
+ * out of memory. Does not suspend. */
+MAG_API mag_stream_t *mag_stream_new_ex(int fd, size_t bufsize, unsigned flags);
 /* The stream's descriptor. */
 MAG_API int mag_stream_fd(const mag_stream_t *s);
 /* Up to n bytes: what is buffered, else one read. 0 at EOF. */
@@ -278,13 +309,70 @@ MAG_API ssize_t mag_stream_read_exact(mag_stream_t *s, void *buf, size_t n);
 MAG_API ssize_t mag_stream_read_until(mag_stream_t *s, int delim, void *buf, size_t max);
 /* Bytes buffered for reading (no syscall). */
 MAG_API size_t mag_stream_buffered(const mag_stream_t *s);
+
+/* Parsing in place. A parser looks at the buffered bytes themselves
+ * (mag_stream_peek), takes what it has parsed (mag_stream_consume), and asks
+ * for more when a message is incomplete (mag_stream_fill). A pipelining
+ * server answers every complete request in the buffer, then flushes once:
+ *
+ *     for (;;) {
+ *         const char *p; size_t len;
+ *         ssize_t n = mag_stream_peek(s, &p, &len);   // reads only if empty
+ *         if (n <= 0) break;                           // EOF or error
+ *         size_t used;
+ *         while ((used = parse_and_answer(s, p, len)) > 0) {   // writes
+ *             mag_stream_consume(s, used);
+ *             p += used; len -= used;
+ *         }
+ *         if (mag_stream_flush(s) < 0) break;          // one flush per batch
+ *         if (len > 0 && mag_stream_fill(s, len + 1) <= 0) break; // partial
+ *     }
+ *
+ * The pointer from mag_stream_peek stays valid, and the bytes unchanged,
+ * until the next call on the read side other than mag_stream_consume. */
+
+/* Sets *data and *len to the buffered bytes and returns their count. When
+ * nothing is buffered it first reads once (suspends): the count then, or 0
+ * at EOF (*len 0, *data a valid pointer). -EINVAL when s, data or len is
+ * NULL; a read error (-ECANCELED, -ETIMEDOUT, -ECONNRESET, ...) as is. On
+ * any error *data and *len are untouched. */
+MAG_API ssize_t mag_stream_peek(mag_stream_t *s, const char **data, size_t *len);
+/* Drops the first n buffered bytes (a parser's "taken"). No syscall, never
+ * suspends. 0, or -EINVAL (s NULL, n more than mag_stream_buffered) with
+ * nothing dropped. */
+MAG_API int mag_stream_consume(mag_stream_t *s, size_t n);
+/* Reads until at least min bytes are buffered, compacting the buffer and
+ * growing it (doubling, up to MAG_STREAM_FILL_MAX) as needed; a read may
+ * bring more than min. Returns the buffered count (>= min; no read at all
+ * when min bytes are already there, so min 0 never reads), 0 at EOF with
+ * nothing buffered, -EPIPE when EOF comes after some bytes but fewer than
+ * min, -EMSGSIZE when min > MAG_STREAM_FILL_MAX (nothing read), -EINVAL for
+ * s NULL, -ENOMEM, or a read error. Nothing buffered is ever lost: after a
+ * failure mag_stream_peek still shows every byte. */
+MAG_API ssize_t mag_stream_fill(mag_stream_t *s, size_t min);
+
 /* Buffers n bytes, writing out what does not fit. Returns n or an error
  * (then the stream is broken: later writes return the same error). */
 MAG_API ssize_t mag_stream_write(mag_stream_t *s, const void *buf, size_t n);
+/* Writes iov[0..cnt) in order, as one stream of bytes. Pieces shorter than
+ * bufsize/2 are copied into the write buffer, as mag_stream_write does;
+ * longer ones are not copied: they go from where they lie, gathered with
+ * the buffered bytes before them (and the short pieces after them) into one
+ * sendmsg (writev(2) on other files). When any piece went that way, the call
+ * returns only once everything buffered is written out; otherwise the
+ * pieces stay buffered for mag_stream_flush. Returns the total of the
+ * lengths, or an error: -EINVAL (s NULL, cnt outside 0..IOV_MAX, iov NULL
+ * with cnt > 0, a NULL base with a nonzero length, a total above SSIZE_MAX;
+ * nothing buffered nor written then), -EPIPE when the peer is gone, ...
+ * After any other error, cancellation and deadlines included, part of the
+ * pieces may have gone out: the write side is broken and later writes,
+ * writevs and flushes return that error. */
+MAG_API ssize_t mag_stream_writev(mag_stream_t *s, const struct iovec *iov, int cnt);
 /* Writes out everything buffered (asyncio's drain). */
 MAG_API int mag_stream_flush(mag_stream_t *s);
-/* Flushes, closes fd and frees s, even when the flush fails (its error is
- * returned) or the task is cancelled. s NULL is ignored (0). */
+/* Flushes, closes fd when the stream owns it (never when it borrows it),
+ * and frees s, even when the flush fails (its error is returned) or the
+ * task is cancelled. s NULL is ignored (0). */
 MAG_API int mag_stream_close(mag_stream_t *s);
 
 #ifdef __cplusplus
