@@ -283,7 +283,11 @@ int64_t mag__io_wait(mag__io_t *io)
 
 int64_t mag__io_run(int kind, const mag__io_args_t *a)
 {
-    const mag__io_kind_t *k = &mag__io_kinds[kind];
+    return mag__io_run_kind(&mag__io_kinds[kind], a);
+}
+
+int64_t mag__io_run_kind(const mag__io_kind_t *k, const mag__io_args_t *a)
+{
     mag_task_t *self = mag__task_current();
     if (!self)
         return k->sys(a);
