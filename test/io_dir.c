@@ -22,9 +22,9 @@
 #define NAME_FMT "entry-%04d-of-the-magpie-directory-test"
 
 static char root[] = "/tmp/magpie-io-dir-XXXXXX";
-static atomic_int ticks;    /* relaxed: a counter read for progress only */
+static atomic_int ticks;         /* relaxed: a counter read for progress only */
 static atomic_bool readers_done; /* relaxed: the ticker's stop flag, no data attached */
-static atomic_int listings; /* relaxed: counted, read after the joins */
+static atomic_int listings;      /* relaxed: counted, read after the joins */
 
 /* The index of an entry's name: 0..NFILES-1 for files, NFILES for "sub". */
 static int index_of(const char *name)

@@ -47,8 +47,7 @@ static void check_statx_matches(int dfd, const char *rel, int fd)
     struct statx sx;
     poison(&sx);
     ASSERT_EQ(mag_statx(dfd, rel, 0, STATX_BASIC_STATS, &sx), 0);
-    ASSERT_UEQ(sx.stx_mask & STATX_BASIC_STATS & ~STATX_BLOCKS,
-               STATX_BASIC_STATS & ~STATX_BLOCKS);
+    ASSERT_UEQ(sx.stx_mask & STATX_BASIC_STATS & ~STATX_BLOCKS, STATX_BASIC_STATS & ~STATX_BLOCKS);
     ASSERT_UEQ(sx.stx_ino, st.st_ino);
     ASSERT_UEQ(sx.stx_size, st.st_size);
     ASSERT_UEQ(sx.stx_mode, st.st_mode);
@@ -182,8 +181,7 @@ static int cancelled_calls(void *arg)
 
     mag_cancel(mag_self());
     ASSERT_EQ(mag_mkdirat(dfd, "cancelled", 0700), -ECANCELED);
-    ASSERT_EQ(mag_openat(dfd, "cancelled-file", O_CREAT | O_WRONLY | O_CLOEXEC, 0600),
-              -ECANCELED);
+    ASSERT_EQ(mag_openat(dfd, "cancelled-file", O_CREAT | O_WRONLY | O_CLOEXEC, 0600), -ECANCELED);
     ASSERT_TRUE(!exists("cancelled"));
     ASSERT_TRUE(!exists("cancelled-file"));
     ASSERT_EQ(mag_close(dfd), 0); /* closes even when cancelled */

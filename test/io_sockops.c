@@ -5,7 +5,8 @@
  * mag_sendmsg return -EPIPE and the process gets no SIGPIPE (left at its
  * default action, which would kill it). mag_sendmsg / mag_recvmsg pass a
  * pipe's descriptor in SCM_RIGHTS over a Unix socket (received
- * close-on-exec). Bad arguments give their errors. Tasks at 2 workers, with
+ * close-on-exec). A deadline interrupts a send to a peer that never reads.
+ * Bad arguments give their errors. Tasks at 2 workers, with
  * shutdown also through its fallback, and a plain thread. */
 #include "test/test.h"
 
@@ -138,6 +139,26 @@ static int peer_gone(void *arg)
     return 0;
 }
 
+/* A peer that never reads: the deadline interrupts the send in flight. */
+static int send_past_deadline(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    size_t n = 8u << 20; /* more than any socket buffer holds */
+    char *big = calloc(1, n);
+    ASSERT_TRUE(big != NULL);
+    struct iovec iov[2] = {{"head", 4}, {big, n}};
+    uint64_t token = mag_deadline_push(mag_now() + 50 * MAG_MS);
+    ASSERT_NE(token, 0);
+    ASSERT_EQ(mag_sendv_all(sv[0], iov, 2, 0), -ETIMEDOUT);
+    mag_deadline_pop(token);
+    free(big);
+    ASSERT_EQ(mag_close(sv[0]), 0);
+    ASSERT_EQ(mag_close(sv[1]), 0);
+    return 0;
+}
+
 /* Passes a pipe's read end over a Unix socket. */
 static int pass_descriptor(void *arg)
 {
@@ -152,8 +173,10 @@ static int pass_descriptor(void *arg)
     } control;
     memset(&control, 0, sizeof control);
     struct iovec iov = {.iov_base = "F", .iov_len = 1};
-    struct msghdr msg = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
     struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
@@ -247,7 +270,8 @@ static int shutdown_and_errors(void *arg)
 static int run_in_tasks(void *arg)
 {
     (void)arg;
-    mag_fn steps[] = {sendv_to_slow_reader, peer_gone, pass_descriptor, shutdown_and_errors};
+    mag_fn steps[] = {sendv_to_slow_reader, send_past_deadline, peer_gone, pass_descriptor,
+                      shutdown_and_errors};
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         mag_task_t *t = mag_spawn(steps[i], NULL);
         ASSERT_TRUE(t != NULL);

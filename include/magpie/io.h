@@ -193,25 +193,32 @@ MAG_API ssize_t mag_sendv_all(int fd, const struct iovec *iov, int cnt, int flag
 MAG_API int mag_shutdown(int fd, int how);
 
 /* ---- plain system calls on magpie's descriptors -------------------------
- * Descriptors magpie returns are ordinary, blocking, close-on-exec ones. From
- * a task, system calls that never wait are fine on them: setsockopt,
- * getsockopt, getsockname, getpeername, fcntl (F_GETFL, F_SETFD, ...),
- * ioctl(FIONREAD), fstat, lseek, ftruncate on a local file, dup, shutdown
- * (mag_shutdown does it on the ring). Calls that wait must not be made on a
- * worker: read, write, recv, send, accept, connect, poll, select, sleep,
- * flock, waitpid and the like block the worker thread and every task queued
- * on it (the runtime's watchdog names the task that holds a worker too long);
- * use the mag_ forms, or mag_run_blocking for a library call that blocks.
- * Do not make a descriptor O_NONBLOCK for magpie's sake (the ring does not
- * need it, and plain threads then get -EAGAIN instead of a wait). Do not
- * close(2) a descriptor while a magpie operation waits on it: the request
- * keeps the file open, and the number may be reused under it; use mag_close
- * once the operations on it have returned (cancel their tasks first). fork(2)
- * in a process with a runtime gives a child with one thread and none of the
- * runtime's: in the child, call only async-signal-safe functions before
- * exec (mag_process_spawn does this for you). Sockets never raise SIGPIPE
- * through mag_send, mag_sendto, mag_sendmsg, mag_sendv_all and streams; a
- * plain write(2) or mag_write on a socket whose peer is gone does, unless the
+ * Descriptors magpie returns are ordinary, blocking, close-on-exec ones.
+ *
+ * Fine from a task: system calls that never wait. setsockopt, getsockopt,
+ * getsockname, getpeername, fcntl (F_GETFL, F_SETFD, F_GETFD, ...),
+ * ioctl(FIONREAD), fstat, lseek, dup, shutdown (mag_shutdown does it on the
+ * ring), socket, bind, listen, pipe2, socketpair.
+ *
+ * Not on a worker: calls that wait. read, write, recv, send, accept,
+ * connect, poll, select, epoll_wait, sleep, flock, waitpid and the like
+ * block the worker thread and every task queued behind it (with MAG_DEBUG
+ * the watchdog names the task that holds a worker too long). Use the mag_
+ * forms, or mag_run_blocking for a library call that blocks. Do not set
+ * O_NONBLOCK for magpie's sake: the ring does not need it, and plain threads
+ * would then get -EAGAIN instead of a wait.
+ *
+ * close(2): not while a magpie operation waits on the descriptor (the
+ * request keeps the file open, and the number may be reused under it);
+ * cancel those tasks, then mag_close.
+ *
+ * Signals and fork: a signal handler may run on a worker thread; it must
+ * call no magpie function (act on signals with mag_signal_wait). A fork(2)
+ * child has one thread and none of the runtime's: it may call only
+ * async-signal-safe functions until it execs (mag_process_spawn does this
+ * for you). Sockets never raise SIGPIPE through mag_send, mag_sendto,
+ * mag_sendmsg, mag_send_all, mag_sendv_all and streams; write(2), writev(2),
+ * mag_write and mag_writev on a socket whose peer is gone do, unless the
  * program ignores SIGPIPE. */
 
 /* ---- the file system -----------------------------------------------------
@@ -258,11 +265,13 @@ MAG_API int mag_mkdirat(int dirfd, const char *path, mode_t mode);
  * task or thread at a time. */
 typedef struct mag_dir mag_dir_t;
 
+/* One entry. name is valid until the next mag_readdir or mag_closedir on
+ * the reader; type is DT_REG, DT_DIR, DT_LNK, ... of <dirent.h>, or
+ * DT_UNKNOWN when the file system does not say (ask mag_statx). */
 typedef struct mag_dirent {
-    const char *name; /* valid until the next mag_readdir or mag_closedir on the reader */
-    uint64_t ino;     /* the inode number */
-    unsigned char type; /* DT_REG, DT_DIR, DT_LNK, ... of <dirent.h>; DT_UNKNOWN when
-                         * the file system does not say (ask mag_statx) */
+    const char *name;
+    uint64_t ino;
+    unsigned char type;
 } mag_dirent_t;
 
 /* Opens the directory path (relative to dirfd, as mag_openat) for reading:
