@@ -68,6 +68,9 @@ typedef struct mag__io {
 
 /* Runs one operation: the ring from a task, the blocking call otherwise. */
 MAG_HIDDEN int64_t mag__io_run(int kind, const mag__io_args_t *a);
+/* The same for a kind described outside mag__io_kinds[] (probe.c's): kind is
+ * its index in mag__io_kinds[], or -1 (then mag_serve does not time it). */
+MAG_HIDDEN int64_t mag__io_run_kind(const mag__io_kind_t *k, int kind, const mag__io_args_t *a);
 
 /* Waits for io (whose SQE is prepared) to complete: parks the task; on
  * cancellation or deadline cancels the request and keeps waiting for its
@@ -111,5 +114,26 @@ MAG_HIDDEN void mag__serve_wait_end(mag__conn_t *c, int begun, int64_t res);
  * (mag_resolve_error's mapping; -ECANCELED/-ETIMEDOUT from a task). */
 MAG_HIDDEN int mag__resolve(const char *host, uint16_t port, int socktype, bool passive,
                             struct sockaddr_storage *out, socklen_t *lens, int max);
+
+/* ---- operations the running kernel may lack (probe.c) --------------------
+ * Kinds added to io_uring after the oldest kernel magpie runs on (shutdown,
+ * statx, unlinkat, ...). The ring is asked once which opcodes it knows
+ * (io_uring_get_probe); a kind the kernel lacks runs its blocking form
+ * instead: on the blocking pool from a task when the call may block (the file
+ * system), inline when it never does (shutdown). */
+typedef struct mag__io_optional_kind {
+    mag__io_kind_t kind; /* first: a task dump prints kind.name */
+    uint8_t opcode;      /* the IORING_OP_* that kind.prep uses */
+    bool may_block;      /* the fallback goes to the blocking pool */
+} mag__io_optional_kind_t;
+
+/* From a task: the ring when the kernel has k's opcode, else the fallback
+ * (which honours cancellation and deadlines before it starts, as
+ * mag_run_blocking does). Outside a task: k's blocking system call. */
+MAG_HIDDEN int64_t mag__io_run_optional(const mag__io_optional_kind_t *k, const mag__io_args_t *a);
+
+/* For tests: when set, every optional kind takes its fallback, as on a kernel
+ * without the opcodes. Set before creating a runtime. */
+MAG_HIDDEN extern bool mag__io_optional_off;
 
 #endif /* MAGPIE_IO_INTERNAL_H */

@@ -288,7 +288,11 @@ int64_t mag__io_wait(mag__io_t *io)
 
 int64_t mag__io_run(int kind, const mag__io_args_t *a)
 {
-    const mag__io_kind_t *k = &mag__io_kinds[kind];
+    return mag__io_run_kind(&mag__io_kinds[kind], kind, a);
+}
+
+int64_t mag__io_run_kind(const mag__io_kind_t *k, int kind, const mag__io_args_t *a)
+{
     mag_task_t *self = mag__task_current();
     if (!self)
         return k->sys(a);
@@ -298,7 +302,7 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
     /* A connection task of mag_serve has its waits on its connection timed
      * (serve_conn.c); for every other task this is one test. */
     mag__conn_t *conn = MAG_UNLIKELY(self->fn == mag__serve_conn_main) ? self->arg : NULL;
-    int timed = conn ? mag__serve_wait_begin(conn, kind, a) : 0;
+    int timed = conn && kind >= 0 ? mag__serve_wait_begin(conn, kind, a) : 0;
     mag__io_t io = {.op = {.complete = mag__io_complete}, .task = self};
     struct io_uring_sqe *sqe = mag__sqe(&io.op);
     k->prep(sqe, a);

@@ -253,6 +253,140 @@ typedef enum mag_conn_phase {
  * spawned). */
 MAG_API int mag_conn_phase(mag_conn_phase_t phase);
 
+/* ---- more socket calls ---------------------------------------------------
+ * Same conventions as the operations above: one ring request from a task
+ * (cancellation and deadlines as at the top of this file), the blocking
+ * system call on a plain thread. */
+
+/* sendmsg(2) with MSG_NOSIGNAL always added (a closed peer gives -EPIPE,
+ * never SIGPIPE); control data (SCM_RIGHTS, SCM_CREDENTIALS, ...) goes with
+ * it. May send fewer bytes than msg's iovecs hold. Returns the count;
+ * -EFAULT for a NULL msg. */
+MAG_API ssize_t mag_sendmsg(int fd, const struct msghdr *msg, int flags);
+/* recvmsg(2) with MSG_CMSG_CLOEXEC always added: descriptors received in
+ * SCM_RIGHTS are close-on-exec. Returns the count (0 when the peer has shut
+ * its side down; msg_flags and msg_controllen are updated as by recvmsg);
+ * -EFAULT for a NULL msg. */
+MAG_API ssize_t mag_recvmsg(int fd, struct msghdr *msg, int flags);
+/* Sends everything iov[0..cnt) holds, in order, on a socket (sendmsg with
+ * MSG_NOSIGNAL, again after each short send: never SIGPIPE). The caller's
+ * array is not modified (the call advances through a copy). Returns the total
+ * byte count, or the first error: -EPIPE / -ECONNRESET when the peer is gone,
+ * -ENOTSOCK for a file or a pipe, -EINVAL when cnt is outside 0..IOV_MAX or
+ * the lengths add up past SSIZE_MAX, -EFAULT for a NULL iov with cnt > 0,
+ * -ECANCELED / -ETIMEDOUT. After an error some bytes may have been sent
+ * (how many is not reported): the connection is then only good for closing. */
+MAG_API ssize_t mag_sendv_all(int fd, const struct iovec *iov, int cnt, int flags);
+/* shutdown(2): SHUT_RD, SHUT_WR (the peer reads end of input once the data
+ * sent before it is read) or SHUT_RDWR. On the ring (IORING_OP_SHUTDOWN)
+ * where the kernel has it, else the system call itself (it never blocks).
+ * Returns 0, -EBADF (fd < 0 or not open), -EINVAL (another how),
+ * -ENOTSOCK, -ENOTCONN. */
+MAG_API int mag_shutdown(int fd, int how);
+
+/* ---- plain system calls on magpie's descriptors -------------------------
+ * Descriptors magpie returns are ordinary, blocking, close-on-exec ones.
+ *
+ * Fine from a task: system calls that never wait. setsockopt, getsockopt,
+ * getsockname, getpeername, fcntl (F_GETFL, F_SETFD, F_GETFD, ...),
+ * ioctl(FIONREAD), fstat, lseek, dup, shutdown (mag_shutdown does it on the
+ * ring), socket, bind, listen, pipe2, socketpair.
+ *
+ * Not on a worker: calls that wait. read, write, recv, send, accept,
+ * connect, poll, select, epoll_wait, sleep, flock, waitpid and the like
+ * block the worker thread and every task queued behind it (with MAG_DEBUG
+ * the watchdog names the task that holds a worker too long). Use the mag_
+ * forms, or mag_run_blocking for a library call that blocks. Do not set
+ * O_NONBLOCK for magpie's sake: the ring does not need it, and plain threads
+ * would then get -EAGAIN instead of a wait.
+ *
+ * close(2): not while a magpie operation waits on the descriptor (the
+ * request keeps the file open, and the number may be reused under it);
+ * cancel those tasks, then mag_close.
+ *
+ * Signals and fork: a signal handler may run on a worker thread; it must
+ * call no magpie function (act on signals with mag_signal_wait). A fork(2)
+ * child has one thread and none of the runtime's: it may call only
+ * async-signal-safe functions until it execs (mag_process_spawn does this
+ * for you). Sockets never raise SIGPIPE through mag_send, mag_sendto,
+ * mag_sendmsg, mag_send_all, mag_sendv_all and streams; write(2), writev(2),
+ * mag_write and mag_writev on a socket whose peer is gone do, unless the
+ * program ignores SIGPIPE. */
+
+/* ---- the file system -----------------------------------------------------
+ * The *at(2) calls, relative to a directory descriptor (AT_FDCWD: the
+ * working directory; an absolute path ignores dirfd). From a task they are
+ * one ring request each (IORING_OP_OPENAT, _STATX, _UNLINKAT, _RENAMEAT,
+ * _MKDIRAT; cancellation and deadlines as at the top of this file). Where the
+ * running kernel lacks the opcode (asked once, io_uring_get_probe), the
+ * system call runs on the blocking pool instead, so that a slow disk never
+ * blocks a worker: there a task already cancelled (or past its deadline)
+ * gets -ECANCELED (-ETIMEDOUT) and nothing is done, and a call under way is
+ * waited for (its result returned; the next suspension point reports the
+ * cancellation). On a plain thread they are the blocking system calls.
+ * A NULL path (or statx's NULL out) gives -EFAULT, as the kernel says for a
+ * bad pointer; other errors are the kernel's: -ENOENT, -EEXIST, -ENOTDIR,
+ * -EISDIR, -ENOTEMPTY, -EACCES, -EBADF (a bad dirfd), ... */
+
+/* openat(2); returns the descriptor. flags are passed as given (add
+ * O_CLOEXEC yourself); mode matters with O_CREAT / O_TMPFILE. */
+MAG_API int mag_openat(int dirfd, const char *path, int flags, mode_t mode);
+/* statx(2) into *out (struct statx of <sys/stat.h>, _GNU_SOURCE); flags
+ * AT_EMPTY_PATH (path "" means dirfd itself), AT_SYMLINK_NOFOLLOW,
+ * AT_STATX_*; mask STATX_BASIC_STATS and the like (out->stx_mask says what
+ * was filled). Returns 0; *out is untouched by any failure. */
+struct statx;
+MAG_API int mag_statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *out);
+/* unlinkat(2): removes a file, or an empty directory with AT_REMOVEDIR.
+ * Returns 0; -EISDIR for a directory without AT_REMOVEDIR, -ENOTDIR for a
+ * file with it, -ENOTEMPTY. */
+MAG_API int mag_unlinkat(int dirfd, const char *path, int flags);
+/* renameat2(2): flags 0, RENAME_NOREPLACE (-EEXIST when newpath exists),
+ * RENAME_EXCHANGE, ... Returns 0. */
+MAG_API int mag_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+                         unsigned flags);
+/* mkdirat(2); returns 0, -EEXIST. */
+MAG_API int mag_mkdirat(int dirfd, const char *path, mode_t mode);
+
+/* ---- directory reading ----------------------------------------------------
+ * io_uring cannot read a directory, so a reader takes the entries in batches
+ * of one getdents64(2) each (32 KiB: about a thousand short names), run on
+ * the blocking pool from a task (the task suspends; the worker runs others)
+ * and on the calling thread outside a task. Between batches mag_readdir
+ * makes no system call. "." and ".." are left out. A reader is used by one
+ * task or thread at a time. */
+typedef struct mag_dir mag_dir_t;
+
+/* One entry. name is valid until the next mag_readdir or mag_closedir on
+ * the reader; type is DT_REG, DT_DIR, DT_LNK, ... of <dirent.h>, or
+ * DT_UNKNOWN when the file system does not say (ask mag_statx). */
+typedef struct mag_dirent {
+    const char *name;
+    uint64_t ino;
+    unsigned char type;
+} mag_dirent_t;
+
+/* Opens the directory path (relative to dirfd, as mag_openat) for reading:
+ * 0 and *out, or -EINVAL (NULL out), -EFAULT (NULL path), -ENOENT, -ENOTDIR,
+ * -EACCES, -EMFILE, -ENOMEM, -ECANCELED / -ETIMEDOUT; *out is untouched on
+ * failure. Suspends a task while opening. */
+MAG_API int mag_opendir(mag_dir_t **out, int dirfd, const char *path);
+/* The next entry: 1 and *out, 0 at the end (and on every later call), or a
+ * negative errno (-EINVAL for NULL arguments, -ECANCELED / -ETIMEDOUT for a
+ * task cancelled before a batch is read, the kernel's -EIO, ...); *out is
+ * written only when it returns 1. After an error the reader is still usable:
+ * the next call tries again. Entries created or removed while the directory
+ * is being read may or may not be listed (as readdir(3)). Suspends a task
+ * only when the buffer is empty: while the batch is read it waits for it,
+ * even when cancelled meanwhile (the next suspension point reports it). */
+MAG_API int mag_readdir(mag_dir_t *d, mag_dirent_t *out);
+/* The reader's directory descriptor, for mag_openat / mag_statx relative to
+ * it (owned by the reader: do not close it); -EINVAL for NULL. */
+MAG_API int mag_dir_fd(const mag_dir_t *d);
+/* Closes the descriptor (mag_close) and frees d. 0 or mag_close's error;
+ * NULL is ignored (0). */
+MAG_API int mag_closedir(mag_dir_t *d);
+
 /* ---- buffered streams (asyncio StreamReader / StreamWriter) -------------
  * A stream wraps a descriptor in two buffers of bufsize bytes, one for
  * reading and one for writing. Reads use recv(2) and writes send(2) or
