@@ -1,9 +1,9 @@
 /* net_limits: mag_serve_ex's cap on connections (the cap+1th client is not
  * served until one of the first ends, then it is), and the reuse of idle
  * connections when descriptors run out: an echo server in a child with
- * RLIMIT_NOFILE 256 holds more idle connections than it has descriptors,
- * and a new client is still served within 2 s, the longest-idle connection
- * having been closed to make room. The parent is a plain program with
+ * RLIMIT_NOFILE 1,024 is sent 1,100 idle connections, more than it has
+ * descriptors, and a new client is still served within 2 s, the longest-idle
+ * connection having been closed to make room. The parent is a plain program with
  * blocking sockets. */
 #include <netinet/in.h>
 #include <poll.h>
@@ -14,8 +14,8 @@
 #include "test/test.h"
 
 #define CAP 4
-#define CHILD_NOFILE 256
-#define IDLE_CLIENTS 300
+#define CHILD_NOFILE 1024
+#define IDLE_CLIENTS 1100
 #define SLACK_MS (TEST_SANITIZED ? 10000 : 2000)
 
 static int echo(int fd, void *ctx)

@@ -1,17 +1,18 @@
 /* net_timeouts: mag_serve_ex's header, idle and send timeouts against the
- * clients that tie a server up. Slowloris clients (100 that dribble a byte
- * of a never-ending head every 100 ms, 50 that stay silent) are closed within
+ * clients that tie a server up. Slowloris clients (500 that dribble a byte
+ * of a never-ending head every 100 ms, 100 that stay silent) are closed within
  * the header timeout plus a second, while a normal client is answered
  * throughout; an idle keep-alive connection is closed after the idle
  * timeout but an active one is not; a client that pipelines requests and
  * never reads is cut after the send timeout. Also mag_conn_phase's errors. */
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "test/test.h"
 
-#define DRIBBLERS 100
-#define SILENT 50
+#define DRIBBLERS 500
+#define SILENT 100
 #define NSLOW (DRIBBLERS + SILENT)
 /* Slack for a loaded 2-core machine; sanitizer builds get more. */
 #define SLACK_NS ((TEST_SANITIZED ? 3 : 1) * MAG_SEC)
@@ -307,6 +308,15 @@ static int main_task(void *arg)
 
 int main(void)
 {
+    /* Both ends of every slow connection live in this process. */
+    struct rlimit rl;
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < 2 * NSLOW + 128) {
+        rl.rlim_cur = rl.rlim_max < 2 * NSLOW + 128 ? rl.rlim_max : 2 * NSLOW + 128;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (rl.rlim_cur < 2 * NSLOW + 128)
+            TEST_SKIP("RLIMIT_NOFILE %ld is too low", (long)rl.rlim_cur);
+    }
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, thread_phase, NULL), 0);
     pthread_join(th, NULL);
