@@ -130,8 +130,10 @@ static void free_runtime(mag_runtime_t *rt)
 
 int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
 {
-    if (!out)
+    if (!out) {
+        mag__warn("mag_runtime_create: out is NULL");
         return -EINVAL; /* *out is written only on success */
+    }
     mag_config_t defaults, cfg;
     if (!cfg_in) {
         mag_config_init(&defaults);
