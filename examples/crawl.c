@@ -519,24 +519,26 @@ int main(int argc, char **argv)
     }
     if (o.nurls == 0)
         usage();
-    for (size_t i = 0; i < o.nurls; i++) { /* bad URLs are the caller's to fix */
+    int rc = 0, status = 2;
+    for (size_t i = 0; i < o.nurls && rc == 0; i++) { /* bad URLs are the caller's to fix */
         url_t u;
-        int rc = parse_url(o.urls[i], &u);
-        if (rc < 0) {
+        if ((rc = parse_url(o.urls[i], &u)) < 0)
             fprintf(stderr, "crawl: %s: %s\n", o.urls[i], strerror(-rc));
-            return 2;
+    }
+    if (rc == 0) {
+        mag_config_t cfg;
+        mag_config_init(&cfg);
+        if (o.workers)
+            cfg.workers = o.workers;
+        status = 1;
+        rc = mag_run(&cfg, crawl_main, &o, &status);
+        if (rc < 0) {
+            fprintf(stderr, "crawl: %s\n", strerror(-rc));
+            status = 1;
         }
     }
-    mag_config_t cfg;
-    mag_config_init(&cfg);
-    if (o.workers)
-        cfg.workers = o.workers;
-    int status = 1;
-    int rc = mag_run(&cfg, crawl_main, &o, &status);
-    if (rc < 0)
-        fprintf(stderr, "crawl: %s\n", strerror(-rc));
     for (size_t i = 0; i < o.nurls; i++)
         free(o.urls[i]);
     free(o.urls);
-    return rc < 0 ? 1 : status;
+    return status;
 }

@@ -693,7 +693,8 @@ static void client_stream(const char *stream, size_t len, size_t piece, const un
             size_t on;
             int rc = mag_http_body_feed(&body, buf + pos, have - pos, &used, &o, &on);
             ASSERT_GE(rc, 0);
-            memcpy(got[seen - 1] + got_len[seen - 1], o, on);
+            if (on) /* o may be NULL when nothing came back */
+                memcpy(got[seen - 1] + got_len[seen - 1], o, on);
             got_len[seen - 1] += on;
             pos += used;
             if (rc == 1)

@@ -235,7 +235,8 @@ static int client_response(client_t *cl, char **body, size_t *body_len, bool *ke
                 cap *= 2;
             ASSERT_TRUE((out = realloc(out, cap)) != NULL);
         }
-        memcpy(out + got, p, n);
+        if (n) /* p may be NULL when nothing came back */
+            memcpy(out + got, p, n);
         got += n;
         pos += used;
         if (rc == 1)
