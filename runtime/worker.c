@@ -266,6 +266,9 @@ static void park(mag__worker_t *w)
     poll_timers(w);
     if (has_local_work(w))
         return;
+    /* Going to sleep: spare free records go back, so that the slabs of a
+     * finished burst can be given back (task_pool.c). */
+    mag__task_cache_trim(w);
     /* Every worker looks once more after declaring itself parked, not only
      * the last searcher (Tokio's rule): a waker that saw us still counted as
      * awake did not wake anyone, and a single worker, or one refused
@@ -318,8 +321,11 @@ static bool task_done(mag_task_t *t)
     return mag__state_status(&t->state) == MAG__DONE;
 }
 
-void mag__worker_loop(mag__worker_t *w, mag_task_t *until)
+void mag__worker_loop(mag__worker_t *w, mag_task_t *until_handle)
 {
+    /* The caller holds the handle: the record stays this task's. */
+    uint64_t gen;
+    mag_task_t *until = until_handle ? mag__task_from_handle(until_handle, &gen) : NULL;
     mag__tls_worker = w;
 #if MAG__TSAN
     w->tsan_sched = __tsan_get_current_fiber();
