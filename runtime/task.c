@@ -325,7 +325,7 @@ static void report_stale(const char *what, const mag_task_t *h, uint64_t life, u
 {
     if (!mag__debug_any)
         return;
-    const char *why = mag__life_gen(life) != gen ? "names a task that has ended and was released"
+    const char *why = mag__life_gen(life) != gen ? "is stale: its task was joined or detached and has ended"
                       : mag__life_handle(life) == MAG__HANDLE_DETACHED ? "was detached"
                                                                        : "was already joined";
     mag__warn("%s: handle %p %s: ignored", what, (const void *)h, why);
