@@ -117,8 +117,9 @@ static inline uint64_t mag__gen_next(uint64_t gen)
 
 struct mag_task {
     _Atomic uint32_t state;     /* only through task_state.h */
+    /* Read and written by spawn and join, apart from the state word that
+     * wakers hammer. */
     uint32_t index;             /* where the record lives, for its handle (task_pool.c) */
-    _Atomic uint64_t life;      /* generation, handle, cancelled (above) */
     void *sp;                   /* saved stack pointer while switched out */
     mag__stack_t *stack;        /* NULL until the task first runs */
     size_t stack_size;
@@ -128,6 +129,9 @@ struct mag_task {
     mag_runtime_t *rt;
     struct mag__worker *_Atomic worker; /* where it runs or last ran (dumps) */
     mag_task_t *next;                   /* inject queue, free pools */
+    /* On next's cache line: a spawn that takes the record from a cache has
+     * that line already when it reads the generation. */
+    _Atomic uint64_t life;              /* generation, handle, cancelled (above) */
     mag_task_t *reg_prev, *reg_next;    /* live-task registry shard */
     unsigned reg_shard;
     _Atomic uint32_t refs;          /* the running body + the handle */
@@ -193,6 +197,9 @@ MAG_HIDDEN void mag__task_pool_put(mag_task_t *t);
 /* A worker about to sleep keeps a few free records and returns the rest, so
  * that their slabs can be given back. */
 MAG_HIDDEN void mag__task_cache_trim(struct mag__worker *w);
+/* Gives back the empty slabs that are due; returns when the next one will
+ * be (absolute ns, UINT64_MAX: none), for a sleeping worker's timeout. */
+MAG_HIDDEN uint64_t mag__task_pool_trim(void);
 /* The handle of t as it is now (the one mag_spawn returned while t lives). */
 MAG_HIDDEN mag_task_t *mag__task_handle(mag_task_t *t);
 /* The record a handle names and, in *gen, the generation it carries; NULL

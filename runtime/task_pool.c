@@ -10,9 +10,14 @@
  *
  * Type-stable, and yet the memory goes back. A late mag__wake (internal.h)
  * or a call on a stale handle may read a record after its task is gone, so
- * the chunk stays mapped. But when every record of a slab is free in the
- * global pool and enough empty slabs are kept already, the slab's pages are
- * given back with MADV_DONTNEED. They read as zeros from then on, which is a
+ * the chunk stays mapped. But when every record of a slab has been free in
+ * the global pool for DECAY_NS, and EMPTY_KEEP empty slabs are kept besides,
+ * the slab's pages are given back with MADV_DONTNEED (the delay, as
+ * jemalloc's decay, spares a program that spawns bursts back to back the
+ * cost of faulting its records in again each time). Giving back happens
+ * when records return to the pool, and when a worker goes to sleep: it then
+ * sleeps no later than the next slab is due. The pages read as zeros from
+ * then on, which is a
  * FREE record (task_state.h) of generation 0 (sched.h): a late wake finds
  * FREE and writes nothing; a handle's generation is never 0, so no handle
  * matches. Nothing is lost by the zeroing: nobody writes a free record (its
@@ -63,8 +68,9 @@ _Static_assert(SLAB_BYTES / RECORD_STRIDE >= 1 && SLAB_BYTES / RECORD_STRIDE <= 
 
 #define CACHE_MAX 256      /* free records in a worker's cache */
 #define CACHE_IDLE_KEEP 32 /* ... of which it keeps this many when it sleeps */
-#define REFILL 32          /* records an empty cache takes from the pool at once */
+#define REFILL 32         /* records an empty cache takes from the pool at once */
 #define EMPTY_KEEP 64      /* empty slabs kept resident for the next burst (2 MiB) */
+#define DECAY_NS (1000 * MAG_MS) /* how long a slab stays empty before it goes back */
 
 /* Where a slab is: linked in one of the pool's lists, or not. */
 enum {
@@ -76,10 +82,14 @@ enum {
     NLISTS
 };
 
+/* A slab's free records are bits in its descriptor, not a list through the
+ * records: taking REFILL of them reads no record, so a burst of spawns does
+ * not wait on a chain of cache misses, one record after another. */
 typedef struct slab {
     struct slab *prev, *next; /* in its list */
-    mag_task_t *free;         /* its records free in the pool */
+    uint64_t freemap[2];      /* bit k: record k is free in the pool */
     uint64_t gen_floor;       /* given back: no record had a generation above it */
+    uint64_t empty_since;     /* LIST_EMPTY: when its last record came back */
     uint32_t nfree;           /* records on `free` */
     uint32_t list;            /* LIST_* */
 } slab_t;
@@ -92,8 +102,10 @@ typedef struct chunk {
 
 #define HEADER_SLABS ((unsigned)((sizeof(chunk_t) + SLAB_BYTES - 1) / SLAB_BYTES))
 
+/* Slabs are taken from the head and put at the head, so that the tail of
+ * LIST_EMPTY is the slab empty for the longest. */
 typedef struct slab_list {
-    slab_t *head;
+    slab_t *head, *tail;
     size_t n;
 } slab_list_t;
 
@@ -146,6 +158,8 @@ static void list_move(slab_t *s, uint32_t to)
             l->head = s->next;
         if (s->next)
             s->next->prev = s->prev;
+        else
+            l->tail = s->prev;
         l->n--;
     }
     s->prev = s->next = NULL;
@@ -155,6 +169,8 @@ static void list_move(slab_t *s, uint32_t to)
         s->next = l->head;
         if (l->head)
             l->head->prev = s;
+        else
+            l->tail = s;
         l->head = s;
         l->n++;
     }
@@ -166,8 +182,7 @@ static void list_move(slab_t *s, uint32_t to)
 static void carve(chunk_t *c, unsigned i, uint64_t gen)
 {
     slab_t *s = &c->slabs[i];
-    s->free = NULL;
-    for (unsigned k = SLAB_TASKS; k-- > 0;) {
+    for (unsigned k = 0; k < SLAB_TASKS; k++) {
         mag_task_t *r = record_at(c, i, k);
         r->tsan_fiber = NULL;
         r->stack = NULL;
@@ -177,9 +192,10 @@ static void carve(chunk_t *c, unsigned i, uint64_t gen)
          * compares the generation. */
         atomic_store_explicit(&r->life, mag__life_make(gen, MAG__HANDLE_RELEASED),
                               memory_order_relaxed);
-        r->next = s->free;
-        s->free = r;
+        r->next = NULL;
     }
+    s->freemap[0] = SLAB_TASKS >= 64 ? ~0ull : (1ull << SLAB_TASKS) - 1;
+    s->freemap[1] = SLAB_TASKS > 64 ? ~0ull >> (128 - SLAB_TASKS) : 0;
     s->nfree = SLAB_TASKS;
 }
 
@@ -235,8 +251,12 @@ static slab_t *slab_with_free(void)
 
 static mag_task_t *slab_pop(slab_t *s)
 {
-    mag_task_t *t = s->free;
-    s->free = t->next;
+    /* The highest free record first: records freed in address order are
+     * taken back most recently freed first, as from one LIFO list. */
+    unsigned word = s->freemap[1] ? 1 : 0;
+    unsigned bit = 63u - (unsigned)__builtin_clzll(s->freemap[word]);
+    s->freemap[word] &= ~(1ull << bit);
+    mag_task_t *t = record_at(chunk_of(s), slab_number(s), word * 64 + bit);
     if (--s->nfree == 0)
         list_move(s, LIST_NONE);
     else if (s->list == LIST_EMPTY)
@@ -244,23 +264,40 @@ static mag_task_t *slab_pop(slab_t *s)
     return t;
 }
 
-/* Returns t to its slab; the slab when it is to be given back now. */
-static slab_t *slab_push(mag_task_t *t)
+/* Returns t to its slab. now: the time, or 0 to read it when needed. */
+static void slab_push(mag_task_t *t, uint64_t *now)
 {
     slab_t *s = slab_of(t);
-    t->next = s->free;
-    s->free = t;
+    unsigned slot = t->index & ((1u << SLOT_BITS) - 1);
+    s->freemap[slot / 64] |= 1ull << (slot % 64);
     s->nfree++;
     if (s->nfree == SLAB_TASKS) {
-        if (lists[LIST_EMPTY].n >= EMPTY_KEEP) {
-            list_move(s, LIST_RETURNING);
-            return s;
-        }
+        if (!*now)
+            *now = mag__now();
+        s->empty_since = *now;
         list_move(s, LIST_EMPTY);
     } else if (s->nfree == 1) {
         list_move(s, LIST_PARTIAL);
     }
-    return NULL;
+}
+
+/* The slabs due to be given back at now, unlinked (RETURNING) and chained
+ * by next; *due: when the next one will be (UINT64_MAX: none). */
+static slab_t *take_due(uint64_t now, uint64_t *due)
+{
+    slab_t *giving = NULL;
+    *due = UINT64_MAX;
+    while (lists[LIST_EMPTY].n > EMPTY_KEEP) {
+        slab_t *s = lists[LIST_EMPTY].tail;
+        if (now < s->empty_since + DECAY_NS) {
+            *due = s->empty_since + DECAY_NS;
+            break;
+        }
+        list_move(s, LIST_RETURNING); /* unlinked: next is ours */
+        s->next = giving;
+        giving = s;
+    }
+    return giving;
 }
 
 /* Outside the lock: s is RETURNING, so nobody takes from it, and all its
@@ -286,27 +323,44 @@ static void give_back(slab_t *s)
     pthread_mutex_unlock(&pool_lock);
 }
 
-/* Returns a chain of free records (linked by next) to their slabs, and gives
- * back the slabs that became empty beyond EMPTY_KEEP. */
-static void pool_put_chain(mag_task_t *chain)
+static void give_back_all(slab_t *giving)
 {
-    slab_t *giving = NULL;
-    pthread_mutex_lock(&pool_lock);
-    while (chain) {
-        mag_task_t *t = chain;
-        chain = t->next;
-        slab_t *s = slab_push(t);
-        if (s) { /* unlinked while RETURNING: next is ours */
-            s->next = giving;
-            giving = s;
-        }
-    }
-    pthread_mutex_unlock(&pool_lock);
     while (giving) {
         slab_t *s = giving;
         giving = s->next;
         give_back(s);
     }
+}
+
+/* Returns a chain of free records (linked by next) to their slabs, and gives
+ * back the slabs that are due. */
+static void pool_put_chain(mag_task_t *chain)
+{
+    uint64_t now = 0, due;
+    slab_t *giving = NULL;
+    pthread_mutex_lock(&pool_lock);
+    while (chain) {
+        mag_task_t *t = chain;
+        chain = t->next;
+        slab_push(t, &now);
+    }
+    if (lists[LIST_EMPTY].n > EMPTY_KEEP) {
+        if (!now)
+            now = mag__now();
+        giving = take_due(now, &due);
+    }
+    pthread_mutex_unlock(&pool_lock);
+    give_back_all(giving);
+}
+
+uint64_t mag__task_pool_trim(void)
+{
+    uint64_t due;
+    pthread_mutex_lock(&pool_lock);
+    slab_t *giving = take_due(mag__now(), &due);
+    pthread_mutex_unlock(&pool_lock);
+    give_back_all(giving);
+    return due;
 }
 
 /* ---- records ---------------------------------------------------------------- */

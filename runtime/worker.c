@@ -290,8 +290,11 @@ static void park(mag__worker_t *w)
          * stopper's and the last finisher's seq_cst operations. */
         bool stop = atomic_load_explicit(&rt->stopping, memory_order_seq_cst) ||
                     (rt->draining && !atomic_load_explicit(&rt->live, memory_order_seq_cst));
-        if (listed && !stop && !mag__ring_cancels_pending(w))
-            mag__ring_wait(w, mag__wheel_next(&w->wheel));
+        if (listed && !stop && !mag__ring_cancels_pending(w)) {
+            /* Wakes no later than the next free slab is due to go back. */
+            uint64_t trim_due = mag__task_pool_trim(), timer_due = mag__wheel_next(&w->wheel);
+            mag__ring_wait(w, trim_due < timer_due ? trim_due : timer_due);
+        }
         mag__ring_sleep_end(w);
         mag__ring_poll(w);
         poll_timers(w);
