@@ -398,7 +398,7 @@ int mag_serve_ex(int listen_fd, mag_conn_fn handler, void *ctx, const mag_serve_
         return -EPERM;
     serve_t s;
     memset(&s, 0, sizeof s);
-    s.task = mag_self();
+    s.task = mag__task_current(); /* the record: the accept's completions wake it */
     s.lfd = listen_fd;
     s.handler = handler;
     s.ctx = ctx;

@@ -281,7 +281,7 @@ static void cancel_all(mag_runtime_t *rt)
     for (unsigned i = 0; i < rt->nshards; i++) {
         mag__lock(&rt->shards[i].lock);
         for (mag_task_t *t = rt->shards[i].head; t; t = t->reg_next)
-            mag_cancel(t);
+            mag__task_cancel(t); /* listed: alive */
         mag__unlock(&rt->shards[i].lock);
     }
 }
@@ -301,10 +301,7 @@ static void release_leftovers(mag_runtime_t *rt)
                           t->name[0] ? t->name : "(unnamed)", (unsigned long long)t->id);
             /* A join or detach may be finishing on another thread: only the
              * one that moves the handle off JOINABLE releases it. */
-            uint32_t h = MAG__HANDLE_JOINABLE;
-            if (atomic_compare_exchange_strong_explicit(&t->handle, &h, MAG__HANDLE_RELEASED,
-                                                        memory_order_acq_rel,
-                                                        memory_order_relaxed)) {
+            if (mag__task_handle_take(t)) {
                 mag__task_release(t); /* removes it from the shard */
                 continue;
             }

@@ -336,7 +336,7 @@ static void snap_task(mag_task_t *t, task_snap_t *s)
         atomic_load_explicit(&t->hook_words[MAG__OBS_RUN_START_NS], memory_order_relaxed);
     s->wait_kind = atomic_load_explicit(&t->wait_kind, memory_order_relaxed);
     s->wait_obj = atomic_load_explicit(&t->wait_obj, memory_order_relaxed);
-    s->cancelled = atomic_load_explicit(&t->cancelled, memory_order_relaxed) != 0;
+    s->cancelled = mag__task_cancelled(t);
     mag__worker_t *w = atomic_load_explicit(&t->worker, memory_order_relaxed);
     s->worker = w ? (int)w->index : -1;
     s->stack = peek_stack(t);

@@ -233,7 +233,7 @@ int mag__spawn_blocking(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *ar
     if (rc) {
         /* Undo: complete the record as if it had run, nobody holds it. */
         if (out) {
-            atomic_store_explicit(&t->handle, MAG__HANDLE_RELEASED, memory_order_relaxed);
+            mag__task_handle_take(t);
             mag__task_release(t);
         }
         t->result = rc;
@@ -241,7 +241,7 @@ int mag__spawn_blocking(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *ar
         return rc;
     }
     if (out)
-        *out = t;
+        *out = mag__task_handle(t);
     return 0;
 }
 

@@ -54,7 +54,7 @@ static void cancel_running(mag_group_t *g)
 {
     g->cancelled = true;
     for (member_t *m = g->running; m; m = m->next)
-        mag_cancel(m->task);
+        mag__task_cancel(m->task); /* alive: the group holds its handle */
 }
 
 /* The task hook's spawned(): links a new member into the running list before
@@ -71,8 +71,8 @@ static void member_spawned(mag__task_hook_t *h, mag_task_t *t)
         g->running->prev = m;
     g->running = m;
     g->nrunning++;
-    if (g->cancelled) /* raced with a cancel: start cancelled */
-        atomic_store_explicit(&t->cancelled, 1, memory_order_relaxed);
+    if (g->cancelled) /* raced with a cancel: start cancelled (not queued yet) */
+        mag__task_cancel(t);
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -150,7 +150,7 @@ static int next_common(mag_group_t *g, int *status, bool interruptible)
             free(m);
             if (status)
                 *status = t->result;
-            atomic_store_explicit(&t->handle, MAG__HANDLE_RELEASED, memory_order_relaxed);
+            mag__task_handle_take(t); /* the group's handle: always JOINABLE */
             mag__task_release(t);
             return id;
         }

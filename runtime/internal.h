@@ -13,8 +13,10 @@
  * Wake-ups may be spurious: every waiter re-checks its own condition in a loop
  * (like a futex). That is what makes it safe for a waker to call mag__wake on a
  * task that has meanwhile moved on: task records are type-stable (recycled as
- * task records only, never returned to malloc), so a late wake at worst wakes a
- * task that finds its condition false and parks again.
+ * task records only, never returned to malloc; a slab of free records gives
+ * its pages back to the kernel but stays mapped, and reads as FREE records
+ * afterwards, see task_pool.c), so a late wake at worst wakes a task that
+ * finds its condition false and parks again, or finds FREE and does nothing.
  *
  * Waker's rule: read everything you need from the waiter's record (the task
  * pointer), then publish the result with a release store, then call
@@ -263,11 +265,19 @@ MAG_HIDDEN void mag__futex_wake(_Atomic uint32_t *addr, int n);
 MAG_HIDDEN int mag__thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 
 /* ---- tasks as the other areas see them ---------------------------------- */
+/* mag_task_t * here is a task record (mag__task_current, a waiter's task),
+ * except where a comment says handle: the value mag_spawn returns, which
+ * only the public calls and these take (see sched.h). */
 MAG_HIDDEN bool mag__task_cancelled(mag_task_t *t);
-/* Joins t ignoring the caller's cancellation and deadline (used after a
- * cancel, to wait for the task to unwind). */
+/* Cancels the task record t, which the caller knows is alive (it holds its
+ * handle, or a lock that keeps it listed): mag_cancel without the handle
+ * check. Any thread. */
+MAG_HIDDEN void mag__task_cancel(mag_task_t *t);
+/* Joins the handle t ignoring the caller's cancellation and deadline (used
+ * after a cancel, to wait for the task to unwind). */
 MAG_HIDDEN int mag__join_uninterruptible(mag_task_t *t, int *status);
-/* Spawns on rt from any thread (the inject queue when not on rt's worker). */
+/* Spawns on rt from any thread (the inject queue when not on rt's worker);
+ * *out (if not NULL) receives the task's handle. */
 MAG_HIDDEN int mag__spawn(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
                           const mag_spawn_opts_t *opts);
 

@@ -68,14 +68,62 @@ MAG_HIDDEN unsigned mag__wheel_expire(mag__wheel_t *w, uint64_t now_ns);
 MAG_HIDDEN uint64_t mag__wheel_next(mag__wheel_t *w);
 
 /* ---- tasks (task.c) ----------------------------------------------------- */
-#define MAG__TASK_MAGIC 0x6d61677461736b31ull /* "magtask1" */
 #define MAG__JOIN_DONE ((mag__waiter_t *)(uintptr_t)1)
 
-enum { MAG__HANDLE_JOINABLE = 0, MAG__HANDLE_DETACHED = 1, MAG__HANDLE_RELEASED = 2 };
+/* The life word (mag_task.life): which use of the record this is, what became
+ * of its handle, and the cancellation flag, in one atomic word, so that a
+ * call on a handle checks the generation and changes the word in one
+ * compare-and-swap: a call on a stale handle can never touch the task that
+ * reused the record.
+ *
+ *   bits 0-1  the handle: MAG__HANDLE_*
+ *   bit  2    cancelled (sticky)
+ *   bits 3-39 the generation, 1 .. MAG__GEN_MAX: bumped when the record is
+ *             freed, so that every handle of the task it held is stale from
+ *             then on; 0 only in memory given back (task_pool.c), which no
+ *             handle names.
+ *
+ * A handle (what mag_spawn returns) is not the record's address: it is
+ * 1 | index << 1 | generation << 27 (task_pool.c), and a call checks the
+ * generation against the record's before it does anything. */
+enum {
+    MAG__HANDLE_JOINABLE = 0, /* nobody joined or detached it yet */
+    MAG__HANDLE_JOINING = 1,  /* a join claimed it and waits */
+    MAG__HANDLE_DETACHED = 2, /* detached: the task frees itself */
+    MAG__HANDLE_RELEASED = 3, /* joined (or released at shutdown) */
+};
+#define MAG__LIFE_HANDLE_MASK 3ull
+#define MAG__LIFE_CANCELLED 4ull
+#define MAG__LIFE_GEN_SHIFT 3
+#define MAG__GEN_BITS 37
+#define MAG__GEN_MAX ((1ull << MAG__GEN_BITS) - 1)
+
+static inline uint64_t mag__life_gen(uint64_t life)
+{
+    return (life >> MAG__LIFE_GEN_SHIFT) & MAG__GEN_MAX;
+}
+
+static inline uint32_t mag__life_handle(uint64_t life)
+{
+    return (uint32_t)(life & MAG__LIFE_HANDLE_MASK);
+}
+
+static inline uint64_t mag__life_make(uint64_t gen, uint32_t handle)
+{
+    return gen << MAG__LIFE_GEN_SHIFT | handle;
+}
+
+/* The generation after gen: wraps from MAG__GEN_MAX to 1, never 0. */
+static inline uint64_t mag__gen_next(uint64_t gen)
+{
+    return gen >= MAG__GEN_MAX ? 1 : gen + 1;
+}
 
 struct mag_task {
     _Atomic uint32_t state;     /* only through task_state.h */
-    _Atomic uint32_t cancelled; /* sticky; release by mag_cancel, acquire by checks */
+    /* Read and written by spawn and join, apart from the state word that
+     * wakers hammer. */
+    uint32_t index;             /* where the record lives, for its handle (task_pool.c) */
     void *sp;                   /* saved stack pointer while switched out */
     mag__stack_t *stack;        /* NULL until the task first runs */
     size_t stack_size;
@@ -85,12 +133,13 @@ struct mag_task {
     mag_runtime_t *rt;
     struct mag__worker *_Atomic worker; /* where it runs or last ran (dumps) */
     mag_task_t *next;                   /* inject queue, free pools */
+    /* On next's cache line: a spawn that takes the record from a cache has
+     * that line already when it reads the generation. */
+    _Atomic uint64_t life;              /* generation, handle, cancelled (above) */
     mag_task_t *reg_prev, *reg_next;    /* live-task registry shard */
     unsigned reg_shard;
     _Atomic uint32_t refs;          /* the running body + the handle */
-    _Atomic uint32_t handle;        /* MAG__HANDLE_* */
     _Atomic(mag__waiter_t *) joiner; /* NULL, a waiter, or MAG__JOIN_DONE */
-    uint64_t magic;
     uint64_t id;
     uint64_t deadlines[MAG_DEADLINE_DEPTH];
     unsigned ndeadlines;
@@ -105,6 +154,13 @@ struct mag_task {
     char name[32];
     _Atomic uint64_t hook_words[MAG__HOOK_WORDS]; /* the installed hooks' (hooks.h) */
 };
+
+/* mag__task_cancelled inline, for the suspension checks. acquire: pairs
+ * with the release in mag_cancel and mag__task_cancel. */
+static inline bool mag__task_cancel_seen(mag_task_t *t)
+{
+    return (atomic_load_explicit(&t->life, memory_order_acquire) & MAG__LIFE_CANCELLED) != 0;
+}
 
 /* Lets code above the task record follow one task's life without fields of
  * its own in every record: a group keeps a member record that embeds this.
@@ -130,8 +186,33 @@ MAG_HIDDEN int mag__task_admit(mag_runtime_t *rt, struct mag__worker *w, mag_fn 
                                bool joinable, mag_task_t **out);
 /* Counts t spawned and lists it in the live-task registry (shutdown, dumps). */
 MAG_HIDDEN void mag__task_register(mag_runtime_t *rt, struct mag__worker *w, mag_task_t *t);
+/* ---- task records and handles (task_pool.c) ----
+ * Records live in chunks mapped for them and never unmapped; a slab of
+ * records whose records are all free has its pages given back to the kernel
+ * (they read as zeros after that: state FREE, generation 0), so a late wake
+ * or a stale handle may always read a record, never a mapping that is gone. */
+/* A free record: from w's cache (w NULL: the global pool). NULL: no memory. */
 MAG_HIDDEN mag_task_t *mag__task_alloc(struct mag__worker *w);
+/* Returns a free record to w's cache, or to the global pool when the cache
+ * is full or w is NULL. */
+MAG_HIDDEN void mag__task_recycle(struct mag__worker *w, mag_task_t *t);
+/* Returns a free record to the global pool. */
 MAG_HIDDEN void mag__task_pool_put(mag_task_t *t);
+/* A worker about to sleep keeps a few free records and returns the rest, so
+ * that their slabs can be given back. */
+MAG_HIDDEN void mag__task_cache_trim(struct mag__worker *w);
+/* Gives back the empty slabs that are due; returns when the next one will
+ * be (absolute ns, UINT64_MAX: none), for a sleeping worker's timeout. */
+MAG_HIDDEN uint64_t mag__task_pool_trim(void);
+/* The handle of t as it is now (the one mag_spawn returned while t lives). */
+MAG_HIDDEN mag_task_t *mag__task_handle(mag_task_t *t);
+/* The record a handle names and, in *gen, the generation it carries; NULL
+ * for a value that was never a handle. The record may have moved on: check
+ * *gen against its life word. */
+MAG_HIDDEN mag_task_t *mag__task_from_handle(const mag_task_t *handle, uint64_t *gen);
+/* Moves t's handle from JOINABLE to RELEASED (shutdown, groups); true if
+ * this call did, false if someone else joined or detached it first. */
+MAG_HIDDEN bool mag__task_handle_take(mag_task_t *t);
 MAG_HIDDEN void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg,
                                bool joinable);
 /* One task fewer alive; wakes shutdown when it was the last. */
@@ -270,6 +351,7 @@ MAG_HIDDEN void mag__inject_push(mag_runtime_t *rt, mag_task_t *first, mag_task_
 MAG_HIDDEN void mag__notify_parked(mag_runtime_t *rt);
 MAG_HIDDEN int mag__worker_setup(mag__worker_t *w);
 MAG_HIDDEN void mag__worker_teardown(mag__worker_t *w);
+/* Runs w until the task of the handle until is done (NULL: until stopped). */
 MAG_HIDDEN void mag__worker_loop(mag__worker_t *w, mag_task_t *until);
 MAG_HIDDEN void *mag__worker_thread(void *arg);
 MAG_HIDDEN void mag__worker_wake(mag__worker_t *w);

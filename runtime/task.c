@@ -1,11 +1,13 @@
 /*
- * runtime/task.c - task records, spawn, join, detach, cancel.
+ * runtime/task.c - spawn, join, detach, cancel, the live-task registry.
  *
- * Task records are type-stable: they are carved from slabs, recycled through a
- * per-worker cache and a global pool, and never handed back to malloc. A late
- * mag__wake on a record that has moved on therefore touches a task record,
- * never freed memory (see the wake-up protocol in internal.h and task_state.h), and joining a
- * released handle finds MAG__FREE instead of garbage.
+ * Task records come from task_pool.c: type-stable (a late mag__wake on a
+ * record that has moved on touches a task record, or zeros that read as a
+ * FREE one, never an unmapped page; see the wake-up protocol in internal.h
+ * and task_state.h). A handle carries the record's generation, and every
+ * call on a handle checks it against the record's life word (sched.h), so a
+ * stale handle names no task: join returns -ESRCH, detach and cancel do
+ * nothing.
  *
  * A record holds two references: the running body and the handle. The body's
  * goes when the task returns, the handle's at join or detach (or at shutdown
@@ -20,12 +22,6 @@
 #include "runtime/fiber.h"
 #include "runtime/sched.h"
 
-#define SLAB_TASKS 64
-#define RECORD_STRIDE ((sizeof(mag_task_t) + MAG_CACHELINE - 1) & ~(size_t)(MAG_CACHELINE - 1))
-#define CACHE_MAX 256
-
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static mag_task_t *pool_head;
 static _Atomic uint64_t next_task_id = 1;
 bool mag__debug_any;
 
@@ -55,75 +51,19 @@ _Noreturn void mag__fatal(const char *fmt, ...)
     abort();
 }
 
-static mag_task_t *pool_take(void)
-{
-    pthread_mutex_lock(&pool_lock);
-    mag_task_t *t = pool_head;
-    if (t)
-        pool_head = t->next;
-    pthread_mutex_unlock(&pool_lock);
-    if (t)
-        return t;
-    /* A fresh slab: the first record is returned, the rest go to the pool.
-     * Records start on cache lines of their own (the stride is rounded up),
-     * so that two tasks running on two workers never share a line. */
-    char *slab = aligned_alloc(MAG_CACHELINE, RECORD_STRIDE * SLAB_TASKS);
-    if (!slab)
-        return NULL;
-    /* No memset: spawn initialises every field; only what identifies a free
-     * record is set here. */
-    mag_task_t *first = (mag_task_t *)slab, *last = NULL;
-    for (unsigned i = 0; i < SLAB_TASKS; i++) {
-        mag_task_t *r = (mag_task_t *)(slab + (size_t)i * RECORD_STRIDE);
-        r->tsan_fiber = NULL;
-        r->stack = NULL;
-        r->magic = MAG__TASK_MAGIC;
-        mag__state_init_free(&r->state);
-        r->next = NULL;
-        if (last)
-            last->next = r;
-        last = r;
-    }
-    pthread_mutex_lock(&pool_lock);
-    last->next = pool_head;
-    pool_head = first->next;
-    pthread_mutex_unlock(&pool_lock);
-    return first;
-}
-
-mag_task_t *mag__task_alloc(mag__worker_t *w)
-{
-    mag_task_t *t;
-    if (w && w->free_tasks) {
-        t = w->free_tasks;
-        w->free_tasks = t->next;
-        w->free_count--;
-    } else {
-        t = pool_take();
-    }
-    return t;
-}
-
-void mag__task_pool_put(mag_task_t *t)
-{
-    pthread_mutex_lock(&pool_lock);
-    t->next = pool_head;
-    pool_head = t;
-    pthread_mutex_unlock(&pool_lock);
-}
-
 static void task_free(mag_task_t *t)
 {
     mag__registry_remove(t->rt, t);
+    /* A new generation: every handle of this task is stale from here on.
+     * relaxed: it publishes nothing; a call on a stale handle compares and
+     * swaps this word, and its modification order alone decides (a cancel
+     * ordered before this store changed a word this store replaces). */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
+    atomic_store_explicit(&t->life,
+                          mag__life_make(mag__gen_next(mag__life_gen(life)), MAG__HANDLE_RELEASED),
+                          memory_order_relaxed);
     mag__state_set_free(&t->state);
-    mag__worker_t *w = mag__tls_worker;
-    if (w && w->free_count < CACHE_MAX) {
-        t->next = w->free_tasks;
-        w->free_tasks = t;
-        w->free_count++;
-        return;
-    }
-    mag__task_pool_put(t);
+    mag__task_recycle(mag__tls_worker, t);
 }
 
 void mag__task_release(mag_task_t *t)
@@ -214,10 +154,15 @@ void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool
     atomic_store_explicit(&t->worker, NULL, memory_order_relaxed);
     t->next = NULL;
     atomic_store_explicit(&t->refs, joinable ? 2 : 1, memory_order_relaxed);
-    atomic_store_explicit(&t->handle, joinable ? MAG__HANDLE_JOINABLE : MAG__HANDLE_DETACHED,
+    /* The generation the record got when it was freed (or carved), not
+     * cancelled. relaxed: published with the record by the queue; a stale
+     * handle's compare-and-swap is ordered by the word itself. */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
+    atomic_store_explicit(&t->life,
+                          mag__life_make(mag__life_gen(life), joinable ? MAG__HANDLE_JOINABLE
+                                                                       : MAG__HANDLE_DETACHED),
                           memory_order_relaxed);
     atomic_store_explicit(&t->joiner, NULL, memory_order_relaxed);
-    atomic_store_explicit(&t->cancelled, 0, memory_order_relaxed);
     t->id = 0;
     t->ndeadlines = 0;
     t->deadline = UINT64_MAX;
@@ -292,7 +237,7 @@ int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
     if (hook)
         hook->spawned(hook, t);
     if (out)
-        *out = t;
+        *out = mag__task_handle(t);
     /* The queues publish the record (release/acquire) to whoever runs it. */
     mag__schedule(rt, t, true);
     return 0;
@@ -364,24 +309,26 @@ void mag__live_drop(mag_runtime_t *rt)
 
 /* ---- join, detach, cancel ------------------------------------------------- */
 
-static bool handle_valid(mag_task_t *t, const char *what)
+/* The record a handle names, or NULL (with a message) for a value that was
+ * never a handle. NULL itself is refused quietly by the callers. */
+static mag_task_t *handle_record(const mag_task_t *h, const char *what, uint64_t *gen)
 {
+    mag_task_t *t = mag__task_from_handle(h, gen);
     if (!t)
-        return false;
-    if (t->magic != MAG__TASK_MAGIC) {
-        mag__warn("%s: %p is not a task handle", what, (void *)t);
-        return false;
-    }
-    uint32_t s = mag__state_status(&t->state);
-    uint32_t h = atomic_load_explicit(&t->handle, memory_order_acquire);
-    if (s == MAG__FREE || h != MAG__HANDLE_JOINABLE) {
-        /* Not t->rt->cfg.debug: a freed record's runtime may be gone. */
-        if (mag__debug_any)
-            mag__warn("%s: handle %p was already %s", what, (void *)t,
-                      h == MAG__HANDLE_DETACHED ? "detached" : "joined (or freed)");
-        return false;
-    }
-    return true;
+        mag__warn("%s: %p is not a task handle", what, (const void *)h);
+    return t;
+}
+
+/* A stale handle, in debug mode. Not t->rt->cfg.debug: the task that held
+ * the record may be gone, and its runtime with it. */
+static void report_stale(const char *what, const mag_task_t *h, uint64_t life, uint64_t gen)
+{
+    if (!mag__debug_any)
+        return;
+    const char *why = mag__life_gen(life) != gen ? "is stale: its task was joined or detached and has ended"
+                      : mag__life_handle(life) == MAG__HANDLE_DETACHED ? "was detached"
+                                                                       : "was already joined";
+    mag__warn("%s: handle %p %s: ignored", what, (const void *)h, why);
 }
 
 static int join_wait(mag_task_t *t, bool interruptible)
@@ -413,7 +360,7 @@ static int join_wait(mag_task_t *t, bool interruptible)
             }
         }
     } else if (expected != MAG__JOIN_DONE) {
-        rc = -EINVAL; /* someone else is joining it */
+        rc = -EINVAL; /* cannot happen: the claim makes one joiner at a time */
     }
     if (w.task && interruptible)
         mag__suspend_end();
@@ -422,21 +369,48 @@ static int join_wait(mag_task_t *t, bool interruptible)
     return rc;
 }
 
-static int join_common(mag_task_t *t, int *status, bool interruptible)
+static int join_common(mag_task_t *h, int *status, bool interruptible)
 {
-    if (!handle_valid(t, "mag_join"))
+    if (!h)
         return -EINVAL;
-    if (t == mag__task_current())
-        return -EDEADLK;
+    uint64_t gen;
+    mag_task_t *t = handle_record(h, "mag_join", &gen);
+    if (!t)
+        return -EINVAL;
+    /* Claim the handle: JOINABLE -> JOINING in the generation the handle
+     * names. From then on nobody else joins or detaches it, and the handle's
+     * reference keeps the record ours. relaxed: the claim publishes nothing;
+     * the result comes through joiner (acquire, join_wait). */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
+    for (;;) {
+        if (mag__life_gen(life) == gen && t == mag__task_current())
+            return -EDEADLK; /* whoever holds its handle */
+        if (mag__life_gen(life) != gen || mag__life_handle(life) != MAG__HANDLE_JOINABLE) {
+            if (mag__life_gen(life) == gen && mag__life_handle(life) == MAG__HANDLE_JOINING)
+                return -EINVAL; /* another caller is joining it right now */
+            report_stale("mag_join", h, life, gen);
+            return -ESRCH;
+        }
+        if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__HANDLE_JOINING,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            break;
+    }
     int rc = join_wait(t, interruptible);
-    if (rc)
+    if (rc) {
+        /* Interrupted: the handle is JOINABLE again, to join or detach
+         * later. release: joiner's reset (join_wait) comes before it, for
+         * the next claimer. A cancel may set its bit meanwhile: an and. */
+        atomic_fetch_and_explicit(&t->life, ~MAG__LIFE_HANDLE_MASK, memory_order_release);
         return rc;
-    uint32_t expected = MAG__HANDLE_JOINABLE;
-    if (!atomic_compare_exchange_strong_explicit(&t->handle, &expected, MAG__HANDLE_RELEASED,
-                                                 memory_order_acq_rel, memory_order_relaxed))
-        return -EINVAL; /* joined concurrently by another caller */
+    }
     if (status)
         *status = t->result;
+    /* JOINING -> RELEASED (1 -> 3: an or). A plain store, not a
+     * read-modify-write: only a cancel can change the word now, and the task
+     * is done, so losing its bit loses nothing. relaxed: the reference's
+     * acq_rel below orders the record's release. */
+    life = atomic_load_explicit(&t->life, memory_order_relaxed);
+    atomic_store_explicit(&t->life, life | MAG__HANDLE_RELEASED, memory_order_relaxed);
     mag__task_release(t);
     return 0;
 }
@@ -451,32 +425,71 @@ int mag__join_uninterruptible(mag_task_t *t, int *status)
     return join_common(t, status, false);
 }
 
-void mag_detach(mag_task_t *t)
+void mag_detach(mag_task_t *h)
 {
-    if (!handle_valid(t, "mag_detach"))
+    if (!h)
         return;
-    uint32_t expected = MAG__HANDLE_JOINABLE;
-    if (atomic_compare_exchange_strong_explicit(&t->handle, &expected, MAG__HANDLE_DETACHED,
-                                                memory_order_acq_rel, memory_order_relaxed))
-        mag__task_release(t);
+    uint64_t gen;
+    mag_task_t *t = handle_record(h, "mag_detach", &gen);
+    if (!t)
+        return;
+    /* JOINABLE -> DETACHED in the handle's generation, or nothing. relaxed:
+     * the reference's acq_rel orders what follows. */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
+    for (;;) {
+        if (mag__life_gen(life) != gen || mag__life_handle(life) != MAG__HANDLE_JOINABLE) {
+            report_stale("mag_detach", h, life, gen);
+            return;
+        }
+        if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__HANDLE_DETACHED,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            break;
+    }
+    mag__task_release(t);
 }
 
-void mag_cancel(mag_task_t *t)
+void mag_cancel(mag_task_t *h)
 {
-    if (!t || t->magic != MAG__TASK_MAGIC)
+    if (!h)
         return;
-    uint32_t s = mag__state_status(&t->state);
-    if (s == MAG__DONE || s == MAG__FREE)
+    uint64_t gen;
+    mag_task_t *t = handle_record(h, "mag_cancel", &gen);
+    if (!t)
         return;
-    /* release: pairs with the acquire loads in the suspension checks; the
-     * wake's read-modify-write orders it before the task's next check. */
-    atomic_store_explicit(&t->cancelled, 1, memory_order_release);
+    /* Sets the bit only in the generation the handle names, in one
+     * compare-and-swap: a record reused meanwhile has another generation, so
+     * the new task is never cancelled by an old handle. A detached task is
+     * cancelled while it lives (its record's generation is the handle's);
+     * a joined one is not. release: pairs with the acquire loads in the
+     * suspension checks; the wake's read-modify-write orders it before the
+     * task's next check. */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
+    for (;;) {
+        if (mag__life_gen(life) != gen || mag__life_handle(life) == MAG__HANDLE_RELEASED) {
+            report_stale("mag_cancel", h, life, gen);
+            return;
+        }
+        if (life & MAG__LIFE_CANCELLED)
+            return; /* sticky: already cancelled and woken */
+        if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__LIFE_CANCELLED,
+                                                  memory_order_release, memory_order_relaxed))
+            break;
+    }
+    /* The task may have ended and its record moved on since: a spurious
+     * wake, which the protocol allows (internal.h). */
+    mag__wake(t);
+}
+
+void mag__task_cancel(mag_task_t *t)
+{
+    /* release: as in mag_cancel. */
+    atomic_fetch_or_explicit(&t->life, MAG__LIFE_CANCELLED, memory_order_release);
     mag__wake(t);
 }
 
 bool mag__task_cancelled(mag_task_t *t)
 {
-    return atomic_load_explicit(&t->cancelled, memory_order_acquire) != 0;
+    return mag__task_cancel_seen(t);
 }
 
 bool mag_cancelled(void)
@@ -487,17 +500,35 @@ bool mag_cancelled(void)
 
 mag_task_t *mag_self(void)
 {
-    return mag__task_current();
+    mag_task_t *t = mag__task_current();
+    return t ? mag__task_handle(t) : NULL;
 }
 
-uint64_t mag_task_id(const mag_task_t *t)
+/* Is the record still the task the handle names? acquire: the reads of the
+ * record that follow come after this look. */
+static bool handle_current(const mag_task_t *t, uint64_t gen)
 {
-    return t ? t->id : 0;
+    return mag__life_gen(atomic_load_explicit(&t->life, memory_order_acquire)) == gen;
 }
 
-const char *mag_task_name(const mag_task_t *t)
+uint64_t mag_task_id(const mag_task_t *h)
 {
-    return t ? t->name : "";
+    uint64_t gen;
+    mag_task_t *t = h ? mag__task_from_handle(h, &gen) : NULL;
+    if (!t || !handle_current(t, gen))
+        return 0;
+    uint64_t id = t->id;
+    /* acquire fence: the read of id comes before the second look at the
+     * generation, so an id read from a record that moved on is dropped. */
+    atomic_thread_fence(memory_order_acquire);
+    return handle_current(t, gen) ? id : 0;
+}
+
+const char *mag_task_name(const mag_task_t *h)
+{
+    uint64_t gen;
+    mag_task_t *t = h ? mag__task_from_handle(h, &gen) : NULL;
+    return t && handle_current(t, gen) ? t->name : "";
 }
 
 int mag_wait_for(mag_fn fn, void *arg, uint64_t timeout_ns, int *status)

@@ -31,12 +31,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* FREE is 0: a record whose memory was given back to the kernel reads as
+ * zeros (task_pool.c), so a late wake-up that reaches it finds FREE and does
+ * nothing. */
 enum {
-    MAG__RUNNABLE = 0, /* in a run queue, or about to be */
-    MAG__RUNNING = 1,  /* on a worker (also while switching out) */
-    MAG__PARKED = 2,   /* suspended; the next wake queues it */
-    MAG__DONE = 3,     /* returned; its stack is released */
-    MAG__FREE = 4,     /* the record is in the free pool */
+    MAG__FREE = 0,     /* the record is in a free pool, or its memory was given back */
+    MAG__RUNNABLE = 1, /* in a run queue, or about to be */
+    MAG__RUNNING = 2,  /* on a worker (also while switching out) */
+    MAG__PARKED = 3,   /* suspended; the next wake queues it */
+    MAG__DONE = 4,     /* returned; its stack is released */
     MAG__STATUS_MASK = 7,
     MAG__NOTIFY = 8,   /* woken while runnable or running: do not park */
 };
@@ -49,10 +52,11 @@ static inline uint32_t mag__state_status(_Atomic uint32_t *word)
     return atomic_load_explicit(word, memory_order_acquire) & MAG__STATUS_MASK;
 }
 
-/* A record carved from a slab, never yet used. */
+/* A record carved from a slab (task_pool.c). relaxed: the pool's lock hands
+ * it on; a late wake that reads it finds FREE either way. */
 static inline void mag__state_init_free(_Atomic uint32_t *word)
 {
-    atomic_init(word, MAG__FREE);
+    atomic_store_explicit(word, MAG__FREE, memory_order_relaxed);
 }
 
 /* A fresh task, not yet started. relaxed: the queue that hands the record on

@@ -86,7 +86,7 @@ int mag__suspend_begin(int wait_kind, const void *wait_obj)
     if (!t)
         return -EPERM;
     /* acquire: pairs with mag_cancel's release store. */
-    if (atomic_load_explicit(&t->cancelled, memory_order_acquire))
+    if (mag__task_cancel_seen(t))
         return -ECANCELED;
     if (t->deadline != UINT64_MAX) {
         if (mag__now() >= t->deadline)
@@ -102,7 +102,7 @@ int mag__suspend_begin(int wait_kind, const void *wait_obj)
 int mag__suspend_check(void)
 {
     mag_task_t *t = mag__task_current();
-    if (atomic_load_explicit(&t->cancelled, memory_order_acquire))
+    if (mag__task_cancel_seen(t))
         return -ECANCELED;
     if (t->deadline_armed && mag__timer_fired(&t->deadline_timer))
         return -ETIMEDOUT;
@@ -194,7 +194,7 @@ int mag_yield(void)
     w->switch_reason = MAG__SWITCH_YIELD;
     mag__switch_out_of_task(w, t, false);
     t = mag__task_current();
-    if (atomic_load_explicit(&t->cancelled, memory_order_acquire))
+    if (mag__task_cancel_seen(t))
         return -ECANCELED;
     if (t->deadline != UINT64_MAX && mag__now() >= t->deadline)
         return -ETIMEDOUT;

@@ -271,6 +271,9 @@ static void park(mag__worker_t *w)
     poll_timers(w);
     if (has_local_work(w))
         return;
+    /* Going to sleep: spare free records go back, so that the slabs of a
+     * finished burst can be given back (task_pool.c). */
+    mag__task_cache_trim(w);
     /* Every worker looks once more after declaring itself parked, not only
      * the last searcher (Tokio's rule): a waker that saw us still counted as
      * awake did not wake anyone, and a single worker, or one refused
@@ -293,11 +296,16 @@ static void park(mag__worker_t *w)
         bool stop = atomic_load_explicit(&rt->stopping, memory_order_seq_cst) ||
                     (rt->draining && !atomic_load_explicit(&rt->live, memory_order_seq_cst)) ||
                     drain_over(rt);
-        uint64_t wake = mag__wheel_next(&w->wheel);
-        if (rt->draining && rt->drain_until_ns && rt->drain_until_ns < wake)
-            wake = rt->drain_until_ns; /* a timed shutdown regains its thread */
-        if (listed && !stop && !mag__ring_cancels_pending(w))
+        if (listed && !stop && !mag__ring_cancels_pending(w)) {
+            /* Wakes no later than the next timer, the next free slab due to
+             * go back, or a timed shutdown's end (it regains its thread). */
+            uint64_t wake = mag__wheel_next(&w->wheel), trim_due = mag__task_pool_trim();
+            if (trim_due < wake)
+                wake = trim_due;
+            if (rt->draining && rt->drain_until_ns && rt->drain_until_ns < wake)
+                wake = rt->drain_until_ns;
             mag__ring_wait(w, wake);
+        }
         mag__ring_sleep_end(w);
         mag__ring_poll(w);
         poll_timers(w);
@@ -327,8 +335,11 @@ static bool task_done(mag_task_t *t)
     return mag__state_status(&t->state) == MAG__DONE;
 }
 
-void mag__worker_loop(mag__worker_t *w, mag_task_t *until)
+void mag__worker_loop(mag__worker_t *w, mag_task_t *until_handle)
 {
+    /* The caller holds the handle: the record stays this task's. */
+    uint64_t gen;
+    mag_task_t *until = until_handle ? mag__task_from_handle(until_handle, &gen) : NULL;
     mag__tls_worker = w;
 #if MAG__TSAN
     w->tsan_sched = __tsan_get_current_fiber();

@@ -26,7 +26,7 @@ static int main_task(void *arg)
     int st;
     ASSERT_EQ(mag_join(t, &st), 0);
     ASSERT_EQ(st, 3);
-    ASSERT_EQ(mag_join(t, &st), -EINVAL);
+    ASSERT_EQ(mag_join(t, &st), -ESRCH);
     /* Joining a detached handle is refused too. */
     mag_task_t *d = mag_spawn(nothing, NULL);
     mag_sleep(MAG_MS); /* still referenced by its body or finished: either way */

@@ -155,7 +155,17 @@ typedef struct mag_spawn_opts {
     size_t stack_size; /* 0 = the runtime's default; else MAG_STACK_MIN..MAG_STACK_MAX */
 } mag_spawn_opts_t;
 
-/* Spawns fn(arg) as a task of the calling task's (or worker's) runtime.
+/* Handles. A mag_task_t * is a handle, not the task's memory: never
+ * dereference it. It names one task for its life: once it was joined, or
+ * detached and its task ended, it is stale, and every call below checks it
+ * (mag_join returns -ESRCH, mag_detach and mag_cancel do nothing, reported
+ * in debug mode), even when a newer task reuses the task's memory. Two
+ * handles of one task compare equal (mag_self is the handle mag_spawn
+ * returned). A stale handle kept while one task slot is reused some 2^37
+ * times (hours of spawning and joining without a pause) could name a newer
+ * task again.
+ *
+ * Spawns fn(arg) as a task of the calling task's (or worker's) runtime.
  * Returns a handle to pass to exactly one of mag_join or mag_detach, or NULL:
  * fn is NULL, no runtime context (a plain thread: use mag_runtime_spawn), the
  * runtime is shutting down, or out of memory. */
@@ -166,24 +176,28 @@ MAG_API mag_task_t *mag_spawn(mag_fn fn, void *arg);
 MAG_API int mag_spawn_ex(mag_task_t **out, mag_fn fn, void *arg, const mag_spawn_opts_t *opts);
 
 /* Waits for t to return, stores its return value in *status (if not NULL) and
- * frees the handle. Suspends a task; blocks a plain thread.
+ * frees the handle. Suspends a task; blocks a plain thread. Any thread.
  * Returns 0; -ECANCELED / -ETIMEDOUT if the *calling* task is cancelled or
  * passes its deadline first (the handle stays valid: join or detach it
- * later); -EINVAL for NULL, for a detached handle and for a handle already
- * joined (a stale handle whose memory was reused for a new task cannot be told
- * apart: as with pthread_join, join each handle once); -EDEADLK when a task
- * joins itself. */
+ * later); -ESRCH for a stale handle: already joined, or detached (whether or
+ * not a newer task reuses its memory; *status is left alone); -EINVAL for
+ * NULL, for a value that is not a handle (with a message), and while another
+ * caller is joining the same handle; -EDEADLK when a task joins itself. */
 MAG_API int mag_join(mag_task_t *t, int *status);
 
-/* Nobody will join t: it is freed when it returns. Detaching a NULL or already
- * released handle is ignored (reported in debug mode). */
+/* Nobody will join t: it is freed when it returns. Any thread. Detaching
+ * NULL is ignored; detaching a stale handle (joined or detached already) is
+ * ignored and reported in debug mode; it never reaches a newer task. */
 MAG_API void mag_detach(mag_task_t *t);
 
 /* Requests cancellation: from now on each of t's suspension points returns
  * -ECANCELED at once (it is sticky), and a suspension under way is woken.
  * The task's body still runs to its return; a task cancelled before it first
  * ran still starts, so that it can release what arg owns. Any thread may call
- * it; a handle that has ended is ignored. */
+ * it. A detached task is cancelled through its handle while it lives (the
+ * handle mag_self returns, say); a task that has ended is left alone; a
+ * stale handle (joined, or its task ended and was freed) is ignored and
+ * reported in debug mode, and never cancels a newer task. */
 MAG_API void mag_cancel(mag_task_t *t);
 
 /* Has the calling task been cancelled? false outside a task. */
@@ -192,7 +206,9 @@ MAG_API bool mag_cancelled(void);
 /* The calling task, or NULL outside a task. */
 MAG_API mag_task_t *mag_self(void);
 
-/* A task's numeric id (unique for the process's life) and name ("" if none). */
+/* A task's numeric id (unique for the process's life) and name ("" if none).
+ * Any thread. A stale handle gives 0 and "". The name lives with the task:
+ * valid until its handle is joined (or the detached task ends). */
 MAG_API uint64_t mag_task_id(const mag_task_t *t);
 MAG_API const char *mag_task_name(const mag_task_t *t);
 
