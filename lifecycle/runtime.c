@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <sched.h>
-#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,6 +313,7 @@ static void release_leftovers(mag_runtime_t *rt)
 #define STUCK_FIRST_NS (1 * MAG_SEC)  /* the first report, after the cancel */
 #define STUCK_EVERY_NS (5 * MAG_SEC)  /* and the next ones */
 #define RESWEEP_NS (50 * MAG_MS)
+#define CENSUS_POLL_NS MAG_MS
 
 /* Names on stderr the tasks still live this long after shutdown cancelled
  * them, always (not only in debug mode): a task that ignores its
@@ -321,7 +321,7 @@ static void release_leftovers(mag_runtime_t *rt)
 static void report_stuck(mag_runtime_t *rt, uint64_t now)
 {
     mag__warn("shutdown: %llu task(s) still running %.1f s after they were cancelled:",
-              (unsigned long long)atomic_load_explicit(&rt->live, memory_order_relaxed),
+              (unsigned long long)mag__tasks_live(rt),
               (double)(now - rt->shutdown_ns) / (double)MAG_SEC);
     (void)mag_dump_tasks(rt, stderr);
 }
@@ -330,8 +330,8 @@ static void report_stuck(mag_runtime_t *rt, uint64_t now)
  * time until: 0 or -ETIMEDOUT. May be called again after -ETIMEDOUT. */
 static int drain_tasks(mag_runtime_t *rt, uint64_t until)
 {
-    /* seq_cst: pairs with mag__spawn's increment of live and load of
-     * closing (see there). */
+    /* seq_cst: pairs with a plain thread's admission, its increment of
+     * foreign_in and load of closing (mag__task_admit). */
     atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
     if (!rt->shutdown_ns) {
         rt->shutdown_ns = mag__now();
@@ -340,7 +340,7 @@ static int drain_tasks(mag_runtime_t *rt, uint64_t until)
     /* Before waiting for anything: a process-pool job of a plain thread
      * (a blocking-pool job) could hold every wait below up forever. */
     mag__procpool_close(rt->procpool);
-    while (atomic_load_explicit(&rt->live, memory_order_seq_cst)) {
+    while (mag__tasks_live(rt)) {
         cancel_all(rt);
         uint64_t now = mag__now();
         if (now >= rt->shutdown_report_ns) {
@@ -358,13 +358,15 @@ static int drain_tasks(mag_runtime_t *rt, uint64_t until)
             rt->drain_until_ns = 0;
             continue;
         }
-        uint32_t seen = atomic_load_explicit(&rt->live_zero, memory_order_acquire);
-        if (!atomic_load_explicit(&rt->live, memory_order_acquire))
-            break;
-        /* Re-sweep now and then for tasks spawned while we swept. */
-        uint64_t nap = wake - now < RESWEEP_NS ? wake - now : RESWEEP_NS;
-        struct timespec ts = {(time_t)(nap / MAG_SEC), (long)(nap % MAG_SEC)};
-        syscall(SYS_futex, &rt->live_zero, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+        /* Nobody wakes us when the last task finishes (finishing must stay
+         * cheap: see the census in runtime/task.c), so look every
+         * millisecond; re-sweep now and then for tasks spawned meanwhile. */
+        uint64_t resweep = wake - now < RESWEEP_NS ? wake : now + RESWEEP_NS;
+        while (mag__tasks_live(rt) && (now = mag__now()) < resweep) {
+            uint64_t nap = resweep - now < CENSUS_POLL_NS ? resweep - now : CENSUS_POLL_NS;
+            struct timespec ts = {(time_t)(nap / MAG_SEC), (long)(nap % MAG_SEC)};
+            nanosleep(&ts, NULL);
+        }
     }
     return 0;
 }
@@ -377,7 +379,7 @@ static int shutdown_until(mag_runtime_t *rt, uint64_t until)
      * for itself. */
     if (mag__context_runtime() == rt)
         return -EBUSY;
-    if (rt->nworkers == 1 && atomic_load_explicit(&rt->live, memory_order_acquire) &&
+    if (rt->nworkers == 1 && mag__tasks_live(rt) &&
         claim_loop(rt))
         return -EPERM;
     int rc = drain_tasks(rt, until);

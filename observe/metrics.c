@@ -176,9 +176,8 @@ int mag_metrics(mag_runtime_t *rt, mag_metrics_t *out)
         read_running(rt, out, now);
     /* relaxed: gauges and counters; nothing is published through them. */
     out->inject_depth = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
-    out->live_tasks = atomic_load_explicit(&rt->live, memory_order_relaxed);
-    out->spawned = atomic_load_explicit(&rt->spawned, memory_order_relaxed);
-    out->completed = atomic_load_explicit(&rt->completed, memory_order_relaxed);
+    out->live_tasks = mag__tasks_live(rt);
+    mag__tasks_counted(rt, &out->spawned, &out->completed);
     mag_pool_stats_t ps;
     mag_pool_stats(rt, &ps); /* zeros when the runtime has no pools */
     out->blocking.threads = ps.blocking_threads;
@@ -400,7 +399,7 @@ int mag_dump_tasks(mag_runtime_t *rt, FILE *out)
         return -ENOMEM;
     uint64_t now = mag__now();
     fprintf(out, "magpie: task dump: %llu live tasks, %u workers, up %.3f s\n",
-            (unsigned long long)atomic_load_explicit(&rt->live, memory_order_relaxed), rt->nworkers,
+            (unsigned long long)mag__tasks_live(rt), rt->nworkers,
             (double)(now - rt->start_ns) / (double)MAG_SEC);
     fprintf(out, "%10s  %-24s  %-44s  %6s  %9s  %9s\n", "id", "name", "state", "worker", "age",
             "stack-hwm");

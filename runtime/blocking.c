@@ -65,15 +65,17 @@ __attribute__((noinline)) mag_runtime_t *mag__context_runtime(void)
 static void complete_job(mag_runtime_t *rt, mag_task_t *t)
 {
     /* Publishes the result (release inside), signals the joiner, releases the
-     * body's reference and drops rt->live: t may be gone after this. */
+     * body's reference and counts the job out of the census: t may be gone
+     * after this. */
     mag__task_finish(t);
     /* Loop mode: a shutdown draining the loop sleeps in worker 0's ring and
      * only a task's wake-up would rouse it; a detached job that was the last
-     * live one must wake it so that it sees live == 0. rt stays valid: stop
+     * live one must wake it so that it sees none left. rt stays valid: stop
      * waits for this thread. seq_cst: the load, and the exchange of the
-     * sleeping flag in mag__worker_wake, follow our seq_cst live decrement
-     * (mag__live_drop) in the single total order, against the worker's
-     * seq_cst store of that flag before its seq_cst load of live. */
+     * sleeping flag in mag__worker_wake, follow our seq_cst increment of
+     * foreign_out (a pool thread counts as a plain thread in the census) in
+     * the single total order, against the worker's seq_cst store of that
+     * flag before its seq_cst load of foreign_out (mag__tasks_live). */
     if (rt->nworkers == 1 && atomic_load_explicit(&rt->closing, memory_order_seq_cst))
         mag__worker_wake(rt->workers[0]);
 }

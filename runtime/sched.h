@@ -215,8 +215,11 @@ MAG_HIDDEN mag_task_t *mag__task_from_handle(const mag_task_t *handle, uint64_t 
 MAG_HIDDEN bool mag__task_handle_take(mag_task_t *t);
 MAG_HIDDEN void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg,
                                bool joinable);
-/* One task fewer alive; wakes shutdown when it was the last. */
-MAG_HIDDEN void mag__live_drop(mag_runtime_t *rt);
+/* Tasks admitted and not finished: 0 only when, at some moment during the
+ * call, none was. For shutdown and metrics; reads every worker's census. */
+MAG_HIDDEN uint64_t mag__tasks_live(mag_runtime_t *rt);
+/* The census totals: tasks admitted and finished so far (metrics). */
+MAG_HIDDEN void mag__tasks_counted(mag_runtime_t *rt, uint64_t *admitted, uint64_t *finished);
 /* Set once any runtime is created in debug mode (misuse reports). */
 MAG_HIDDEN extern bool mag__debug_any;
 MAG_HIDDEN void mag__task_release(mag_task_t *t);
@@ -259,6 +262,10 @@ typedef struct mag__worker {
     bool searching;
     bool ring_ready;
     bool is_thread;                /* its own OS thread (not loop mode) */
+    /* The task census (task.c): tasks admitted and finished by tasks running
+     * on this worker. Written by this worker only, with release stores;
+     * summed by mag__tasks_live. Monotonic. */
+    _Atomic uint64_t tasks_in, tasks_out;
     const mag__hooks_t *hooks;     /* rt->hooks, on the worker's own line */
     void *hook_ctx;
     struct io_uring ring;
@@ -334,10 +341,10 @@ struct mag_runtime {
     unsigned nsleepers;
     _Atomic uint32_t idle;     /* searching << 16 | unparked */
 
-    /* Changed by every spawn and every finish. */
-    _Alignas(MAG_CACHELINE) _Atomic uint64_t live; /* tasks spawned and not finished */
-    _Atomic uint32_t live_zero; /* futex word: bumped when live drops to 0 */
-    _Atomic uint64_t spawned, completed;
+    /* The task census of plain threads (mag_runtime_spawn, blocking jobs
+     * finishing on pool threads); the workers' own are in their records.
+     * Read-modify-writes, seq_cst: see mag__task_admit. */
+    _Alignas(MAG_CACHELINE) _Atomic uint64_t foreign_in, foreign_out;
 
     /* The monitor (monitor.c). */
     _Alignas(MAG_CACHELINE) _Atomic uint32_t monitor_word; /* futex: stop bit and kicks */

@@ -181,21 +181,117 @@ void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool
     mag__state_init(&t->state);
 }
 
+/* ---- the task census ---------------------------------------------------------
+ * Shutdown must know when no task is left, and spawns and finishes are the
+ * hottest paths there are: one shared counter would put a locked instruction
+ * on each, on a line every worker pulls. So each worker counts the tasks
+ * admitted by tasks running on it (tasks_in) and the tasks that finish on it
+ * (tasks_out): plain release stores by their one writer. Plain threads (a
+ * mag_runtime_spawn, a blocking job finishing on a pool thread), rare, share
+ * two atomic counters. mag__tasks_live reads every out first, then every in,
+ * all with acquire, and returns ins less outs:
+ *   - No task counts as out without its in: a task's admission is counted
+ *     before it is queued, so before it runs and finishes, and the release
+ *     store of the finisher's out, read with acquire, makes every store that
+ *     came before it visible, that in included.
+ *   - A task alive when the outs have been read counts one or more: its in
+ *     may not be visible yet, but then the task that admitted it is not
+ *     counted out either (its out would have carried the in along), and so
+ *     on down to the first task, admitted by a plain thread's seq_cst
+ *     read-modify-write. Each task counts 0 or 1, never -1.
+ * So 0 means that, once the outs were read, nothing was alive. Nothing can
+ * then be admitted but by a plain thread, and those check closing (Dekker's
+ * pattern, below). A worker thread outside any task counts as a plain
+ * thread: nothing alive vouches for what it admits. */
+
+/* The census counters of the calling thread, or NULL: a plain thread's. */
+static mag__worker_t *census_worker(mag_runtime_t *rt, bool admitting)
+{
+    mag__worker_t *w = mag__tls_worker;
+    if (!w || w->rt != rt || (admitting && !w->current))
+        return NULL;
+    return w;
+}
+
+/* One more on the owner's counter: a release store, no locked instruction.
+ * release: pairs with the acquire loads in mag__tasks_live. */
+static void census_add(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+uint64_t mag__tasks_live(mag_runtime_t *rt)
+{
+    uint64_t out = 0, in = 0;
+    /* seq_cst: after the caller's seq_cst store of closing, pairs with the
+     * plain threads' seq_cst increments of foreign_in (see mag__task_admit). */
+    out += atomic_load_explicit(&rt->foreign_out, memory_order_seq_cst);
+    for (unsigned i = 0; i < rt->nworkers; i++) /* acquire: pairs with census_add */
+        out += atomic_load_explicit(&rt->workers[i]->tasks_out, memory_order_acquire);
+    in += atomic_load_explicit(&rt->foreign_in, memory_order_seq_cst);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        in += atomic_load_explicit(&rt->workers[i]->tasks_in, memory_order_acquire);
+    return in > out ? in - out : 0;
+}
+
+void mag__tasks_counted(mag_runtime_t *rt, uint64_t *admitted, uint64_t *finished)
+{
+    uint64_t out = atomic_load_explicit(&rt->foreign_out, memory_order_relaxed);
+    uint64_t in = atomic_load_explicit(&rt->foreign_in, memory_order_relaxed);
+    for (unsigned i = 0; i < rt->nworkers; i++) { /* relaxed: figures for metrics */
+        out += atomic_load_explicit(&rt->workers[i]->tasks_out, memory_order_relaxed);
+        in += atomic_load_explicit(&rt->workers[i]->tasks_in, memory_order_relaxed);
+    }
+    *admitted = in;
+    *finished = out;
+}
+
+/* An admission that did not happen counts out on the counter it counted in
+ * on, so that both stay monotonic. */
+static void census_undo(mag_runtime_t *rt, mag__worker_t *cw)
+{
+    if (cw)
+        census_add(&cw->tasks_out);
+    else /* seq_cst: as foreign_in's increments */
+        atomic_fetch_add_explicit(&rt->foreign_out, 1, memory_order_seq_cst);
+}
+
+/* One task fewer: it finished, on this thread. */
+static void census_finish(mag_runtime_t *rt)
+{
+    /* Shutdown polls the census (lifecycle/runtime.c): nobody is woken. */
+    mag__worker_t *w = census_worker(rt, false);
+    if (w)
+        census_add(&w->tasks_out);
+    else /* seq_cst: as foreign_in's increments */
+        atomic_fetch_add_explicit(&rt->foreign_out, 1, memory_order_seq_cst);
+}
+
 int mag__task_admit(mag_runtime_t *rt, mag__worker_t *w, mag_fn fn, void *arg, bool joinable,
                     mag_task_t **out)
 {
-    /* Count the task live before looking at closing, both seq_cst, against
-     * shutdown's seq_cst store of closing and load of live: either shutdown
-     * sees this task live (and waits for it, cancelling it), or we see
-     * closing and refuse. */
-    atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
-        mag__live_drop(rt);
-        return -ESHUTDOWN;
+    mag__worker_t *cw = census_worker(rt, true);
+    if (cw) {
+        /* From a task: it is alive, and vouches for this one (see the
+         * census); closing is only looked at to refuse early. relaxed: no
+         * ordering is needed for that. */
+        if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
+            return -ESHUTDOWN;
+        census_add(&cw->tasks_in);
+    } else {
+        /* seq_cst both: against shutdown's seq_cst store of closing and its
+         * seq_cst load of foreign_in, either shutdown counts this task (and
+         * waits for it, cancelling it), or we see closing and refuse. */
+        atomic_fetch_add_explicit(&rt->foreign_in, 1, memory_order_seq_cst);
+        if (atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
+            census_undo(rt, cw);
+            return -ESHUTDOWN;
+        }
     }
     mag_task_t *t = mag__task_alloc(w);
     if (!t) {
-        mag__live_drop(rt);
+        census_undo(rt, cw);
         return -ENOMEM;
     }
     mag__task_init(t, rt, fn, arg, joinable);
@@ -205,8 +301,6 @@ int mag__task_admit(mag_runtime_t *rt, mag__worker_t *w, mag_fn fn, void *arg, b
 
 void mag__task_register(mag_runtime_t *rt, mag__worker_t *w, mag_task_t *t)
 {
-    /* relaxed: a counter for metrics. */
-    atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
     mag__registry_add(rt, t, w ? w->index : rt->nworkers);
 }
 
@@ -281,9 +375,6 @@ void mag__task_entry(void *arg)
 void mag__task_finish(mag_task_t *t)
 {
     mag_runtime_t *rt = t->rt;
-    /* relaxed: a counter; counted before joiners can see the task done, so
-     * that once everything is joined, spawned == completed (metrics). */
-    atomic_fetch_add_explicit(&rt->completed, 1, memory_order_relaxed);
     mag__state_set_done(&t->state);
     if (t->hook)
         t->hook->done(t->hook, t);
@@ -294,18 +385,9 @@ void mag__task_finish(mag_task_t *t)
     if (jw && jw != MAG__JOIN_DONE)
         mag__waiter_signal(jw);
     mag__task_release(t);
-    mag__live_drop(rt);
+    census_finish(rt);
 }
 
-void mag__live_drop(mag_runtime_t *rt)
-{
-    /* seq_cst: pairs with shutdown's and park's seq_cst loads of live. The
-     * last one out wakes shutdown, which waits on live_zero. */
-    if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst) == 1) {
-        atomic_fetch_add_explicit(&rt->live_zero, 1, memory_order_release);
-        mag__futex_wake(&rt->live_zero, 1 << 30);
-    }
-}
 
 /* ---- join, detach, cancel ------------------------------------------------- */
 

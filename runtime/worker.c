@@ -294,7 +294,7 @@ static void park(mag__worker_t *w)
         /* seq_cst: after the seq_cst store of sleeping, paired with the
          * stopper's and the last finisher's seq_cst operations. */
         bool stop = atomic_load_explicit(&rt->stopping, memory_order_seq_cst) ||
-                    (rt->draining && !atomic_load_explicit(&rt->live, memory_order_seq_cst)) ||
+                    (rt->draining && !mag__tasks_live(rt)) ||
                     drain_over(rt);
         if (listed && !stop && !mag__ring_cancels_pending(w)) {
             /* Wakes no later than the next timer, the next free slab due to
@@ -347,8 +347,7 @@ void mag__worker_loop(mag__worker_t *w, mag_task_t *until_handle)
     for (;;) {
         if (until ? task_done(until)
                   : atomic_load_explicit(&w->rt->stopping, memory_order_acquire) ||
-                        (w->rt->draining &&
-                         !atomic_load_explicit(&w->rt->live, memory_order_acquire)) ||
+                        (w->rt->draining && !mag__tasks_live(w->rt)) ||
                         drain_over(w->rt))
             break;
         w->tick++;
