@@ -7,7 +7,6 @@
  * timed out and retried with back-off, a 503 is retried then reported, and
  * bad URLs are refused.
  */
-#include <libgen.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
@@ -16,6 +15,7 @@
 #include <time.h>
 
 #include "test/test.h"
+#include "test/programs.h"
 
 typedef enum mode {
     MODE_LENGTH,  /* keep-alive, Content-Length: 13 */
@@ -153,7 +153,7 @@ static server_t *start(mode_t_ mode)
     return s;
 }
 
-static char crawl_path[PATH_MAX + 32];
+static char crawl_path[TEST_PATH_MAX];
 
 /* Runs crawl with args and n copies of url; returns its exit status and its
  * output in out (NUL-terminated). */
@@ -216,13 +216,7 @@ static char out[1 << 20];
 
 int main(void)
 {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    ASSERT_GT(n, 0);
-    exe[n] = 0;
-    snprintf(crawl_path, sizeof crawl_path, "%s/../examples/crawl", dirname(exe));
-    if (access(crawl_path, X_OK) != 0)
-        TEST_SKIP("%s not built", crawl_path);
+    test_program_path("examples/crawl", crawl_path);
     char url[128];
 
     /* 200 requests, at most 4 in flight and 4 idle per host: reuse. */

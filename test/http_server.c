@@ -7,7 +7,6 @@
  * Continue, random bytes on many connections, and clients that leave
  * mid-response. The server must stay up throughout. */
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -18,6 +17,7 @@
 #include <magpie/http1.h>
 
 #include "test/test.h"
+#include "test/programs.h"
 
 static uint16_t port;
 static const char get_req[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -27,40 +27,11 @@ static const char hello[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
 
 static pid_t start_server(void)
 {
-    char exe[PATH_MAX], path[PATH_MAX + 32];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    ASSERT_GT(n, 0);
-    exe[n] = 0;
-    snprintf(path, sizeof path, "%s/../examples/http_server", dirname(exe));
-    if (access(path, X_OK) != 0)
-        TEST_SKIP("%s not built", path);
-    int out[2];
-    ASSERT_EQ(pipe(out), 0);
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        dup2(out[1], 1);
-        close(out[0]);
-        close(out[1]);
-        /* Every connection's frames must fit the smallest stack: a frame
-         * too big aborts the server, and the test sees it die. */
-        setenv("MAG_STACK_SIZE", "16k", 1);
-        execl(path, path, "--port", "0", "--workers", "2", (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    char line[64] = {0};
-    size_t len = 0;
-    while (len < sizeof line - 1 && !strchr(line, '\n')) {
-        ssize_t r = read(out[0], line + len, sizeof line - 1 - len);
-        if (r <= 0)
-            TEST_FAIL("http_server did not start");
-        len += (size_t)r;
-    }
-    close(out[0]);
-    int p = 0;
-    ASSERT_EQ(sscanf(line, "listening on %d", &p), 1);
-    port = (uint16_t)p;
+    /* Every connection's frames must fit the smallest stack: a frame too big
+     * aborts the server, and the test sees it die. */
+    static const char *const args[] = {"--port", "0", "--workers", "2", NULL};
+    pid_t pid;
+    port = test_start_server("examples/http_server", args, "MAG_STACK_SIZE", "16k", &pid);
     return pid;
 }
 

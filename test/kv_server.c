@@ -7,7 +7,6 @@
  * sent (the server's memory must not grow), QUIT; and, where redis-cli is
  * installed, a few commands through it. The server must stay up throughout. */
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "test/test.h"
+#include "test/programs.h"
 
 static uint16_t port;
 static pid_t server;
@@ -22,37 +22,8 @@ static pid_t server;
 
 static void start_server(void)
 {
-    char exe[PATH_MAX], path[PATH_MAX + 32];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    ASSERT_GT(n, 0);
-    exe[n] = 0;
-    snprintf(path, sizeof path, "%s/../examples/kv_server", dirname(exe));
-    if (access(path, X_OK) != 0)
-        TEST_SKIP("%s not built", path);
-    int out[2];
-    ASSERT_EQ(pipe(out), 0);
-    server = fork();
-    ASSERT_GE(server, 0);
-    if (server == 0) {
-        dup2(out[1], 1);
-        close(out[0]);
-        close(out[1]);
-        execl(path, path, "--port", "0", "--workers", "2", (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    char line[64] = {0};
-    size_t len = 0;
-    while (len < sizeof line - 1 && !strchr(line, '\n')) {
-        ssize_t r = read(out[0], line + len, sizeof line - 1 - len);
-        if (r <= 0)
-            TEST_FAIL("kv_server did not start");
-        len += (size_t)r;
-    }
-    close(out[0]);
-    int p = 0;
-    ASSERT_EQ(sscanf(line, "listening on %d", &p), 1);
-    port = (uint16_t)p;
+    static const char *const args[] = {"--port", "0", "--workers", "2", NULL};
+    port = test_start_server("examples/kv_server", args, NULL, NULL, &server);
 }
 
 static int conn(void)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "test/test.h"
+#include "test/programs.h"
 
 #define CHILD_NOFILE 64
 #define STORM 200
@@ -62,27 +63,10 @@ static double cpu_seconds(pid_t pid)
 
 static int connect_to(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT_GE(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
-        TEST_FAIL("connect: %s", strerror(errno));
+    int fd = test_plain_connect(port);
     struct timeval tv = {.tv_sec = TEST_SANITIZED ? 60 : 20};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     return fd;
-}
-
-/* Sends a byte and says whether it came back within ms milliseconds. */
-static bool echoes(int fd, int ms)
-{
-    char c = 'e';
-    if (send(fd, &c, 1, MSG_NOSIGNAL) != 1)
-        return false;
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, ms) != 1)
-        return false;
-    return recv(fd, &c, 1, 0) == 1 && c == 'e';
 }
 
 int main(void)
@@ -115,11 +99,11 @@ int main(void)
     for (int i = 0; i < STORM; i++)
         fds[i] = connect_to(port);
     /* The first ones are served. */
-    ASSERT_TRUE(echoes(fds[0], 20000));
+    ASSERT_TRUE(test_plain_echoes(fds[0], 20000));
     /* Some later ones cannot be accepted while the table is full. */
     int served = 0;
     for (int i = 0; i < STORM; i++)
-        served += echoes(fds[i], i < 20 ? 20000 : 10);
+        served += test_plain_echoes(fds[i], i < 20 ? 20000 : 10);
     ASSERT_LT(served, STORM);
     ASSERT_GT(served, 0);
 
@@ -136,7 +120,7 @@ int main(void)
         close(fds[i]);
     for (int i = 0; i < 20; i++) {
         int fd = connect_to(port);
-        if (!echoes(fd, TEST_SANITIZED ? 60000 : 20000))
+        if (!test_plain_echoes(fd, TEST_SANITIZED ? 60000 : 20000))
             TEST_FAIL("client %d after the storm got no echo", i);
         close(fd);
     }

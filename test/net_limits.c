@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "test/test.h"
+#include "test/programs.h"
 
 #define CAP 4
 #define CHILD_NOFILE 1024
@@ -27,29 +28,6 @@ static int echo(int fd, void *ctx)
         if (mag_send_all(fd, buf, (size_t)n, 0) < 0)
             return -EPIPE;
     return (int)n;
-}
-
-static int connect_to(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT_GE(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
-        TEST_FAIL("connect: %s", strerror(errno));
-    return fd;
-}
-
-/* Sends a byte and says whether it came back within ms milliseconds. */
-static bool echoes(int fd, int ms)
-{
-    char c = 'e';
-    if (send(fd, &c, 1, MSG_NOSIGNAL) != 1)
-        return false;
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, ms) != 1)
-        return false;
-    return recv(fd, &c, 1, 0) == 1 && c == 'e';
 }
 
 /* The server closed fd (end of input or reset) within ms. */
@@ -127,15 +105,15 @@ static void cap_on_connections(void)
     pid_t pid = start_child(CAP, 0, &port);
     int fds[CAP + 1];
     for (int i = 0; i < CAP; i++) {
-        fds[i] = connect_to(port);
-        if (!echoes(fds[i], SLACK_MS * 5))
+        fds[i] = test_plain_connect(port);
+        if (!test_plain_echoes(fds[i], SLACK_MS * 5))
             TEST_FAIL("client %d of the cap was not served", i);
     }
     /* One more: connected (the backlog takes it) but not served. */
-    fds[CAP] = connect_to(port);
-    ASSERT_TRUE(!echoes(fds[CAP], 500));
+    fds[CAP] = test_plain_connect(port);
+    ASSERT_TRUE(!test_plain_echoes(fds[CAP], 500));
     for (int i = 0; i < CAP; i++) /* the others still are */
-        ASSERT_TRUE(echoes(fds[i], SLACK_MS * 5));
+        ASSERT_TRUE(test_plain_echoes(fds[i], SLACK_MS * 5));
     /* One ends: the waiting client is served (its byte sent above first). */
     close(fds[0]);
     struct pollfd p = {.fd = fds[CAP], .events = POLLIN};
@@ -143,10 +121,10 @@ static void cap_on_connections(void)
     char c;
     ASSERT_EQ(recv(fds[CAP], &c, 1, 0), 1);
     ASSERT_EQ(c, 'e');
-    ASSERT_TRUE(echoes(fds[CAP], SLACK_MS * 5));
+    ASSERT_TRUE(test_plain_echoes(fds[CAP], SLACK_MS * 5));
     /* And the cap holds again: a new one waits. */
-    int extra = connect_to(port);
-    ASSERT_TRUE(!echoes(extra, 300));
+    int extra = test_plain_connect(port);
+    ASSERT_TRUE(!test_plain_echoes(extra, 300));
     close(fds[1]);
     ASSERT_EQ(poll(&(struct pollfd){.fd = extra, .events = POLLIN}, 1, SLACK_MS * 5), 1);
     close(extra);
@@ -163,14 +141,14 @@ static void idle_reuse_on_emfile(void)
      * wait in its backlog. */
     static int fds[IDLE_CLIENTS];
     for (int i = 0; i < IDLE_CLIENTS; i++)
-        fds[i] = connect_to(port);
-    ASSERT_TRUE(echoes(fds[0], SLACK_MS * 5)); /* the first is served ... */
+        fds[i] = test_plain_connect(port);
+    ASSERT_TRUE(test_plain_echoes(fds[0], SLACK_MS * 5)); /* the first is served ... */
     /* ... and then idle, as all the others, for longer than the second a
      * connection must be idle before it may be closed to make room. */
     struct timespec hold = {.tv_sec = 1, .tv_nsec = 500 * 1000 * 1000};
     nanosleep(&hold, NULL);
-    int fresh = connect_to(port);
-    if (!echoes(fresh, SLACK_MS))
+    int fresh = test_plain_connect(port);
+    if (!test_plain_echoes(fresh, SLACK_MS))
         TEST_FAIL("a new client was not served within %d ms", SLACK_MS);
     /* The longest-idle ones made room; not every one was closed. */
     ASSERT_TRUE(closed(fds[1], SLACK_MS));
