@@ -290,17 +290,24 @@ static void release_leftovers(mag_runtime_t *rt)
 {
     for (unsigned i = 0; i < rt->nshards; i++) {
         for (;;) {
+            /* Under the shard's lock the record is the listed task's (it is
+             * unlisted before it is freed), so its fields and its handle are
+             * that task's; released after the lock, as releasing unlists. */
             mag__lock(&rt->shards[i].lock);
             mag_task_t *t = rt->shards[i].head;
+            bool taken = false;
+            if (t) {
+                if (rt->cfg.debug && !t->hook) /* a hook's owner holds its handle */
+                    mag__warn("task '%s' (id %llu) was never joined nor detached",
+                              t->name[0] ? t->name : "(unnamed)", (unsigned long long)t->id);
+                /* A join or detach may be finishing on another thread: only
+                 * the one that moves the handle off JOINABLE releases it. */
+                taken = mag__task_handle_take(t);
+            }
             mag__unlock(&rt->shards[i].lock);
             if (!t)
                 break;
-            if (rt->cfg.debug && !t->hook) /* a hook's owner holds its handle */
-                mag__warn("task '%s' (id %llu) was never joined nor detached",
-                          t->name[0] ? t->name : "(unnamed)", (unsigned long long)t->id);
-            /* A join or detach may be finishing on another thread: only the
-             * one that moves the handle off JOINABLE releases it. */
-            if (mag__task_handle_take(t)) {
+            if (taken) {
                 mag__task_release(t); /* removes it from the shard */
                 continue;
             }

@@ -150,8 +150,7 @@ static int next_common(mag_group_t *g, int *status, bool interruptible)
             free(m);
             if (status)
                 *status = t->result;
-            mag__task_handle_take(t); /* the group's handle: always JOINABLE */
-            mag__task_release(t);
+            mag__task_owner_release(t); /* the group owns the handle */
             return id;
         }
         if (!g->nrunning) {

@@ -210,9 +210,14 @@ MAG_HIDDEN mag_task_t *mag__task_handle(mag_task_t *t);
  * for a value that was never a handle. The record may have moved on: check
  * *gen against its life word. */
 MAG_HIDDEN mag_task_t *mag__task_from_handle(const mag_task_t *handle, uint64_t *gen);
-/* Moves t's handle from JOINABLE to RELEASED (shutdown, groups); true if
- * this call did, false if someone else joined or detached it first. */
+/* Moves t's handle from JOINABLE (or, for a hook's record, its owner's
+ * JOINING) to RELEASED, at shutdown once no task is left; true if this call
+ * did, false if someone else joined or detached it first. */
 MAG_HIDDEN bool mag__task_handle_take(mag_task_t *t);
+/* The hook owner's release of a done task whose handle it owns (a task
+ * spawned with a hook is born with its handle claimed: mag_join and
+ * mag_detach refuse it). */
+MAG_HIDDEN void mag__task_owner_release(mag_task_t *t);
 MAG_HIDDEN void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg,
                                bool joinable);
 /* Tasks admitted and not finished: 0 only when, at some moment during the

@@ -325,6 +325,15 @@ int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
     t->stack_size = stack;
     t->id = next_id(w);
     t->hook = hook;
+    if (hook) {
+        /* The handle belongs to whoever installed the hook (a group): it is
+         * born claimed, so that mag_join and mag_detach on it (through
+         * mag_self, say) refuse it instead of releasing what the owner will
+         * release (mag__task_owner_release). relaxed: published with the
+         * record by the queue, as mag__task_init's store. */
+        uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
+        atomic_store_explicit(&t->life, life | MAG__HANDLE_JOINING, memory_order_relaxed);
+    }
     if (opts && opts->name)
         snprintf(t->name, sizeof t->name, "%s", opts->name);
     mag__task_register(rt, w, t);
@@ -505,6 +514,16 @@ int mag_join(mag_task_t *t, int *status)
 int mag__join_uninterruptible(mag_task_t *t, int *status)
 {
     return join_common(t, status, false);
+}
+
+void mag__task_owner_release(mag_task_t *t)
+{
+    /* JOINING -> RELEASED, as a join ends (see join_common): only the
+     * owner's call can change the handle now, the task being done. relaxed:
+     * the reference's acq_rel below orders the record's release. */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
+    atomic_store_explicit(&t->life, life | MAG__HANDLE_RELEASED, memory_order_relaxed);
+    mag__task_release(t);
 }
 
 void mag_detach(mag_task_t *h)

@@ -468,9 +468,11 @@ mag_task_t *mag__task_from_handle(const mag_task_t *handle, uint64_t *gen)
 bool mag__task_handle_take(mag_task_t *t)
 {
     /* relaxed: the caller holds t listed; the refcount's acq_rel orders the
-     * release that follows. */
+     * release that follows. A hook's record is born JOINING (its owner's):
+     * with no task left to own it, shutdown takes it too. */
     uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
-    while (mag__life_handle(life) == MAG__HANDLE_JOINABLE) {
+    while (mag__life_handle(life) == MAG__HANDLE_JOINABLE ||
+           (t->hook && mag__life_handle(life) == MAG__HANDLE_JOINING)) {
         if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__HANDLE_RELEASED,
                                                   memory_order_relaxed, memory_order_relaxed))
             return true;

@@ -1,5 +1,8 @@
 /* Groups: wait for all (gather), next-to-finish order (as_completed), the
- * first error cancels the siblings (TaskGroup), destroy with live tasks. */
+ * first error cancels the siblings (TaskGroup), destroy with live tasks, and
+ * a member's handle belongs to the group: a member that detaches or joins
+ * itself through mag_self changes nothing, and the tasks that reuse its
+ * record later are untouched. */
 #include "test/test.h"
 
 #include <stdatomic.h>
@@ -21,8 +24,80 @@ static int fail_after_ms(void *arg)
     return -EIO;
 }
 
+/* A member that tries to give its handle away: the group owns it. */
+static int self_releasing(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    mag_task_t *me = mag_self();
+    if (i % 2)
+        mag_detach(me); /* ignored */
+    else if (mag_join(me, NULL) != -EDEADLK)
+        return -1000;
+    mag_yield();
+    return i;
+}
+
+static int returns_arg(void *arg)
+{
+    mag_yield();
+    return (int)(intptr_t)arg;
+}
+
+/* Another task joins a member's handle: refused, the group still has it. */
+static int join_member(void *arg)
+{
+    return mag_join((mag_task_t *)arg, NULL);
+}
+
+static int grab_self(void *arg)
+{
+    *(mag_task_t **)arg = mag_self();
+    mag_sleep(20 * MAG_MS);
+    return 7;
+}
+
+static void handles_stay_the_groups(void)
+{
+    for (int round = 0; round < 20; round++) {
+        mag_group_t *g = mag_group_create(0);
+        ASSERT_TRUE(g);
+        for (int i = 0; i < 16; i++)
+            ASSERT_EQ(mag_group_spawn(g, self_releasing, (void *)(intptr_t)i), i);
+        int seen = 0, st = 0;
+        for (int k = 0; k < 16; k++) {
+            int id = mag_group_next(g, &st);
+            ASSERT_GE(id, 0);
+            ASSERT_EQ(st, id); /* its own result, never another task's */
+            seen++;
+        }
+        ASSERT_EQ(seen, 16);
+        mag_group_destroy(g);
+        /* Plain tasks that may get the members' records: all theirs. */
+        mag_task_t *t[16];
+        for (int i = 0; i < 16; i++)
+            ASSERT_TRUE((t[i] = mag_spawn(returns_arg, (void *)(intptr_t)(100 + i))) != NULL);
+        for (int i = 0; i < 16; i++) {
+            ASSERT_EQ(mag_join(t[i], &st), 0);
+            ASSERT_EQ(st, 100 + i);
+        }
+    }
+    mag_group_t *g = mag_group_create(0);
+    mag_task_t *member = NULL;
+    ASSERT_EQ(mag_group_spawn(g, grab_self, &member), 0);
+    while (!member)
+        mag_yield();
+    mag_task_t *j = mag_spawn(join_member, member);
+    int st = 0;
+    ASSERT_EQ(mag_join(j, &st), 0);
+    ASSERT_EQ(st, -EINVAL);
+    ASSERT_EQ(mag_group_next(g, &st), 0);
+    ASSERT_EQ(st, 7);
+    mag_group_destroy(g);
+}
+
 static int main_task(void *arg)
 {
+    handles_stay_the_groups();
     /* gather: all results, none lost. */
     mag_group_t *g = mag_group_create(0);
     ASSERT_TRUE(g);

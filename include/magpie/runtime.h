@@ -254,7 +254,9 @@ MAG_API int mag_wait_for(mag_fn fn, void *arg, uint64_t timeout_ns, int *status)
  * tokio JoinSet). A group belongs to the task that created it: spawn, next,
  * wait, cancel and destroy are called by one task (or thread) at a time.
  * With MAG_GROUP_CANCEL_ON_ERROR, the first member that returns a negative
- * value cancels every other member. */
+ * value cancels every other member. A member's handle (mag_self inside it)
+ * belongs to the group: mag_join on it returns -EINVAL and mag_detach
+ * ignores it; mag_cancel works. */
 #define MAG_GROUP_CANCEL_ON_ERROR 1u
 
 /* NULL outside a runtime context, for unknown flags, or out of memory. */
