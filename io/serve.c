@@ -448,11 +448,19 @@ int mag_serve_ex(int listen_fd, mag_conn_fn handler, void *ctx, const mag_serve_
             continue;
         armed = false;
         int res = s.final_res;
-        if (res >= 0 || res == -ECANCELED || transient_error(res)) {
+        if (res >= 0 || transient_error(res)) {
             /* The kernel ended the multishot (CQ overflow: its last CQE
              * carries a descriptor), or a dead connection: re-arm. */
             backoff = 0;
             continue;
+        }
+        if (res == -ECANCELED) {
+            /* Not our cancel (stop_accept waits for its own final CQE): a
+             * mag_close of the listener cancelled it. Re-arming would go on
+             * accepting on a closed listener, or on whatever its number
+             * names next. */
+            rc = -EBADF;
+            break;
         }
         if ((res == -EMFILE || res == -ENFILE) && mag__serve_drain_idle(&s) > 0) {
             /* Idle connections are being closed to make room (nginx's
