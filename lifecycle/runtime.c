@@ -358,6 +358,12 @@ static int drain_tasks(mag_runtime_t *rt, uint64_t until)
             return -ETIMEDOUT;
         uint64_t wake = until < rt->shutdown_report_ns ? until : rt->shutdown_report_ns;
         if (rt->nworkers == 1) {
+            /* Only the loop's thread may run it. The caller's check saw no
+             * task then; one admitted by a plain thread since (before
+             * closing) needs the loop run here. */
+            int claimed = claim_loop(rt);
+            if (claimed)
+                return claimed;
             rt->draining = true;
             rt->drain_until_ns = wake;
             mag__worker_loop(rt->workers[0], NULL);

@@ -121,7 +121,9 @@ MAG_API int mag_runtime_create(const mag_config_t *cfg, mag_runtime_t **out);
 MAG_API int mag_runtime_block_on(mag_runtime_t *rt, mag_fn fn, void *arg, int *status);
 
 /* Spawns a task from any thread, a task of another runtime included. NULL on
- * bad arguments, after shutdown started, or out of memory. */
+ * bad arguments, after shutdown started, or out of memory. rt must still
+ * exist: a call racing the end of mag_runtime_shutdown (which frees rt) is
+ * a use after free, as for any object. */
 MAG_API mag_task_t *mag_runtime_spawn(mag_runtime_t *rt, mag_fn fn, void *arg);
 
 /* Cancels every task, waits for each to return, stops the workers and frees
