@@ -290,14 +290,18 @@ mag__stack_t *mag__stack_alloc(size_t size)
         wp = mag__stack_wp_available();
     }
     if (!guard) {
-        /* Registered before the first write (so that it still merges with
-         * its neighbours, stack_wp.c); then the canary, at the stack's lowest
-         * word or at the protected page's, written before the page is
-         * protected (older kernels protect only populated pages). */
-        wp = wp && mag__stack_wp_register(base, map);
+        /* Registered before the first write, so that it still merges with
+         * its neighbours (stack_wp.c). The canary, at the stack's lowest
+         * word, is what checks a stack left unprotected; a protected page
+         * needs none, but older kernels protect only a page written to, and
+         * there the canary is that write. */
         uint64_t canary = STACK_CANARY;
-        memcpy(base, &canary, sizeof canary);
+        wp = wp && mag__stack_wp_register(base, map);
+        if (!wp || mag__stack_wp_populate_first())
+            memcpy(base, &canary, sizeof canary);
         wp = wp && mag__stack_wp_protect(base, page);
+        if (!wp)
+            memcpy(base, &canary, sizeof canary); /* (again, if it was written) */
     }
     /* The record sits at the top of its own stack: no allocation besides. */
     uintptr_t top = ((uintptr_t)base + map - sizeof(mag__stack_t)) & ~(uintptr_t)63;

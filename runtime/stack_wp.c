@@ -24,8 +24,14 @@
  * userfaultfd with UFFD_USER_MODE_ONLY (Linux 5.11; what an unprivileged
  * process may open when vm.unprivileged_userfaultfd is 0, and a write by the
  * kernel into the page then fails with EFAULT instead of waiting),
- * UFFD_FEATURE_THREAD_ID (the fault names the thread) and O_CLOEXEC (an exec
- * does not inherit it). Where the kernel or a seccomp filter refuses any of
+ * UFFD_FEATURE_THREAD_ID (the fault names the thread), O_CLOEXEC (an exec
+ * does not inherit it) and, where the kernel has it (6.4),
+ * UFFD_FEATURE_WP_UNPOPULATED: the page is protected without ever being
+ * written, so it costs no memory, and a stack costs less to set up than an
+ * unprotected one, whose canary write faults a page in (64 KiB stacks, mmap
+ * to protected: about 2.5 us against 3.3 us unprotected, 6 us when the page
+ * must be written first). Older kernels protect only a populated page, so
+ * the canary is written first there. Where the kernel or a seccomp filter refuses any of
  * it (ENOSYS, EPERM, EINVAL), or under ASan or TSan (they own the stacks and
  * the SIGSEGV handler is theirs), nothing is protected and the canary stands
  * alone.
@@ -75,6 +81,9 @@
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1 /* Linux 5.11; older headers lack it */
 #endif
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13) /* Linux 6.4 */
+#endif
 #else
 #define STACK_WP_BUILT 0
 #endif
@@ -97,6 +106,9 @@ bool mag__stack_wp_notice(const void *siginfo, void **addr)
  * its process); relaxed: nothing else is published through it. */
 static _Atomic int wp_fd = -1;
 static pthread_once_t wp_once = PTHREAD_ONCE_INIT;
+/* Whether pages never written can be protected (UFFD_FEATURE_WP_UNPOPULATED);
+ * set by the set-up only, ordered by pthread_once as wp_fd. */
+static bool wp_unpopulated;
 
 static int64_t now_ns(void)
 {
@@ -179,16 +191,33 @@ static void forget_in_child(void)
         close(fd);
 }
 
-static void set_up(void)
+/* A userfaultfd with the features asked for and write protection, or -1. */
+static int open_userfaultfd(uint64_t features)
 {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     if (fd < 0)
-        return; /* ENOSYS, EPERM (seccomp, the sysctl), EINVAL (before 5.11) */
-    struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_THREAD_ID};
+        return -1; /* ENOSYS, EPERM (seccomp, the sysctl), EINVAL (before 5.11) */
+    struct uffdio_api api = {.api = UFFD_API, .features = features};
     if (ioctl(fd, UFFDIO_API, &api) != 0 || !(api.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
         close(fd);
-        return;
+        return -1;
     }
+    return fd;
+}
+
+static void set_up(void)
+{
+    /* Protecting pages never written (Linux 6.4) costs neither the page nor
+     * the fault that would populate it; older kernels refuse the feature
+     * (EINVAL), and get the canary written first. */
+    wp_unpopulated = true;
+    int fd = open_userfaultfd(UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_WP_UNPOPULATED);
+    if (fd < 0) {
+        wp_unpopulated = false;
+        fd = open_userfaultfd(UFFD_FEATURE_THREAD_ID);
+    }
+    if (fd < 0)
+        return;
     /* Every signal blocked in the report thread, so that none meant for the
      * application lands there (see blocking.c's start_thread). */
     sigset_t all, old;
@@ -215,6 +244,11 @@ bool mag__stack_wp_available(void)
 {
     pthread_once(&wp_once, set_up);
     return atomic_load_explicit(&wp_fd, memory_order_relaxed) >= 0; /* see wp_fd */
+}
+
+bool mag__stack_wp_populate_first(void)
+{
+    return !wp_unpopulated; /* see wp_unpopulated */
 }
 
 bool mag__stack_wp_register(void *map, size_t map_len)
@@ -246,6 +280,11 @@ bool mag__stack_wp_protect(void *page, size_t page_len)
 }
 
 #else /* no userfaultfd write protection in this build */
+
+bool mag__stack_wp_populate_first(void)
+{
+    return true;
+}
 
 bool mag__stack_wp_available(void)
 {

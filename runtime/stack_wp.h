@@ -24,8 +24,12 @@ MAG_HIDDEN bool mag__stack_wp_available(void);
  * nothing registered, when the kernel refuses. munmap undoes it. */
 MAG_HIDDEN bool mag__stack_wp_register(void *map, size_t map_len);
 
+/* Whether a page must be written before mag__stack_wp_protect can protect
+ * it (kernels before 6.4). */
+MAG_HIDDEN bool mag__stack_wp_populate_first(void);
+
 /* Write-protects [page, page + page_len) of a registered mapping, which the
- * caller has written to (older kernels protect only populated pages). From
+ * caller has written to if mag__stack_wp_populate_first says so. From
  * then on any user-mode write there ends the process with the overflow report
  * of the task running on the thread that wrote (fiber.c's SIGSEGV handler),
  * and a write by the kernel (a system call's buffer) fails with EFAULT.

@@ -11,10 +11,14 @@
  * status and stderr are checked. A last child checks that protecting
  * unguarded stacks costs no VMA of its own. */
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -154,10 +158,30 @@ static bool userfaultfd_wp_works(const char **why)
 #endif
 }
 
-/* Runs this program with mode and MAG_STACK_GUARDS=guards; returns what it
- * wrote to stderr. */
-static void run_child(const char *self, const char *mode, const char *guards, char *out,
-                      size_t cap, int *status)
+/* In a child about to exec: userfaultfd fails with EPERM from now on, as
+ * under a container's seccomp filter. false when seccomp is unavailable. */
+static bool deny_userfaultfd(void)
+{
+#if defined(SYS_userfaultfd)
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof filter / sizeof filter[0], .filter = filter};
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+           prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+#else
+    return false;
+#endif
+}
+
+/* Runs this program with mode and MAG_STACK_GUARDS=guards, userfaultfd
+ * denied if deny_uffd; returns what it wrote to stderr. The child exits 77
+ * when it cannot deny userfaultfd. */
+static void run_child(const char *self, const char *mode, const char *guards, bool deny_uffd,
+                      char *out, size_t cap, int *status)
 {
     int pipefd[2];
     ASSERT_EQ(pipe(pipefd), 0);
@@ -172,6 +196,8 @@ static void run_child(const char *self, const char *mode, const char *guards, ch
             setenv("MAG_STACK_GUARDS", guards, 1);
         else
             unsetenv("MAG_STACK_GUARDS");
+        if (deny_uffd && !deny_userfaultfd())
+            _exit(77);
         execl(self, self, mode, (char *)NULL);
         _exit(127);
     }
@@ -211,30 +237,40 @@ int main(int argc, char **argv)
     bool wp = userfaultfd_wp_works(&why);
     static const struct {
         const char *mode, *guards;
-        bool needs_wp;
+        bool needs_wp, deny_uffd;
     } cases[] = {
-        {"far-end", NULL, false}, /* guard pages: the default */
-        {"zeroed", NULL, false},
-        /* No guard pages: the canary, written over with zeros (a zero
-         * canary let this one through, and the neighbour it wrecked was
-         * blamed). */
-        {"zeroed", "0", false},
+        {"far-end", NULL, false, false}, /* guard pages: the default */
+        {"zeroed", NULL, false, false},
+        /* No guard pages: the write-protected page below the stack, or where
+         * userfaultfd is refused, the canary, written over with zeros (a
+         * zero canary let this one through, and the neighbour it wrecked
+         * was blamed). */
+        {"zeroed", "0", false, false},
+        {"zeroed", "0", false, true},
         /* No guard pages, a frame that never writes the canary: x86-64's
          * probes leave memory as it was, and only the write-protected page
          * below the stack sees them. */
-        {"far-end", "0", true},
+        {"far-end", "0", true, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[4096];
         int status;
+        const char *guards = cases[i].guards ? cases[i].guards : "default";
+        const char *uffd = cases[i].deny_uffd ? ", userfaultfd denied" : "";
         if (cases[i].needs_wp && !wp) {
             printf("%s, guards=%s: skipped, userfaultfd write protection unavailable (%s)\n",
-                   cases[i].mode, cases[i].guards, why);
+                   cases[i].mode, guards, why);
             continue;
         }
-        run_child(self, cases[i].mode, cases[i].guards, out, sizeof out, &status);
-        printf("%s, guards=%s: child said: %s", cases[i].mode,
-               cases[i].guards ? cases[i].guards : "default", out[0] ? out : "nothing\n");
+        run_child(self, cases[i].mode, cases[i].guards, cases[i].deny_uffd, out, sizeof out,
+                  &status);
+        if (cases[i].deny_uffd && WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+            printf("%s, guards=%s%s: skipped, seccomp unavailable\n", cases[i].mode, guards,
+                   uffd);
+            continue;
+        }
+        printf("%s, guards=%s%s: child said: %s", cases[i].mode, guards, uffd,
+               out[0] ? out : "nothing\n");
         ASSERT_TRUE(WIFSIGNALED(status));
         ASSERT_EQ(WTERMSIG(status), SIGABRT);
         ASSERT_TRUE(strstr(out, "magpie: stack overflow in task 'big-frame'") != NULL);
@@ -242,7 +278,7 @@ int main(int argc, char **argv)
     if (wp) {
         char out[4096];
         int status;
-        run_child(self, "vma", "0", out, sizeof out, &status);
+        run_child(self, "vma", "0", false, out, sizeof out, &status);
         printf("%s", out);
         ASSERT_TRUE(WIFEXITED(status));
         ASSERT_EQ(WEXITSTATUS(status), 0);
