@@ -26,13 +26,15 @@
  * What no canary sees is a frame that steps over the word without writing
  * it: x86-64's stack probes only OR zero into memory, and such a frame lands
  * in a neighbour's mapping unseen. So where userfaultfd allows it (see
- * stack_wp.c), an unguarded stack is mapped one page larger and that page,
- * holding the canary, is write-protected: a guard page at no VMA's cost,
- * which any write, a probe included, hits. Where userfaultfd is refused
- * (ENOSYS, EPERM under seccomp, EINVAL before Linux 5.11, or a kernel
- * without write protection) and in ASan and TSan builds, the canary stands
- * alone, silently, as described above; the probes then fault only when the
- * stack below is unmapped (the SIGSEGV report below).
+ * stack_wp.c), an unguarded stack is mapped one page larger and that page
+ * is write-protected: a guard page at no VMA's cost, which any write, a
+ * probe included, hits; such a stack needs no canary (kernels before 6.4
+ * protect only a page written to, and get the canary there as that write).
+ * Where userfaultfd is refused (ENOSYS, EPERM under seccomp, EINVAL before
+ * Linux 5.11, or a kernel without write protection) and in ASan and TSan
+ * builds, the canary stands alone, silently, as described above; the probes
+ * then fault only when the stack below is unmapped (the SIGSEGV report
+ * below).
  */
 #include <pthread.h>
 #include <signal.h>
