@@ -265,8 +265,7 @@ int main(int argc, char **argv)
         run_child(self, cases[i].mode, cases[i].guards, cases[i].deny_uffd, out, sizeof out,
                   &status);
         if (cases[i].deny_uffd && WIFEXITED(status) && WEXITSTATUS(status) == 77) {
-            printf("%s, guards=%s%s: skipped, seccomp unavailable\n", cases[i].mode, guards,
-                   uffd);
+            printf("%s, guards=%s%s: skipped, seccomp unavailable\n", cases[i].mode, guards, uffd);
             continue;
         }
         printf("%s, guards=%s%s: child said: %s", cases[i].mode, guards, uffd,
