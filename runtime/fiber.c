@@ -24,10 +24,17 @@
  * stack probes store zero) from no overflow at all; the pattern costs the
  * bottom page of each unguarded stack, 4 KiB, and guarded stacks have none.
  * What no canary sees is a frame that steps over the word without writing
- * it: x86-64's stack probes only OR zero into memory. There the probes fault
- * when the stack below is unmapped (the SIGSEGV report below), and a frame
- * that lands in a neighbour's mapping goes unseen; guard regions, or a
- * budget large enough, are the cure.
+ * it: x86-64's stack probes only OR zero into memory, and such a frame lands
+ * in a neighbour's mapping unseen. So where userfaultfd allows it (see
+ * stack_wp.c), an unguarded stack is mapped one page larger and that page
+ * is write-protected: a guard page at no VMA's cost, which any write, a
+ * probe included, hits; such a stack needs no canary (kernels before 6.4
+ * protect only a page written to, and get the canary there as that write).
+ * Where userfaultfd is refused (ENOSYS, EPERM under seccomp, EINVAL before
+ * Linux 5.11, or a kernel without write protection) and in ASan and TSan
+ * builds, the canary stands alone, silently, as described above; the probes
+ * then fault only when the stack below is unmapped (the SIGSEGV report
+ * below).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -40,6 +47,7 @@
 
 #include "runtime/fiber.h"
 #include "runtime/sched.h"
+#include "runtime/stack_wp.h"
 
 /* Valgrind follows stack switches only among stacks it was told about. The
  * header comes with Debian's valgrind package; without it the macros are
@@ -268,7 +276,9 @@ mag__stack_t *mag__stack_alloc(size_t size)
             return s;
     }
     bool guard = take_guard();
-    size_t map = size + (guard ? page : 0);
+    /* Without a guard page, a write-protected page below (stack_wp.c). */
+    bool wp = !guard && mag__stack_wp_available();
+    size_t map = size + (guard || wp ? page : 0);
     char *base = mmap(NULL, map, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (base == MAP_FAILED) {
@@ -279,6 +289,21 @@ mag__stack_t *mag__stack_alloc(size_t size)
     if (guard && mprotect(base, page, PROT_NONE) != 0) {
         atomic_fetch_sub_explicit(&guards_in_use, 1, memory_order_relaxed);
         guard = false; /* out of VMAs: run unguarded, the canary still checks */
+        wp = mag__stack_wp_available();
+    }
+    if (!guard) {
+        /* Registered before the first write, so that it still merges with
+         * its neighbours (stack_wp.c). The canary, at the stack's lowest
+         * word, is what checks a stack left unprotected; a protected page
+         * needs none, but older kernels protect only a page written to, and
+         * there the canary is that write. */
+        uint64_t canary = STACK_CANARY;
+        wp = wp && mag__stack_wp_register(base, map);
+        if (!wp || mag__stack_wp_populate_first())
+            memcpy(base, &canary, sizeof canary);
+        wp = wp && mag__stack_wp_protect(base, page);
+        if (!wp)
+            memcpy(base, &canary, sizeof canary); /* (again, if it was written) */
     }
     /* The record sits at the top of its own stack: no allocation besides. */
     uintptr_t top = ((uintptr_t)base + map - sizeof(mag__stack_t)) & ~(uintptr_t)63;
@@ -286,16 +311,13 @@ mag__stack_t *mag__stack_alloc(size_t size)
     s->next = NULL;
     s->base = base;
     s->map_size = map;
-    s->guarded = guard;
+    s->guarded = guard || wp; /* wp: faults as a guard page, no canary check */
+    s->write_protected = wp;
     s->carved = false;
-    s->lo = base + (guard ? page : 0);
+    s->lo = base + (guard || wp ? page : 0);
     s->top = (char *)s;
     s->usable = (size_t)((char *)s - s->lo);
     s->valgrind_id = VALGRIND_STACK_REGISTER(s->lo, (char *)s);
-    if (!guard) {
-        uint64_t canary = STACK_CANARY;
-        memcpy(s->lo, &canary, sizeof canary);
-    }
     return s;
 }
 
@@ -306,7 +328,7 @@ void mag__stack_free(mag__stack_t *s)
         return;
     }
     VALGRIND_STACK_DEREGISTER(s->valgrind_id);
-    if (s->guarded)
+    if (s->guarded && !s->write_protected)
         atomic_fetch_sub_explicit(&guards_in_use, 1, memory_order_relaxed);
     munmap(s->base, s->map_size);
 }
@@ -358,7 +380,12 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
     mag__worker_t *w = mag__tls_worker;
     mag_task_t *t = w ? w->current : NULL;
     if (t && t->stack) {
-        char *addr = info->si_addr;
+        /* A fault's own address, or the protected page that stack_wp.c's
+         * report thread says this thread wrote into. */
+        void *notice_addr = NULL;
+        char *addr = mag__stack_wp_notice(info, &notice_addr) ? notice_addr
+                     : info->si_code > 0                      ? info->si_addr
+                                                              : NULL;
         mag__stack_t *s = t->stack;
         const ucontext_t *uc = uctx;
 #if defined(__x86_64__)
@@ -366,8 +393,9 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 #elif defined(__aarch64__)
         uintptr_t sp = (uintptr_t)uc->uc_mcontext.sp;
 #endif
-        /* The guard page was hit, or the stack pointer itself has left the
-         * bottom of the stack (an unguarded stack ran into unmapped memory). */
+        /* The guard page (or the protected page) was hit, or the stack
+         * pointer itself has left the bottom of the stack (an unguarded
+         * stack ran into unmapped memory). */
         bool in_guard = addr >= s->base && addr < s->lo + 256;
         bool sp_out = sp < (uintptr_t)s->lo + 256 && sp + (64u << 20) > (uintptr_t)s->base;
         if (in_guard || sp_out)

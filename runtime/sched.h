@@ -20,9 +20,10 @@ typedef struct mag__stack {
     char *base;              /* start of the stack's memory (the guard page, if any) */
     size_t map_size;         /* ... and its length */
     size_t usable;           /* bytes the fiber may use */
-    char *lo;                /* lowest usable byte: the canary lives here */
+    char *lo;                /* lowest usable byte: an unguarded stack's canary */
     char *top;               /* one past the highest: the first frame goes below */
-    bool guarded;
+    bool guarded;            /* a page below lo faults on any write */
+    bool write_protected;    /* ... by userfaultfd, not a VMA (stack_wp.c) */
     bool carved;             /* one of many stacks in one mapping (fiber.c) */
     unsigned valgrind_id;    /* VALGRIND_STACK_REGISTER's id */
 } mag__stack_t;
