@@ -383,7 +383,12 @@ void mag__task_entry(void *arg)
 
 void mag__task_finish(mag_task_t *t)
 {
-    mag_runtime_t *rt = t->rt;
+    /* Counted out first, before anyone can see the task done: once every
+     * task is joined the census reads admitted == finished (metrics). What
+     * follows still touches the runtime (the hook, the registry), but it
+     * runs on a worker or a pool thread, which shutdown joins before it
+     * frees anything, however soon it then reads no task live. */
+    census_finish(t->rt);
     mag__state_set_done(&t->state);
     if (t->hook)
         t->hook->done(t->hook, t);
@@ -394,9 +399,7 @@ void mag__task_finish(mag_task_t *t)
     if (jw && jw != MAG__JOIN_DONE)
         mag__waiter_signal(jw);
     mag__task_release(t);
-    census_finish(rt);
 }
-
 
 /* ---- join, detach, cancel ------------------------------------------------- */
 
