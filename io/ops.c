@@ -307,6 +307,8 @@ int64_t mag__io_run_kind(const mag__io_kind_t *k, int kind, const mag__io_args_t
     struct io_uring_sqe *sqe = mag__sqe(&io.op);
     k->prep(sqe, a);
     io_uring_sqe_set_data(sqe, &io.op);
+    if (a->fd >= 0) /* for a mag_close of it (the descriptor of most kinds) */
+        mag__fd_rings_note(io.op.worker, a->fd);
     /* No stale cancel can reach this record: mag__io_wait waits for the
      * completion of every cancel it sends (see mag__cancel_t). */
     int64_t res = mag__io_wait(&io);

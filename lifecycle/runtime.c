@@ -121,6 +121,7 @@ static void free_runtime(mag_runtime_t *rt)
     }
     free(rt->shards);
     free(rt->sleepers);
+    mag__fd_rings_free(rt);
     pthread_mutex_destroy(&rt->inject_lock);
     pthread_mutex_destroy(&rt->idle_lock);
     mag__config_free(&rt->cfg);
@@ -153,6 +154,10 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     rt->nworkers = cfg.workers;
     pthread_mutex_init(&rt->inject_lock, NULL);
     pthread_mutex_init(&rt->idle_lock, NULL);
+    if (mag__fd_rings_init(rt)) {
+        free_runtime(rt);
+        return -ENOMEM;
+    }
     rt->workers = calloc(rt->nworkers, sizeof *rt->workers);
     rt->sleepers = calloc(rt->nworkers, sizeof *rt->sleepers);
     rt->nshards = rt->nworkers + 1;

@@ -196,6 +196,14 @@ MAG_HIDDEN void mag__op_cancel(mag__op_t *target, mag__cancel_t *c);
  * through their own callbacks with -ECANCELED. 0; -EINVAL where the kernel
  * lacks cancel-by-descriptor (nothing was cancelled); -EPERM outside a task. */
 MAG_HIDDEN int mag__ring_cancel_fd(int fd);
+/* Which rings may hold a request on a descriptor (fd_rings.c): noted by
+ * whoever prepares a request on fd for w's ring, before it can be
+ * submitted; taken (and cleared) by the close of fd. */
+MAG_HIDDEN void mag__fd_rings_note(struct mag__worker *w, int fd);
+MAG_HIDDEN uint64_t mag__fd_rings_take(mag_runtime_t *rt, int fd);
+MAG_HIDDEN bool mag__fd_rings_has(uint64_t rings, const struct mag__worker *w);
+MAG_HIDDEN int mag__fd_rings_init(mag_runtime_t *rt);
+MAG_HIDDEN void mag__fd_rings_free(mag_runtime_t *rt);
 /* For tests: mag__ring_cancel_fd answers -EINVAL at once, as on a kernel
  * before 5.19. Set before creating a runtime. */
 MAG_HIDDEN extern bool mag__ring_no_cancel_fd;

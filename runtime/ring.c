@@ -281,19 +281,23 @@ int mag__ring_cancel_fd(int fd)
     if (mag__ring_no_cancel_fd)
         return -EINVAL;
     mag_runtime_t *rt = self->rt;
+    /* Only the rings that may hold a request on fd (fd_rings.c): usually
+     * one, and often none. */
+    uint64_t rings = mag__fd_rings_take(rt, fd);
     mag__cancel_t recs[CANCEL_FD_BATCH];
     int rc = 0;
-    for (unsigned first = 0; first < rt->nworkers; first += CANCEL_FD_BATCH) {
-        unsigned n = rt->nworkers - first;
-        if (n > CANCEL_FD_BATCH)
-            n = CANCEL_FD_BATCH;
+    for (unsigned next = 0; next < rt->nworkers;) {
         /* Every ring exists before any task runs (the runtime's start), and
          * outlives them all. No suspension between the posts: post_cancel's
          * notion of "this worker" holds for the whole batch. */
-        for (unsigned i = 0; i < n; i++) {
-            recs[i].target = NULL;
-            recs[i].fd = fd;
-            post_cancel(rt->workers[first + i], &recs[i]);
+        unsigned n = 0;
+        for (; next < rt->nworkers && n < CANCEL_FD_BATCH; next++) {
+            if (!mag__fd_rings_has(rings, rt->workers[next]))
+                continue;
+            recs[n].target = NULL;
+            recs[n].fd = fd;
+            post_cancel(rt->workers[next], &recs[n]);
+            n++;
         }
         /* Uninterruptibly: the records are in this frame until their own
          * completions have arrived (see mag__cancel_t). */

@@ -325,6 +325,7 @@ struct mag_runtime {
     struct mag__monitor *monitor;   /* monitor.c; NULL in loop mode */
     const mag__hooks_t *hooks; /* NULL: none installed (hooks.h) */
     void *hook_ctx;
+    struct mag__fd_rings *fd_rings; /* fd_rings.c */
     uint64_t start_ns;         /* mag__now() at create (metrics) */
     pthread_t loop_owner;      /* loop mode: the block_on thread */
     bool loop_owned;

@@ -124,12 +124,57 @@ static void close_under_waiter(int kind)
         ASSERT_EQ(mag_close(keep), 0);
 }
 
+static _Atomic int spinning, stop_spinning;
+
+/* Computes without suspending until told to stop (5 s at most). */
+static int spinner(void *arg)
+{
+    (void)arg;
+    atomic_store(&spinning, 1);
+    uint64_t t0 = mag_now();
+    while (!atomic_load(&stop_spinning) && mag_now() - t0 < 5 * MAG_SEC) {
+    }
+    return 0;
+}
+
+/* A close of a descriptor with no request on the busy worker's ring does
+ * not wait for that worker's task to end. */
+static void close_beside_busy_worker(void)
+{
+    atomic_store(&spinning, 0);
+    atomic_store(&stop_spinning, 0);
+    mag_task_t *busy = mag_spawn(spinner, NULL);
+    ASSERT_TRUE(busy != NULL);
+    while (!atomic_load(&spinning))
+        mag_yield(); /* the spinner never yields: we are on the other worker */
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    char c = 'x';
+    ASSERT_EQ(mag_write(p[1], &c, 1, -1), 1); /* a request, on this ring */
+    ASSERT_EQ(mag_read(p[0], &c, 1, -1), 1);
+    uint64_t t0 = mag_now();
+    ASSERT_EQ(mag_close(p[0]), 0);
+    ASSERT_EQ(mag_close(p[1]), 0);
+    uint64_t took = mag_now() - t0;
+    int still = atomic_load(&spinning) && !atomic_load(&stop_spinning);
+    atomic_store(&stop_spinning, 1);
+    ASSERT_EQ(mag_join(busy, NULL), 0);
+    ASSERT_TRUE(still);
+    if (took > 2 * MAG_SEC)
+        TEST_FAIL("mag_close waited %.0f ms for a busy worker", (double)took / 1e6);
+    printf("close beside a busy worker: %.3f ms\n", (double)took / 1e6);
+}
+
 static int main_task(void *arg)
 {
+    if (cross && !fallback)
+        close_beside_busy_worker();
     if (!fallback) {
         /* A kernel before 5.19 takes the fallback path on its own. */
         int sv[2];
         ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        /* As if a request had been made on it here: the cancel is tried. */
+        mag__fd_rings_note(mag__worker_current(), sv[0]);
         if (mag__ring_cancel_fd(sv[0]) == -EINVAL) {
             printf("no IORING_ASYNC_CANCEL_FD in this kernel: the fallback is expected\n");
             fallback = true;
