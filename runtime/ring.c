@@ -135,9 +135,6 @@ static unsigned reap(mag__worker_t *w, bool rescue)
         mag__unlock(&w->cq_lock);
         return 0;
     }
-    /* acquire: pairs with publish_sqe (a rescuer's CQEs come from SQEs the
-     * owner published). */
-    (void)atomic_load_explicit(&w->sqe_epoch, memory_order_acquire);
     struct io_uring_cqe *cqe;
     unsigned head, n = 0, finished = 0;
     io_uring_for_each_cqe(&w->ring, head, cqe)
@@ -147,6 +144,11 @@ static unsigned reap(mag__worker_t *w, bool rescue)
             continue;
         if (!(cqe->flags & IORING_CQE_F_MORE))
             finished++;
+        /* acquire: pairs with publish_sqe. A rescuer's CQEs come from SQEs
+         * the owner published, and CQEs keep arriving while this loop runs:
+         * one load per CQE, after it arrived, reads a publish at least as
+         * late as its SQE's. (A plain load on x86.) */
+        (void)atomic_load_explicit(&w->sqe_epoch, memory_order_acquire);
         mag__op_t *op = io_uring_cqe_get_data(cqe);
         op->complete(op, cqe->res, cqe->flags);
     }

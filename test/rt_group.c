@@ -51,7 +51,8 @@ static int join_member(void *arg)
 
 static int grab_self(void *arg)
 {
-    *(mag_task_t **)arg = mag_self();
+    /* release: pairs with the acquire loop in handles_stay_the_groups. */
+    atomic_store_explicit((mag_task_t *_Atomic *)arg, mag_self(), memory_order_release);
     mag_sleep(20 * MAG_MS);
     return 7;
 }
@@ -82,11 +83,11 @@ static void handles_stay_the_groups(void)
         }
     }
     mag_group_t *g = mag_group_create(0);
-    mag_task_t *member = NULL;
-    ASSERT_EQ(mag_group_spawn(g, grab_self, &member), 0);
-    while (!member)
+    mag_task_t *_Atomic member = NULL;
+    ASSERT_EQ(mag_group_spawn(g, grab_self, (void *)&member), 0);
+    while (!atomic_load_explicit(&member, memory_order_acquire))
         mag_yield();
-    mag_task_t *j = mag_spawn(join_member, member);
+    mag_task_t *j = mag_spawn(join_member, atomic_load(&member));
     int st = 0;
     ASSERT_EQ(mag_join(j, &st), 0);
     ASSERT_EQ(st, -EINVAL);
