@@ -119,7 +119,6 @@ static void free_runtime(mag_runtime_t *rt)
         }
         free(rt->workers);
     }
-    free(rt->shards);
     free(rt->sleepers);
     mag__fd_rings_free(rt);
     pthread_mutex_destroy(&rt->inject_lock);
@@ -160,9 +159,7 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     }
     rt->workers = calloc(rt->nworkers, sizeof *rt->workers);
     rt->sleepers = calloc(rt->nworkers, sizeof *rt->sleepers);
-    rt->nshards = rt->nworkers + 1;
-    rt->shards = calloc(rt->nshards, sizeof *rt->shards);
-    if (!rt->workers || !rt->sleepers || !rt->shards) {
+    if (!rt->workers || !rt->sleepers) {
         free_runtime(rt);
         return -ENOMEM;
     }
@@ -279,46 +276,64 @@ int mag_runtime_block_on(mag_runtime_t *rt, mag_fn fn, void *arg, int *status)
     return mag_join(t, status);
 }
 
-/* Cancels every live task; returns how many records are still registered. */
-static void cancel_all(mag_runtime_t *rt)
+/* There is no list of live tasks (spawn and finish take no lock): shutdown
+ * walks every task record (runtime/task_pool.c) and looks at each through
+ * mag__task_peek, which tells a task of this runtime from a free record or
+ * another runtime's, while they change under it. */
+
+static void cancel_visit(mag_task_t *t, void *arg)
 {
-    for (unsigned i = 0; i < rt->nshards; i++) {
-        mag__lock(&rt->shards[i].lock);
-        for (mag_task_t *t = rt->shards[i].head; t; t = t->reg_next)
-            mag__task_cancel(t); /* listed: alive */
-        mag__unlock(&rt->shards[i].lock);
-    }
+    mag__task_view_t v;
+    if (!mag__task_peek(t, arg, &v, false))
+        return;
+    /* In the generation the look saw: a record freed and spawned anew since
+     * is left alone. Already cancelled: nothing to do. */
+    if ((v.state & MAG__STATUS_MASK) != MAG__DONE && !(v.life & MAG__LIFE_CANCELLED))
+        mag__task_cancel_gen(t, mag__life_gen(v.life));
 }
 
-/* Handles nobody joined or detached: report them in debug mode, free them. */
+/* Cancels every live task. One spawned while the walk runs may be missed:
+ * drain_tasks walks again while any is live. */
+static void cancel_all(mag_runtime_t *rt)
+{
+    mag__task_pool_each(cancel_visit, rt);
+}
+
+typedef struct leftovers {
+    mag_runtime_t *rt;
+    unsigned busy; /* done tasks whose handle someone is releasing right now */
+} leftovers_t;
+
+static void release_visit(mag_task_t *t, void *arg)
+{
+    leftovers_t *l = arg;
+    mag__task_view_t v;
+    if (!mag__task_peek(t, l->rt, &v, true) || (v.state & MAG__STATUS_MASK) != MAG__DONE)
+        return;
+    /* A join or detach may be finishing on another thread: only the one
+     * that moves the handle off JOINABLE releases it. */
+    if (!mag__task_handle_take_gen(t, mag__life_gen(v.life), v.hooked)) {
+        l->busy++;
+        return;
+    }
+    if (l->rt->cfg.debug && !v.hooked) /* a hook's owner holds its handle */
+        mag__warn("task '%s' (id %llu) was never joined nor detached",
+                  v.name[0] ? v.name : "(unnamed)", (unsigned long long)v.id);
+    mag__task_release(t); /* the last reference: the record is freed */
+}
+
+/* Handles nobody joined or detached: report them in debug mode, free them.
+ * Every task is done and every worker stopped; returns once no record holds
+ * a task of rt, so that none outlives it. */
 static void release_leftovers(mag_runtime_t *rt)
 {
-    for (unsigned i = 0; i < rt->nshards; i++) {
-        for (;;) {
-            /* Under the shard's lock the record is the listed task's (it is
-             * unlisted before it is freed), so its fields and its handle are
-             * that task's; released after the lock, as releasing unlists. */
-            mag__lock(&rt->shards[i].lock);
-            mag_task_t *t = rt->shards[i].head;
-            bool taken = false;
-            if (t) {
-                if (rt->cfg.debug && !t->hook) /* a hook's owner holds its handle */
-                    mag__warn("task '%s' (id %llu) was never joined nor detached",
-                              t->name[0] ? t->name : "(unnamed)", (unsigned long long)t->id);
-                /* A join or detach may be finishing on another thread: only
-                 * the one that moves the handle off JOINABLE releases it. */
-                taken = mag__task_handle_take(t);
-            }
-            mag__unlock(&rt->shards[i].lock);
-            if (!t)
-                break;
-            if (taken) {
-                mag__task_release(t); /* removes it from the shard */
-                continue;
-            }
-            /* Its owner is releasing it right now: let it finish. */
-            sched_yield();
-        }
+    leftovers_t l = {.rt = rt};
+    for (;;) {
+        l.busy = 0;
+        mag__task_pool_each(release_visit, &l);
+        if (!l.busy)
+            break;
+        sched_yield(); /* let its owner finish */
     }
 }
 

@@ -3,11 +3,12 @@
  * the watchdog and the stats server.
  *
  * Nothing here stops a worker. Counters are the workers' own relaxed
- * atomics. Task records are read under their registry shard's lock, which is
- * what keeps a record from being freed (and its name rewritten by a new
- * spawn) while we look; the fields a worker changes as the task runs are
- * atomics. Stacks are read through process_vm_readv and mincore, which fail
- * cleanly on a stack unmapped under our feet instead of faulting.
+ * atomics. Task records are found by walking them all (mag__task_pool_each)
+ * and read through mag__task_peek, which copies a record that may be freed
+ * and spawned anew under it and tells whether the copy is of one task of
+ * this runtime (no lock: spawns and finishes take none). Stacks are read
+ * through process_vm_readv and mincore, which fail cleanly on a stack
+ * unmapped under our feet instead of faulting.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -39,40 +40,20 @@ const char *mag__wait_name(int kind)
     return wait_names[kind];
 }
 
-/* ---- the registry, all shards at once ------------------------------------ */
+/* ---- the task running on a worker ----------------------------------------- */
 
-static void registry_lock_all(mag_runtime_t *rt)
-{
-    for (unsigned i = 0; i < rt->nshards; i++) /* always in index order */
-        mag__lock(&rt->shards[i].lock);
-}
-
-static void registry_unlock_all(mag_runtime_t *rt)
-{
-    for (unsigned i = rt->nshards; i-- > 0;)
-        mag__unlock(&rt->shards[i].lock);
-}
-
-/* With every shard locked no task can be freed, so none can be spawned anew
- * into a record we read: if t is still in the run that began at start_ns,
- * its id and name are those of the task that is running. */
-static bool running_task_locked(mag_task_t *t, uint64_t start_ns, uint64_t *id, char name[32])
-{
-    if (!t || !start_ns || atomic_load_explicit(&t->hook_words[MAG__OBS_RUN_START_NS], memory_order_relaxed) != start_ns)
-        return false;
-    *id = t->id;
-    memcpy(name, t->name, 32);
-    name[31] = 0;
-    return true;
-}
-
+/* If t is still in the run that began at start_ns, its id and name, copied
+ * from one use of the record: the task that is running. */
 bool mag__obs_running_task(mag_runtime_t *rt, mag_task_t *t, uint64_t start_ns, uint64_t *id,
                            char name[32])
 {
-    registry_lock_all(rt);
-    bool ok = running_task_locked(t, start_ns, id, name);
-    registry_unlock_all(rt);
-    return ok;
+    mag__task_view_t v;
+    if (!t || !start_ns || !mag__task_peek(t, rt, &v, true) ||
+        v.hook_words[MAG__OBS_RUN_START_NS] != start_ns)
+        return false;
+    *id = v.id;
+    memcpy(name, v.name, 32);
+    return true;
 }
 
 /* ---- mag_metrics ------------------------------------------------------------ */
@@ -124,7 +105,7 @@ static void add_worker(mag_worker_metrics_t *sum, const mag_worker_metrics_t *m)
     sum->timers += m->timers;
 }
 
-/* The task running on each worker, named under the registry locks. */
+/* The task running on each worker, with its name. */
 static void read_running(mag_runtime_t *rt, mag_metrics_t *out, uint64_t now)
 {
     mag_task_t **task = calloc(rt->nworkers, sizeof *task);
@@ -138,14 +119,10 @@ static void read_running(mag_runtime_t *rt, mag_metrics_t *out, uint64_t now)
         task[i] = atomic_load_explicit(&o->task, memory_order_relaxed);
         any |= start[i] != 0;
     }
-    if (any) {
-        registry_lock_all(rt);
-        for (unsigned i = 0; i < rt->nworkers; i++) {
-            mag_worker_metrics_t *m = &out->workers[i];
-            if (running_task_locked(task[i], start[i], &m->task_id, m->task_name))
-                m->task_run_ns = now > start[i] ? now - start[i] : 0;
-        }
-        registry_unlock_all(rt);
+    for (unsigned i = 0; any && i < rt->nworkers; i++) {
+        mag_worker_metrics_t *m = &out->workers[i];
+        if (mag__obs_running_task(rt, task[i], start[i], &m->task_id, m->task_name))
+            m->task_run_ns = now > start[i] ? now - start[i] : 0;
     }
     free(task);
     free(start);
@@ -260,15 +237,9 @@ static bool safe_read(void *dst, const void *src, size_t n)
     return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n;
 }
 
-/* A worker writes t->stack as the task starts and ends, without a lock; a
- * dump reads it at any moment (a pointer, never torn) and then touches the
- * stack only through safe_read and mincore. */
-__attribute__((no_sanitize("thread"))) static const mag__stack_t *peek_stack(mag_task_t *t)
-{
-    return *(mag__stack_t *const volatile *)&t->stack;
-}
-
-/* Bytes between the top of the stack and the deepest non-zero byte. Stacks
+/* Bytes between the top of the stack and the deepest non-zero byte. A worker
+ * writes a task's stack pointer as the task starts and ends, and the stack
+ * may be gone by now: it is touched only through safe_read and mincore. Stacks
  * are fresh zero pages when mapped; pages never touched are skipped with
  * mincore. 0 when unknown. */
 static size_t stack_hwm(const mag__stack_t *s, unsigned char *page_buf, size_t page)
@@ -323,22 +294,18 @@ static void fmt_ns(char *buf, size_t cap, uint64_t ns)
         snprintf(buf, cap, "%.1f s", (double)ns / (double)MAG_SEC);
 }
 
-static void snap_task(mag_task_t *t, task_snap_t *s)
+static void snap_task(const mag__task_view_t *v, task_snap_t *s)
 {
-    s->id = t->id;
-    memcpy(s->name, t->name, sizeof s->name);
-    s->name[sizeof s->name - 1] = 0;
-    s->spawn_ns = atomic_load_explicit(&t->hook_words[MAG__OBS_SPAWN_NS], memory_order_relaxed);
-    /* relaxed: a picture for people; each field is read on its own. */
-    s->state = mag__state_peek(&t->state);
-    s->run_start =
-        atomic_load_explicit(&t->hook_words[MAG__OBS_RUN_START_NS], memory_order_relaxed);
-    s->wait_kind = atomic_load_explicit(&t->wait_kind, memory_order_relaxed);
-    s->wait_obj = atomic_load_explicit(&t->wait_obj, memory_order_relaxed);
-    s->cancelled = mag__task_cancelled(t);
-    mag__worker_t *w = atomic_load_explicit(&t->worker, memory_order_relaxed);
-    s->worker = w ? (int)w->index : -1;
-    s->stack = peek_stack(t);
+    s->id = v->id;
+    memcpy(s->name, v->name, sizeof s->name);
+    s->spawn_ns = v->hook_words[MAG__OBS_SPAWN_NS];
+    s->state = v->state;
+    s->run_start = v->hook_words[MAG__OBS_RUN_START_NS];
+    s->wait_kind = v->wait_kind;
+    s->wait_obj = v->wait_obj;
+    s->cancelled = (v->life & MAG__LIFE_CANCELLED) != 0;
+    s->worker = v->worker;
+    s->stack = v->stack;
 }
 
 static void print_task(FILE *out, const task_snap_t *s, uint64_t now, size_t hwm, bool tracked)
@@ -385,6 +352,30 @@ static void print_task(FILE *out, const task_snap_t *s, uint64_t now, size_t hwm
             s->name[0] ? s->name : "(unnamed)", state, worker, age, stack);
 }
 
+typedef struct dump_ctx {
+    mag_runtime_t *rt;
+    FILE *out;
+    uint64_t now;
+    unsigned char *page_buf;
+    size_t page;
+    int count;
+} dump_ctx_t;
+
+/* One line per task of the runtime, printed as it is found: the copy is
+ * the task's own, and no lock is held while out may block. */
+static void dump_visit(mag_task_t *t, void *arg)
+{
+    dump_ctx_t *d = arg;
+    mag__task_view_t v;
+    if (!mag__task_peek(t, d->rt, &v, true))
+        return;
+    task_snap_t s;
+    snap_task(&v, &s);
+    print_task(d->out, &s, d->now, stack_hwm(s.stack, d->page_buf, d->page),
+               mag__obs_workers(d->rt) != NULL);
+    d->count++;
+}
+
 int mag_dump_tasks(mag_runtime_t *rt, FILE *out)
 {
     if (!rt)
@@ -393,45 +384,18 @@ int mag_dump_tasks(mag_runtime_t *rt, FILE *out)
         return -EINVAL;
     if (!out)
         out = stderr;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    unsigned char *page_buf = malloc(page);
-    if (!page_buf)
+    dump_ctx_t d = {.rt = rt, .out = out, .page = (size_t)sysconf(_SC_PAGESIZE)};
+    d.page_buf = malloc(d.page);
+    if (!d.page_buf)
         return -ENOMEM;
-    uint64_t now = mag__now();
+    d.now = mag__now();
     fprintf(out, "magpie: task dump: %llu live tasks, %u workers, up %.3f s\n",
             (unsigned long long)mag__tasks_live(rt), rt->nworkers,
-            (double)(now - rt->start_ns) / (double)MAG_SEC);
+            (double)(d.now - rt->start_ns) / (double)MAG_SEC);
     fprintf(out, "%10s  %-24s  %-44s  %6s  %9s  %9s\n", "id", "name", "state", "worker", "age",
             "stack-hwm");
-    int count = 0, rc = 0;
-    task_snap_t *snaps = NULL;
-    size_t cap = 0;
-    for (unsigned i = 0; i < rt->nshards && !rc; i++) {
-        /* Copy the shard under its lock, print without it: out may block. */
-        size_t n = 0;
-        mag__lock(&rt->shards[i].lock);
-        for (mag_task_t *t = rt->shards[i].head; t; t = t->reg_next) {
-            if (n == cap) {
-                size_t ncap = cap ? 2 * cap : 64;
-                task_snap_t *ns = realloc(snaps, ncap * sizeof *ns);
-                if (!ns) {
-                    rc = -ENOMEM;
-                    break;
-                }
-                snaps = ns;
-                cap = ncap;
-            }
-            snap_task(t, &snaps[n++]);
-        }
-        mag__unlock(&rt->shards[i].lock);
-        for (size_t k = 0; k < n; k++) {
-            print_task(out, &snaps[k], now, stack_hwm(snaps[k].stack, page_buf, page),
-                       mag__obs_workers(rt) != NULL);
-            count++;
-        }
-    }
+    mag__task_pool_each(dump_visit, &d);
     fflush(out);
-    free(snaps);
-    free(page_buf);
-    return rc ? rc : count;
+    free(d.page_buf);
+    return d.count;
 }

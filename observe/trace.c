@@ -46,7 +46,8 @@ static mag__obs_worker_t *rec(void *ctx, const mag__worker_t *w)
 
 static void task_init(void *ctx, mag_task_t *t)
 {
-    /* relaxed: read by dumps under the registry lock, which publishes it. */
+    /* relaxed: before the record is registered (a release), which publishes
+     * it to the dumps (mag__task_peek). */
     atomic_store_explicit(&t->hook_words[MAG__OBS_SPAWN_NS], mag__now(), memory_order_relaxed);
 }
 
@@ -60,8 +61,9 @@ static void job_begin(void *ctx, mag_task_t *t)
 static uint64_t track_run_begin(mag__obs_worker_t *o, mag_task_t *t)
 {
     uint64_t now = mag__now();
-    /* relaxed: the watchdog reads it back under the registry locks
-     * (mag__obs_running_task) to confirm the run it saw is still going. */
+    /* relaxed: the watchdog reads it back (mag__obs_running_task, whose
+     * generation check drops a copy of another use of the record) to
+     * confirm the run it saw is still going. */
     atomic_store_explicit(&t->hook_words[MAG__OBS_RUN_START_NS], now, memory_order_relaxed);
     atomic_store_explicit(&o->task, t, memory_order_relaxed);
     /* release: pairs with the acquire load of start_ns in the watchdog and
@@ -73,7 +75,7 @@ static uint64_t track_run_begin(mag__obs_worker_t *o, mag_task_t *t)
 static uint64_t track_run_end(mag__obs_worker_t *o, mag_task_t *t)
 {
     uint64_t start = atomic_load_explicit(&o->start_ns, memory_order_relaxed);
-    /* relaxed: readers confirm a run under the registry locks (see above). */
+    /* relaxed: readers confirm a run through the record (see above). */
     atomic_store_explicit(&o->start_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&o->task, NULL, memory_order_relaxed);
     atomic_store_explicit(&t->hook_words[MAG__OBS_RUN_START_NS], 0, memory_order_relaxed);

@@ -137,12 +137,9 @@ struct mag_task {
     /* On next's cache line: a spawn that takes the record from a cache has
      * that line already when it reads the generation. */
     _Atomic uint64_t life;              /* generation, handle, cancelled (above) */
-    mag_task_t *reg_prev, *reg_next;    /* live-task registry shard */
-    unsigned reg_shard;
     _Atomic uint32_t refs;          /* the running body + the handle */
     _Atomic(mag__waiter_t *) joiner; /* NULL, a waiter, or MAG__JOIN_DONE */
     uint64_t id;
-    uint64_t deadlines[MAG_DEADLINE_DEPTH];
     unsigned ndeadlines;
     uint64_t deadline;              /* earliest of deadlines[], or UINT64_MAX */
     mag__timer_t deadline_timer;
@@ -152,8 +149,13 @@ struct mag_task {
     const void *_Atomic wait_obj;
     struct mag__task_hook *hook;    /* NULL, or who follows its life (below) */
     void *tsan_fiber;
-    char name[32];
     _Atomic uint64_t hook_words[MAG__HOOK_WORDS]; /* the installed hooks' (hooks.h) */
+    /* Last, what a spawn does not write: a spawn fills four cache lines of
+     * a cold record, not six (the lines it writes, not the lock it took,
+     * were what a spawn waited on once the registry's lock went). Only
+     * name[0] is written, on the fourth line, unless a name is given. */
+    char name[32];
+    uint64_t deadlines[MAG_DEADLINE_DEPTH];
 };
 
 /* mag__task_cancelled inline, for the suspension checks. acquire: pairs
@@ -185,8 +187,42 @@ MAG_HIDDEN int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn,
  * caller sets what its kind needs, then calls mag__task_register. */
 MAG_HIDDEN int mag__task_admit(mag_runtime_t *rt, struct mag__worker *w, mag_fn fn, void *arg,
                                bool joinable, mag_task_t **out);
-/* Counts t spawned and lists it in the live-task registry (shutdown, dumps). */
+/* Publishes t, every field of it set, to the walks that find live tasks
+ * (shutdown, dumps: mag__task_peek): its state becomes RUNNABLE. Before it
+ * is queued. No lock, no locked instruction. */
 MAG_HIDDEN void mag__task_register(mag_runtime_t *rt, struct mag__worker *w, mag_task_t *t);
+
+/* What mag__task_peek copies out of a record. */
+typedef struct mag__task_view {
+    uint64_t life;     /* generation, handle, cancelled: as first read */
+    uint32_t state;    /* the raw state word (task_state.h), never FREE */
+    /* With details only: */
+    uint64_t id;
+    char name[32];     /* NUL-terminated */
+    bool hooked;       /* a hook follows it (its owner holds the handle) */
+    int wait_kind;     /* MAG__WAIT_* */
+    const void *wait_obj;
+    int worker;        /* where it runs or last ran; -1: nowhere yet */
+    const mag__stack_t *stack; /* read only through process_vm_readv (dumps) */
+    uint64_t hook_words[MAG__HOOK_WORDS];
+} mag__task_view_t;
+
+/* Copies t into *v if it holds a task of rt, registered and not yet freed;
+ * false otherwise (a free record, another runtime's, or one that moved on
+ * while we read it: the copy would mix two uses). Any thread, no lock: t
+ * may be recycled under us at any moment; the copy is of one use of the
+ * record, whose generation is v->life's. details: the fields after state
+ * too (dumps), else only life and state (cancel sweeps). */
+MAG_HIDDEN bool mag__task_peek(mag_task_t *t, mag_runtime_t *rt, mag__task_view_t *v,
+                               bool details);
+/* Cancels t (and wakes it) if its record is still in generation gen and t
+ * is live; false if it moved on, or was cancelled already. */
+MAG_HIDDEN bool mag__task_cancel_gen(mag_task_t *t, uint64_t gen);
+/* Moves t's handle from JOINABLE (with hooked, also a hook owner's JOINING:
+ * shutdown, once no task is left to own it) to RELEASED if t is still in
+ * generation gen: true if this call did, and the handle's reference is then
+ * the caller's to release. */
+MAG_HIDDEN bool mag__task_handle_take_gen(mag_task_t *t, uint64_t gen, bool hooked);
 /* ---- task records and handles (task_pool.c) ----
  * Records live in chunks mapped for them and never unmapped; a slab of
  * records whose records are all free has its pages given back to the kernel
@@ -199,6 +235,12 @@ MAG_HIDDEN mag_task_t *mag__task_alloc(struct mag__worker *w);
 MAG_HIDDEN void mag__task_recycle(struct mag__worker *w, mag_task_t *t);
 /* Returns a free record to the global pool. */
 MAG_HIDDEN void mag__task_pool_put(mag_task_t *t);
+/* Calls visit on every record that may hold a task, of any runtime, in
+ * address order: a record out of the pool when the walk reached its chunk.
+ * No lock is held while visit runs, and the record may change under it:
+ * read it only through mag__task_peek. A task spawned after the walk began
+ * may be missed. */
+MAG_HIDDEN void mag__task_pool_each(void (*visit)(mag_task_t *t, void *ctx), void *ctx);
 /* A worker about to sleep keeps a few free records and returns the rest, so
  * that their slabs can be given back. */
 MAG_HIDDEN void mag__task_cache_trim(struct mag__worker *w);
@@ -212,8 +254,8 @@ MAG_HIDDEN mag_task_t *mag__task_handle(mag_task_t *t);
  * *gen against its life word. */
 MAG_HIDDEN mag_task_t *mag__task_from_handle(const mag_task_t *handle, uint64_t *gen);
 /* Moves t's handle from JOINABLE (or, for a hook's record, its owner's
- * JOINING) to RELEASED, at shutdown once no task is left; true if this call
- * did, false if someone else joined or detached it first. */
+ * JOINING) to RELEASED: the undo of a blocking job that never ran; true if
+ * this call did, false if someone else joined or detached it first. */
 MAG_HIDDEN bool mag__task_handle_take(mag_task_t *t);
 /* The hook owner's release of a done task whose handle it owns (a task
  * spawned with a hook is born with its handle claimed: mag_join and
@@ -303,12 +345,6 @@ typedef struct mag__worker {
 } mag__worker_t;
 
 /* ---- the runtime (runtime.c) -------------------------------------------- */
-typedef struct mag__shard {
-    mag__lock_t lock;
-    mag_task_t *head;
-    char pad[MAG_CACHELINE];
-} mag__shard_t;
-
 /* The fields are grouped by who writes them and how often, each group on
  * cache lines of its own: a spawn or a finish on one worker must not pull
  * the line another worker is reading in its loop (the runtime record is
@@ -318,8 +354,6 @@ struct mag_runtime {
     mag_config_t cfg;
     unsigned nworkers;
     mag__worker_t **workers;
-    mag__shard_t *shards;      /* live tasks; one shard per worker + 1 */
-    unsigned nshards;
     struct mag__blocking *blocking; /* the blocking pool (blocking.h) */
     struct mag__procpool *procpool; /* the process pool, owned above (procpool/); NULL: none */
     struct mag__monitor *monitor;   /* monitor.c; NULL in loop mode */
@@ -369,8 +403,6 @@ MAG_HIDDEN void mag__worker_teardown(mag__worker_t *w);
 MAG_HIDDEN void mag__worker_loop(mag__worker_t *w, mag_task_t *until);
 MAG_HIDDEN void *mag__worker_thread(void *arg);
 MAG_HIDDEN void mag__worker_wake(mag__worker_t *w);
-MAG_HIDDEN void mag__registry_add(mag_runtime_t *rt, mag_task_t *t, unsigned shard);
-MAG_HIDDEN void mag__registry_remove(mag_runtime_t *rt, mag_task_t *t);
 MAG_HIDDEN uint64_t mag__now(void);
 
 #endif /* MAGPIE_RUNTIME_SCHED_H */

@@ -1,5 +1,6 @@
 /*
- * runtime/task.c - spawn, join, detach, cancel, the live-task registry.
+ * runtime/task.c - spawn, join, detach, cancel, and reading a record that
+ * may change under the reader (shutdown, dumps).
  *
  * Task records come from task_pool.c: type-stable (a late mag__wake on a
  * record that has moved on touches a task record, or zeros that read as a
@@ -53,16 +54,27 @@ _Noreturn void mag__fatal(const char *fmt, ...)
 
 static void task_free(mag_task_t *t)
 {
-    mag__registry_remove(t->rt, t);
-    /* A new generation: every handle of this task is stale from here on.
-     * relaxed: it publishes nothing; a call on a stale handle compares and
-     * swaps this word, and its modification order alone decides (a cancel
-     * ordered before this store changed a word this store replaces). */
+    /* FREE first, then the new generation, so that a reader who sees the
+     * new generation sees FREE (or a later use's state): see "reading a
+     * record that may change under us" below. */
+    mag__state_set_free(&t->state);
+    /* A new generation: every handle of this task is stale from here on. A
+     * call on a stale handle compares and swaps this word, and its
+     * modification order alone decides (a cancel ordered before this store
+     * changed a word this store replaces). release: pairs with the acquire
+     * load of life in mag__task_peek, which then sees FREE. */
     uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
     atomic_store_explicit(&t->life,
                           mag__life_make(mag__gen_next(mag__life_gen(life)), MAG__HANDLE_RELEASED),
-                          memory_order_relaxed);
-    mag__state_set_free(&t->state);
+                          memory_order_release);
+    /* release fence: the next use's writes to the record come after it;
+     * pairs with the acquire fence in mag__task_peek, so that a reader who
+     * copied one of those writes sees the generation above. A compiler
+     * barrier on x86. ThreadSanitizer does not model fences (GCC refuses
+     * this one there), and the copies it pairs with are outside its view. */
+#if !MAG__TSAN
+    atomic_thread_fence(memory_order_release);
+#endif
     mag__task_recycle(mag__tls_worker, t);
 }
 
@@ -88,32 +100,91 @@ void *mag__hooks_ctx(const mag_runtime_t *rt)
     return rt->hook_ctx;
 }
 
-/* ---- the registry of live tasks (shutdown, dumps) -------------------------- */
+/* ---- reading a record that may change under us ------------------------------
+ * There is no registry of live tasks: shutdown and the dumps walk every
+ * record (mag__task_pool_each) and look at each with mag__task_peek, from
+ * any thread, with no lock, while the record may be freed and spawned anew
+ * under them. The record says which use of it this is (the generation in
+ * its life word), and the reader checks the generation before and after it
+ * copies, as a seqlock reader checks the sequence:
+ *
+ *   a use of the record, generation g:   task_free (of the use before):
+ *     mag__task_init writes the fields      state = FREE
+ *     spawn writes id, name                 life = g+1 (release)
+ *     register: state = RUNNABLE (release)  release fence
+ *     ... runs, DONE ...
+ *
+ *   the reader: L1 = life (acquire); s = state (acquire), FREE: no task;
+ *     copy the fields; acquire fence; L2 = life; gen(L1) != gen(L2): moved on.
+ *
+ * s is of the use of generation gen(L1), and past its registration: had the
+ * reader seen a later use's state, that use's registration (a release)
+ * comes after the bump to g+1, so L2 would be g+1 or later; had it seen
+ * the FREE of the use before, it skips; a generation read in L1 came with
+ * the FREE before it. The fields are at least those the registration
+ * published (acquire on s); had a copy caught a write of the next use,
+ * that write comes after task_free's release fence, which then pairs with
+ * the reader's acquire fence, and L2 sees the next generation. Within one
+ * generation the fields a reader copies do not change after registration.
+ * The copies are volatile reads outside ThreadSanitizer's view (the race
+ * is the point, and it cannot see fences): what they read is dropped when
+ * it could be torn. */
 
-void mag__registry_add(mag_runtime_t *rt, mag_task_t *t, unsigned shard)
+/* A plain field of a record another thread may be rewriting, read once. */
+#define PEEK(field) (*(const volatile __typeof__(field) *)&(field))
+
+__attribute__((no_sanitize("thread"))) static void peek_fields(mag_task_t *t,
+                                                                mag_runtime_t **rt,
+                                                                mag__task_view_t *v,
+                                                                bool details)
 {
-    mag__shard_t *s = &rt->shards[shard];
-    t->reg_shard = shard;
-    mag__lock(&s->lock);
-    t->reg_prev = NULL;
-    t->reg_next = s->head;
-    if (s->head)
-        s->head->reg_prev = t;
-    s->head = t;
-    mag__unlock(&s->lock);
+    *rt = PEEK(t->rt);
+    if (!details)
+        return;
+    v->id = PEEK(t->id);
+    for (size_t i = 0; i < sizeof v->name; i++)
+        v->name[i] = PEEK(t->name[i]);
+    v->name[sizeof v->name - 1] = 0;
+    v->hooked = PEEK(t->hook) != NULL;
+    v->stack = PEEK(t->stack);
 }
 
-void mag__registry_remove(mag_runtime_t *rt, mag_task_t *t)
+bool mag__task_peek(mag_task_t *t, mag_runtime_t *rt, mag__task_view_t *v, bool details)
 {
-    mag__shard_t *s = &rt->shards[t->reg_shard];
-    mag__lock(&s->lock);
-    if (t->reg_prev)
-        t->reg_prev->reg_next = t->reg_next;
-    else
-        s->head = t->reg_next;
-    if (t->reg_next)
-        t->reg_next->reg_prev = t->reg_prev;
-    mag__unlock(&s->lock);
+    /* acquire: pairs with the release of the generation in task_free. */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_acquire);
+    /* acquire: pairs with the release in mag__task_register (and every
+     * later state change, each a release or in its release sequence). */
+    uint32_t state = atomic_load_explicit(&t->state, memory_order_acquire);
+    if ((state & MAG__STATUS_MASK) == MAG__FREE)
+        return false;
+    mag_runtime_t *owner;
+    mag__task_view_t copy;
+    mag__worker_t *w = NULL;
+    peek_fields(t, &owner, &copy, details);
+    if (details) {
+        /* relaxed: a picture for people, each field on its own; the
+         * generation check below drops a picture of another use. */
+        copy.wait_kind = atomic_load_explicit(&t->wait_kind, memory_order_relaxed);
+        copy.wait_obj = atomic_load_explicit(&t->wait_obj, memory_order_relaxed);
+        w = atomic_load_explicit(&t->worker, memory_order_relaxed);
+        for (unsigned i = 0; i < MAG__HOOK_WORDS; i++)
+            copy.hook_words[i] = atomic_load_explicit(&t->hook_words[i], memory_order_relaxed);
+    }
+    /* acquire fence: the copies above come before the second look at the
+     * generation; pairs with the release fence in task_free. */
+    atomic_thread_fence(memory_order_acquire);
+    uint64_t again = atomic_load_explicit(&t->life, memory_order_relaxed);
+    if (owner != rt || mag__life_gen(again) != mag__life_gen(life))
+        return false;
+    if (details) {
+        /* Only now: w is one of rt's workers (or NULL), alive as rt is. */
+        copy.worker = w ? (int)w->index : -1;
+        *v = copy;
+    }
+    v->life = life;
+    v->state = state;
+    return true;
 }
 
 /* ---- spawn ---------------------------------------------------------------- */
@@ -177,8 +248,8 @@ void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool
     for (unsigned i = 0; i < MAG__HOOK_WORDS; i++)
         atomic_store_explicit(&t->hook_words[i], 0, memory_order_relaxed);
     MAG__HOOK(rt, task_init, t);
-    /* Published with the record by whatever queue hands it on. */
-    mag__state_init(&t->state);
+    /* The state stays FREE until mag__task_register: the walks (shutdown,
+     * dumps) take the record for no task until every field is set. */
 }
 
 /* ---- the task census ---------------------------------------------------------
@@ -301,7 +372,8 @@ int mag__task_admit(mag_runtime_t *rt, mag__worker_t *w, mag_fn fn, void *arg, b
 
 void mag__task_register(mag_runtime_t *rt, mag__worker_t *w, mag_task_t *t)
 {
-    mag__registry_add(rt, t, w ? w->index : rt->nworkers);
+    /* From here on a walk finds t (see "reading a record" above). */
+    mag__state_publish(&t->state);
 }
 
 int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
@@ -552,6 +624,33 @@ void mag_detach(mag_task_t *h)
     mag__task_release(t);
 }
 
+/* Sets the cancel bit only in generation gen, in one compare-and-swap: a
+ * record reused meanwhile has another generation, so the new task is never
+ * cancelled by an old handle (or a walk that looked at the old task). A
+ * detached task is cancelled while it lives (its record's generation is
+ * the handle's); a joined one is not. True if this call set the bit (and
+ * woke the task); else *seen is the word that stopped it. */
+static bool cancel_in_generation(mag_task_t *t, uint64_t gen, uint64_t *seen)
+{
+    /* release: pairs with the acquire loads in the suspension checks; the
+     * wake's read-modify-write orders it before the task's next check. */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
+    for (;;) {
+        if (mag__life_gen(life) != gen || mag__life_handle(life) == MAG__HANDLE_RELEASED ||
+            (life & MAG__LIFE_CANCELLED)) { /* sticky: already cancelled and woken */
+            *seen = life;
+            return false;
+        }
+        if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__LIFE_CANCELLED,
+                                                  memory_order_release, memory_order_relaxed))
+            break;
+    }
+    /* The task may have ended and its record moved on since: a spurious
+     * wake, which the protocol allows (internal.h). */
+    mag__wake(t);
+    return true;
+}
+
 void mag_cancel(mag_task_t *h)
 {
     if (!h)
@@ -560,28 +659,15 @@ void mag_cancel(mag_task_t *h)
     mag_task_t *t = handle_record(h, "mag_cancel", &gen);
     if (!t)
         return;
-    /* Sets the bit only in the generation the handle names, in one
-     * compare-and-swap: a record reused meanwhile has another generation, so
-     * the new task is never cancelled by an old handle. A detached task is
-     * cancelled while it lives (its record's generation is the handle's);
-     * a joined one is not. release: pairs with the acquire loads in the
-     * suspension checks; the wake's read-modify-write orders it before the
-     * task's next check. */
-    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
-    for (;;) {
-        if (mag__life_gen(life) != gen || mag__life_handle(life) == MAG__HANDLE_RELEASED) {
-            report_stale("mag_cancel", h, life, gen);
-            return;
-        }
-        if (life & MAG__LIFE_CANCELLED)
-            return; /* sticky: already cancelled and woken */
-        if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__LIFE_CANCELLED,
-                                                  memory_order_release, memory_order_relaxed))
-            break;
-    }
-    /* The task may have ended and its record moved on since: a spurious
-     * wake, which the protocol allows (internal.h). */
-    mag__wake(t);
+    uint64_t life;
+    if (!cancel_in_generation(t, gen, &life) && !(life & MAG__LIFE_CANCELLED))
+        report_stale("mag_cancel", h, life, gen);
+}
+
+bool mag__task_cancel_gen(mag_task_t *t, uint64_t gen)
+{
+    uint64_t life;
+    return cancel_in_generation(t, gen, &life);
 }
 
 void mag__task_cancel(mag_task_t *t)

@@ -436,6 +436,39 @@ void mag__task_cache_trim(mag__worker_t *w)
         pool_put_chain(cache_take(w, w->free_count - CACHE_IDLE_KEEP));
 }
 
+/* ---- walking every record ---------------------------------------------------
+ * There is no list of live tasks: a spawn or a finish would have to link or
+ * unlink its record under a lock, the one locked instruction left on the
+ * path. What shutdown and the dumps need (every live task of a runtime) is
+ * found by walking the records themselves, which never go away. Only the
+ * slabs with a record out of the pool are walked: a slab that is empty or
+ * given back holds no task, and reading a given-back one would fault its
+ * pages in as zeros. Which slabs those are is read under pool_lock one
+ * chunk at a time; the records are visited without it, so a record may
+ * change under the visitor at any moment (mag__task_peek copes with that),
+ * and a slab that starts to be used after its chunk was looked at is
+ * skipped: what it holds was spawned after the walk began. */
+
+void mag__task_pool_each(void (*visit)(mag_task_t *t, void *ctx), void *ctx)
+{
+    bool walk[SLABS_PER_CHUNK];
+    pthread_mutex_lock(&pool_lock);
+    unsigned n = nchunks;
+    pthread_mutex_unlock(&pool_lock);
+    for (unsigned id = 0; id < n; id++) {
+        /* relaxed: chunks[id] was stored under pool_lock, taken above. */
+        chunk_t *c = atomic_load_explicit(&chunks[id], memory_order_relaxed);
+        pthread_mutex_lock(&pool_lock);
+        unsigned carved = c->carved;
+        for (unsigned i = HEADER_SLABS; i < carved; i++)
+            walk[i] = c->slabs[i].list == LIST_NONE || c->slabs[i].list == LIST_PARTIAL;
+        pthread_mutex_unlock(&pool_lock);
+        for (unsigned i = HEADER_SLABS; i < carved; i++)
+            for (unsigned k = 0; walk[i] && k < SLAB_TASKS; k++)
+                visit(record_at(c, i, k), ctx);
+    }
+}
+
 /* ---- handles ---------------------------------------------------------------- */
 
 mag_task_t *mag__task_handle(mag_task_t *t)
@@ -473,6 +506,23 @@ bool mag__task_handle_take(mag_task_t *t)
     uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
     while (mag__life_handle(life) == MAG__HANDLE_JOINABLE ||
            (t->hook && mag__life_handle(life) == MAG__HANDLE_JOINING)) {
+        if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__HANDLE_RELEASED,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+bool mag__task_handle_take_gen(mag_task_t *t, uint64_t gen, bool hooked)
+{
+    /* relaxed: the compare-and-swap on the generation decides alone (a
+     * record freed meanwhile has another); the refcount's acq_rel orders
+     * the release that follows. A hook's record is born JOINING, its
+     * owner's: with no task left to own it, shutdown takes that too. */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
+    while (mag__life_gen(life) == gen &&
+           (mag__life_handle(life) == MAG__HANDLE_JOINABLE ||
+            (hooked && mag__life_handle(life) == MAG__HANDLE_JOINING))) {
         if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__HANDLE_RELEASED,
                                                   memory_order_relaxed, memory_order_relaxed))
             return true;

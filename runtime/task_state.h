@@ -6,7 +6,7 @@
  *
  * The word is a status in the low bits plus a NOTIFY bit:
  *
- *   FREE -> RUNNABLE          spawn (mag__state_init), published by the queue
+ *   FREE -> RUNNABLE          spawn (mag__state_publish), every field set
  *   RUNNABLE -> RUNNING       a worker (or a blocking-pool thread) starts it
  *   RUNNING -> PARKED         the scheduler, after the task switched out
  *   RUNNING -> RUNNING        a yield: it stays RUNNING while queued
@@ -59,11 +59,13 @@ static inline void mag__state_init_free(_Atomic uint32_t *word)
     atomic_store_explicit(word, MAG__FREE, memory_order_relaxed);
 }
 
-/* A fresh task, not yet started. relaxed: the queue that hands the record on
- * publishes it (release/acquire). */
-static inline void mag__state_init(_Atomic uint32_t *word)
+/* A fresh task, not yet started, every field of its record set. release:
+ * pairs with the acquire load in mag__task_peek (task.c), so that a walk
+ * that finds the task RUNNABLE sees its fields; the queue that hands the
+ * record on publishes it to whoever runs it. A plain store on x86. */
+static inline void mag__state_publish(_Atomic uint32_t *word)
 {
-    atomic_store_explicit(word, MAG__RUNNABLE, memory_order_relaxed);
+    atomic_store_explicit(word, MAG__RUNNABLE, memory_order_release);
 }
 
 /* A worker is about to run the task. A task woken from PARKED is RUNNABLE:

@@ -102,8 +102,9 @@ MAG_API void mag_metrics_free(mag_metrics_t *m);
  * MAG_TRACE), else "-". The high-water mark is the deepest the task's stack
  * has been written since the stack was mapped: stacks are reused from a
  * per-worker cache, so it can include an earlier task's use of the same
- * stack. Any thread; never suspends. Returns the number of tasks listed, or
- * -EINVAL / -ENOMEM. */
+ * stack. Any thread; never suspends; takes no lock that spawns or finishes
+ * wait on, so a task spawned or ending while the dump runs may be missing.
+ * Returns the number of tasks listed, or -EINVAL / -ENOMEM. */
 MAG_API int mag_dump_tasks(mag_runtime_t *rt, FILE *out);
 
 #ifdef __cplusplus
