@@ -76,6 +76,11 @@ int mag__serve_wait_begin(conn_t *c, int kind, const mag__io_args_t *a)
     if (!cls || a->fd != c->fd)
         return 0; /* not a wait, or another descriptor: the handler's own business */
     serve_t *s = c->serve;
+    /* A send without a send timeout is never cut nor taken for idle: its
+     * word would say nothing, so skip the clock and the compare-and-swaps
+     * (an echo reply costs one of these per request). */
+    if (cls == WAIT_CLASS_OUT && !s->send_timeout_ns)
+        return 0;
     uint64_t now = mag__now();
     uint64_t word, idle_since = 0;
     if (cls == WAIT_CLASS_OUT) {
