@@ -433,13 +433,9 @@ int main(void)
     cfg.workers = test_workers(2);
     int status = -1;
     int rc = mag_run(&cfg, main_task, NULL, &status);
-    int ws = 0;
-    pid_t w = waitpid(pid, &ws, WNOHANG);
-    kill(pid, SIGKILL);
-    if (w == 0)
-        waitpid(pid, &ws, 0);
+    bool alive = test_stop_server(pid);
     ASSERT_EQ(rc, 0);
     ASSERT_EQ(status, 0);
-    ASSERT_EQ(w, 0); /* the server was alive until we stopped it */
+    ASSERT_TRUE(alive); /* the server was alive until we stopped it */
     return 0;
 }

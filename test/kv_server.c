@@ -523,13 +523,9 @@ int main(void)
     int rc = mag_run(&cfg, main_task, NULL, &status);
     if (rc == 0 && status == 0)
         through_redis_cli();
-    int ws = 0;
-    pid_t w = waitpid(server, &ws, WNOHANG);
-    kill(server, SIGKILL);
-    if (w == 0)
-        waitpid(server, &ws, 0);
+    bool alive = test_stop_server(server);
     ASSERT_EQ(rc, 0);
     ASSERT_EQ(status, 0);
-    ASSERT_EQ(w, 0); /* the server was alive until we stopped it */
+    ASSERT_TRUE(alive); /* the server was alive until we stopped it */
     return 0;
 }

@@ -11,7 +11,9 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "test/test.h"
 
@@ -74,6 +76,18 @@ static inline uint16_t test_start_server(const char *rel, const char *const *arg
     if (sscanf(line, "listening on %d", &port) != 1 || port <= 0 || port > 65535)
         TEST_FAIL("%s said \"%s\", not \"listening on <port>\"", rel, line);
     return (uint16_t)port;
+}
+
+/* Kills and reaps a server that test_start_server started; true if it was
+ * still alive until then (it never died on its own). */
+static inline bool test_stop_server(pid_t pid)
+{
+    int ws = 0;
+    pid_t w = waitpid(pid, &ws, WNOHANG);
+    kill(pid, SIGKILL);
+    if (w == 0)
+        waitpid(pid, &ws, 0);
+    return w == 0;
 }
 
 /* A blocking TCP connection to 127.0.0.1:port (fails the test if refused). */
