@@ -9,6 +9,7 @@
  * (the protocol Tokio and Go's scheduler use).
  */
 #include "runtime/idle.h"
+#include "runtime/queue.h"
 #include "runtime/ring.h"
 
 #define IDLE_SEARCH_ONE (1u << 16)
@@ -79,6 +80,26 @@ void mag__idle_from_searching(mag__worker_t *w)
     w->searching = false;
     uint32_t prev = atomic_fetch_sub_explicit(&w->rt->idle, IDLE_SEARCH_ONE, memory_order_seq_cst);
     if (IDLE_SEARCHING(prev) == 1) /* the last searcher found work: wake one more */
+        mag__notify_parked(w->rt);
+}
+
+/* A searcher that found nothing to steal stops searching before its last
+ * look at its own ring and timers: what it finds there is its own work, not
+ * a sign that there is more to share, so it wakes nobody for it (Tokio's
+ * searcher stops the same way, on its way to park). Waking another for it
+ * cost a doorbell and a park per request on a server whose workers each
+ * wait for their own connections. The last searcher still checks for work
+ * queued elsewhere while it searched: whoever queued it saw a searcher and
+ * woke nobody. The seq_cst subtraction and the seq_cst loads in
+ * work_pending_anywhere pair with the fence in mag__notify_parked: either
+ * the queuer saw no searcher and woke someone, or we see its work. */
+void mag__idle_stop_searching(mag__worker_t *w)
+{
+    if (!w->searching)
+        return;
+    w->searching = false;
+    uint32_t prev = atomic_fetch_sub_explicit(&w->rt->idle, IDLE_SEARCH_ONE, memory_order_seq_cst);
+    if (IDLE_SEARCHING(prev) == 1 && mag__work_pending_anywhere(w->rt))
         mag__notify_parked(w->rt);
 }
 

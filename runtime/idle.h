@@ -13,6 +13,10 @@ MAG_HIDDEN bool mag__idle_to_searching(mag__worker_t *w);
 /* w found work (or stops): no longer searching. The last searcher to find
  * work wakes another worker. A no-op when w is not searching. */
 MAG_HIDDEN void mag__idle_from_searching(mag__worker_t *w);
+/* w found nothing to steal and is about to look at its own ring before it
+ * parks: no longer searching, waking nobody for what it finds there (the
+ * last searcher wakes one if work is queued elsewhere). */
+MAG_HIDDEN void mag__idle_stop_searching(mag__worker_t *w);
 /* w is about to sleep: listed as parked. Returns true if it was the last
  * searcher. */
 MAG_HIDDEN bool mag__idle_to_parked(mag__worker_t *w);

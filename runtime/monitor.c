@@ -14,6 +14,12 @@
  * the woken tasks run on the rescuer. The owner clears the mark when its
  * task returns to the scheduler.
  *
+ * A worker that runs flat out (no park between two looks) with tasks
+ * queued at both has a backlog it is not working off: an idle worker is
+ * woken to steal from it. That is how a small batch of completions, which
+ * the scheduler runs where it reaped them instead of waking anyone
+ * (queue.c), still spreads once it turns into a lasting load.
+ *
  * The monitor costs nothing while every worker is parked: it then sleeps
  * until a worker unparks (mag__monitor_kick).
  */
@@ -34,6 +40,8 @@ struct mag__monitor {
     mag_runtime_t *rt;
     pthread_t thread;
     uint64_t *last_polls; /* per worker: its task count at the last look */
+    uint64_t *last_parks; /* per worker: its park count at the last look */
+    bool *had_backlog;    /* per worker: tasks were queued at the last look */
 };
 
 /* Waits on the monitor word while it still holds seen, at most ns (0:
@@ -61,7 +69,7 @@ static bool look(struct mag__monitor *m)
 {
     mag_runtime_t *rt = m->rt;
     uint64_t now = mag__now();
-    bool any_awake = false, stuck = false;
+    bool any_awake = false, stuck = false, backlog = false;
     for (unsigned i = 0; i < rt->nworkers; i++) {
         mag__worker_t *w = rt->workers[i];
         /* relaxed: counters the owner bumps; a stale value only delays. */
@@ -79,9 +87,18 @@ static bool look(struct mag__monitor *m)
                 stuck = true;
             }
         }
+        /* Queued at two looks in a row, without a park between them: a
+         * backlog its worker has not worked off in a tick of running
+         * flat out, which a searcher may steal. (The scheduler shares only
+         * large batches at once, queue.c; a worker that parks keeps up.) */
+        uint64_t parks = atomic_load_explicit(&w->stats.parks, memory_order_relaxed);
+        bool queued = !parked && mag__deque_len(&w->deque) != 0;
+        backlog |= queued && m->had_backlog[i] && parks == m->last_parks[i];
+        m->had_backlog[i] = queued;
+        m->last_parks[i] = parks;
         m->last_polls[i] = polls;
     }
-    if (stuck)
+    if (stuck || backlog)
         mag__notify_parked(rt);
     return any_awake;
 }
@@ -121,7 +138,12 @@ int mag__monitor_start(mag_runtime_t *rt)
         return -ENOMEM;
     m->rt = rt;
     m->last_polls = calloc(rt->nworkers, sizeof *m->last_polls);
-    if (!m->last_polls) {
+    m->last_parks = calloc(rt->nworkers, sizeof *m->last_parks);
+    m->had_backlog = calloc(rt->nworkers, sizeof *m->had_backlog);
+    if (!m->last_polls || !m->last_parks || !m->had_backlog) {
+        free(m->last_polls);
+        free(m->last_parks);
+        free(m->had_backlog);
         free(m);
         return -ENOMEM;
     }
@@ -130,6 +152,8 @@ int mag__monitor_start(mag_runtime_t *rt)
     int e = mag__thread_start(&m->thread, monitor_main, m);
     if (e) {
         free(m->last_polls);
+        free(m->last_parks);
+        free(m->had_backlog);
         free(m);
         return e;
     }
@@ -159,5 +183,7 @@ void mag__monitor_stop(mag_runtime_t *rt)
     pthread_join(m->thread, NULL);
     rt->monitor = NULL;
     free(m->last_polls);
+    free(m->last_parks);
+    free(m->had_backlog);
     free(m);
 }

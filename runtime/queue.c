@@ -69,6 +69,14 @@ void mag__push_overflow(mag__worker_t *w, mag_task_t *t)
     mag__stat_inc(&w->stats.overflows, 1);
 }
 
+/* A batch the scheduler itself made runnable (completions it reaped, timers
+ * it expired) is shared with a parked worker from this many queued tasks
+ * on. A smaller one is run here: waking a worker to steal two or three
+ * short tasks cost more than running them, a doorbell and a park for each,
+ * and moved their connections from ring to ring. A backlog that outlasts a
+ * monitor tick is shared anyway (monitor.c). */
+#define SCHED_BATCH_SHARE 16
+
 void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new)
 {
     mag__worker_t *w = mag__tls_worker;
@@ -81,6 +89,10 @@ void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new)
             return;
         mag__push_back(w, prev);
         if (rt->nworkers == 1) /* loop mode: no other worker to wake */
+            return;
+        /* No task is current: the scheduler is reaping or expiring. A task
+         * that wakes or spawns another shares at once, as Tokio does. */
+        if (!w->current && mag__deque_len(&w->deque) < SCHED_BATCH_SHARE)
             return;
     } else {
         mag__inject_push(rt, t, t, 1);

@@ -266,6 +266,7 @@ static bool drain_over(const mag_runtime_t *rt)
 static void park(mag__worker_t *w)
 {
     mag_runtime_t *rt = w->rt;
+    mag__idle_stop_searching(w);
     /* Last look before sleeping: completions and timers may make work. */
     mag__ring_poll(w);
     poll_timers(w);
