@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "io/serve.h"
 #include "runtime/sched.h" /* mag_task.fn and .arg: the caller's connection */
@@ -55,6 +56,21 @@ static int wait_class(int kind, const mag__io_args_t *a)
     }
 }
 
+uint64_t mag__serve_clock_slack(void)
+{
+    struct timespec res;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0)
+        return 10 * MAG_MS; /* HZ=100, the coarsest tick */
+    return (uint64_t)res.tv_sec * 1000000000ull + (uint64_t)res.tv_nsec;
+}
+
+uint64_t mag__serve_clock(const serve_t *s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + s->coarse_slack_ns;
+}
+
 void mag__serve_conn_init(conn_t *c, uint64_t now)
 {
     c->phase = MAG_CONN_ACTIVE;
@@ -81,7 +97,7 @@ int mag__serve_wait_begin(conn_t *c, int kind, const mag__io_args_t *a)
      * (an echo reply costs one of these per request). */
     if (cls == WAIT_CLASS_OUT && !s->send_timeout_ns)
         return 0;
-    uint64_t now = mag__now();
+    uint64_t now = mag__serve_clock(s);
     uint64_t word, idle_since = 0;
     if (cls == WAIT_CLASS_OUT) {
         word = deadline_after(now, s->send_timeout_ns) | WAIT_SEND;
@@ -97,12 +113,12 @@ int mag__serve_wait_begin(conn_t *c, int kind, const mag__io_args_t *a)
     /* relaxed: read only to rank idle connections; a stale value can only
      * misplace one in that ranking, the wait word decides the cut. */
     atomic_store_explicit(&c->idle_since_ns, idle_since, memory_order_relaxed);
-    uint64_t expected = WAIT_NONE;
     /* relaxed: the word carries everything it means and publishes no other
-     * memory; the compare-and-swap against the sweep's (WAIT_CUT) is what
-     * matters. A cut connection stays cut: the exchange fails and leaves it. */
-    atomic_compare_exchange_strong_explicit(&c->wait, &expected, word, memory_order_relaxed,
-                                            memory_order_relaxed);
+     * memory. Between waits it is NONE, or CUT for good; the sweep changes
+     * only a wait's word (to CUT), never NONE, so a plain store after
+     * seeing NONE races with nothing, and a cut connection stays cut. */
+    if (atomic_load_explicit(&c->wait, memory_order_relaxed) == WAIT_NONE)
+        atomic_store_explicit(&c->wait, word, memory_order_relaxed);
     return cls;
 }
 
@@ -129,7 +145,7 @@ int mag_conn_phase(mag_conn_phase_t phase)
     conn_t *c = self->arg;
     if (c->phase != (int)phase) {
         c->phase = (int)phase;
-        c->phase_since_ns = mag__now();
+        c->phase_since_ns = mag__serve_clock(c->serve);
     }
     return 0;
 }
