@@ -88,4 +88,17 @@ static inline unsigned mag__deque_take(mag__deque_t *q, mag_task_t **out, unsign
     }
 }
 
+/* The owner's take where no one else ever takes (loop mode: no thieves, no
+ * rescuers): the same FIFO order without the compare-and-swap. Others may
+ * still read top and bottom for lengths, which the atomics keep defined. */
+static inline mag_task_t *mag__deque_take_alone(mag__deque_t *q)
+{
+    uint64_t t = atomic_load_explicit(&q->top, memory_order_relaxed);
+    if (atomic_load_explicit(&q->bottom, memory_order_relaxed) <= t)
+        return NULL;
+    mag_task_t *task = atomic_load_explicit(&q->slots[t & MAG__DEQUE_MASK], memory_order_relaxed);
+    atomic_store_explicit(&q->top, t + 1, memory_order_relaxed);
+    return task;
+}
+
 #endif /* MAGPIE_RUNTIME_DEQUE_H */

@@ -46,6 +46,43 @@ static inline void mag__switch_into_task(mag__worker_t *w, mag_task_t *t)
 #endif
 }
 
+/* From task t, which yields or parks on w (w->switch_reason set): if w has
+ * another task at hand, switches straight to it and returns true once t
+ * has resumed; false if the scheduler must choose (the caller then
+ * switches out to it). worker.c. */
+MAG_HIDDEN bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t);
+
+/* After a task's context is resumed (its switch returned, or it starts):
+ * if it was switched to directly, the task before it is settled now that
+ * its context is saved (worker.c). */
+MAG_HIDDEN void mag__worker_settle_handoff(mag__worker_t *w);
+static inline void mag__task_resumed(void)
+{
+    mag__worker_t *w = mag__worker_current();
+    if (MAG_UNLIKELY(w->handoff != NULL))
+        mag__worker_settle_handoff(w);
+}
+
+/* Task t -> task n on the same worker, without the scheduler's stack. The
+ * caller did the scheduler's bookkeeping for n. Returns when t resumes. */
+static inline void mag__switch_task_to_task(mag_task_t *t, mag_task_t *n)
+{
+#if MAG__TSAN
+    if (!n->tsan_fiber)
+        n->tsan_fiber = __tsan_create_fiber(0);
+    __tsan_switch_to_fiber(n->tsan_fiber, 0);
+#endif
+#if MAG__ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, n->stack->lo, n->stack->usable);
+#endif
+    mag__ctx_switch(&t->sp, n->sp);
+#if MAG__ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+    mag__task_resumed();
+}
+
 /* Task -> the scheduler of the worker it is on. exiting: never comes back. */
 static inline void mag__switch_out_of_task(mag__worker_t *w, mag_task_t *t, bool exiting)
 {
@@ -62,6 +99,7 @@ static inline void mag__switch_out_of_task(mag__worker_t *w, mag_task_t *t, bool
 #if MAG__ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
+    mag__task_resumed();
 }
 
 /* First thing a new fiber does. */
@@ -70,6 +108,7 @@ static inline void mag__fiber_started(void)
 #if MAG__ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
+    mag__task_resumed();
 }
 
 #endif /* MAGPIE_RUNTIME_FIBER_H */

@@ -303,6 +303,10 @@ typedef struct mag__worker {
     mag_task_t *_Atomic lifo;
     unsigned lifo_streak;
     mag_task_t *current;
+    /* A direct switch's previous task (worker.c), for the task switched to
+     * to settle (requeue or park) once the previous one's context is saved;
+     * NULL otherwise. The worker's thread only. */
+    mag_task_t *handoff;
     void *sched_sp;
     int switch_reason;
     uint64_t tick;

@@ -68,7 +68,8 @@ void mag__park(void)
     mag__worker_t *w = mag__worker_current();
     mag_task_t *t = w->current;
     w->switch_reason = MAG__SWITCH_PARK;
-    mag__switch_out_of_task(w, t, false);
+    if (!mag__worker_switch_direct(w, t))
+        mag__switch_out_of_task(w, t, false);
     /* Resumed, perhaps on another worker: w is stale from here on. */
 }
 
@@ -192,8 +193,9 @@ int mag_yield(void)
     /* Yield even when cancelled or past the deadline: a loop that polls with
      * mag_yield must not become a busy loop that starves everyone else. */
     w->switch_reason = MAG__SWITCH_YIELD;
-    mag__switch_out_of_task(w, t, false);
-    t = mag__task_current();
+    if (!mag__worker_switch_direct(w, t))
+        mag__switch_out_of_task(w, t, false);
+    /* Resumed, perhaps on another worker; t is still this task. */
     if (mag__task_cancel_seen(t))
         return -ECANCELED;
     if (t->deadline != UINT64_MAX && mag__now() >= t->deadline)

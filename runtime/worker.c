@@ -120,6 +120,9 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
          * what matters (ring.c). */
         atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
         mag__switch_into_task(w, t);
+        /* The task that switched back: t, or the last of the tasks that
+         * handed this worker on directly (mag__worker_switch_direct). */
+        t = w->current;
         atomic_store_explicit(&w->in_task, 0, memory_order_relaxed);
         w->current = NULL;
         MAG__HOOK(w, run_end, w, t);
@@ -155,6 +158,82 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
     }
 }
 
+static mag_task_t *next_local(mag__worker_t *w);
+
+/* ---- direct switches -----------------------------------------------------
+ * A task that yields or parks while its worker has another task at hand
+ * (the LIFO slot, the local queue, the inject queue's share: next_local's
+ * choice, with its fairness rules) switches straight to that task: one
+ * switch instead of two, and none of the scheduler loop's checks. The
+ * scheduler keeps its turn for the rest: every FAIRNESS_INTERVAL-th run
+ * (the inject queue first, the ring and the timers polled), stealing and
+ * parking when nothing is local, a task's exit, shutdown and a starved SQ.
+ *
+ * The task switched away from cannot be requeued or parked before its
+ * context is saved: another worker could steal and resume it while it
+ * still runs here. So it is left in w->handoff, and the task switched to
+ * settles it first thing after its own switch returns (settle_handoff),
+ * as the scheduler would have after its switch back. */
+
+void mag__worker_settle_handoff(mag__worker_t *w)
+{
+    mag_task_t *prev = w->handoff;
+    w->handoff = NULL;
+    if (MAG_UNLIKELY(!prev->stack->guarded && !mag__stack_intact(prev->stack, prev->sp)))
+        mag__fiber_overflow_abort(prev);
+    if (w->switch_reason == MAG__SWITCH_PARK && mag__state_park(&prev->state))
+        return; /* parked: its waker queues it */
+    /* A yield, or woken while it switched out: to the back, as the
+     * scheduler does. The state stays RUNNING while queued. */
+    mag__push_back(w, prev);
+    if (w->rt->nworkers > 1)
+        mag__notify_parked(w->rt);
+}
+
+bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t)
+{
+    mag_runtime_t *rt = w->rt;
+    /* The scheduler's turns, and what only it handles. relaxed: stopping is
+     * seen by the scheduler at its next turn, within FAIRNESS_INTERVAL runs. */
+    if ((w->tick + 1) % FAIRNESS_INTERVAL == 0 || w->sq_starved || rt->draining ||
+        atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+        return false;
+    w->tick++;
+    mag_task_t *n = next_local(w);
+    if (!n) {
+        /* A yield with nothing else to run in loop mode: the scheduler
+         * would requeue t and take it straight back, so t goes on, as a
+         * new run (for the hooks' watchdog and traces). With other workers
+         * it goes through the scheduler, whose queue an idle worker may
+         * take it from. A park always does: it steals or sleeps. */
+        if (w->switch_reason != MAG__SWITCH_YIELD || rt->nworkers > 1)
+            return false;
+        MAG__HOOK(w, run_end, w, t);
+        MAG__HOOK(w, run_begin, w, t);
+        mag__stat_inc(&w->stats.polls, 1);
+        return true;
+    }
+    if (w->searching)
+        mag__idle_from_searching(w);
+    mag__state_begin_run(&n->state);
+    if (MAG_UNLIKELY(!n->stack)) {
+        n->stack = stack_get(w, n->stack_size);
+        if (!n->stack)
+            mag__fatal("out of memory for a %zu-byte fiber stack", n->stack_size);
+        n->sp = mag__ctx_init(n->stack->top, mag__task_entry, n);
+    }
+    /* t's run ends here rather than after the switch: the hooks track one
+     * run per worker, so it must end before n's begins. */
+    MAG__HOOK(w, run_end, w, t);
+    w->handoff = t;
+    w->current = n;
+    atomic_store_explicit(&n->worker, w, memory_order_relaxed);
+    MAG__HOOK(w, run_begin, w, n);
+    mag__stat_inc(&w->stats.polls, 1);
+    mag__switch_task_to_task(t, n);
+    return true;
+}
+
 static mag_task_t *next_local(mag__worker_t *w)
 {
     mag_task_t *t;
@@ -179,8 +258,12 @@ static mag_task_t *next_local(mag__worker_t *w)
         mag__push_back(w, t); /* its turn is over: to the back */
     }
     w->lifo_streak = 0;
-    if (mag__deque_take(&w->deque, &t, 1, false))
+    if (w->rt->nworkers == 1) {
+        if ((t = mag__deque_take_alone(&w->deque)))
+            return t;
+    } else if (mag__deque_take(&w->deque, &t, 1, false)) {
         return t;
+    }
     /* A fair share of the inject queue, the rest stays for other workers. */
     size_t share = atomic_load_explicit(&w->rt->inject_len, memory_order_relaxed) /
                        w->rt->nworkers + 1;
