@@ -407,7 +407,6 @@ int mag_serve_ex(int listen_fd, mag_conn_fn handler, void *ctx, const mag_serve_
     s.idle_timeout_ns = opts->idle_timeout_ns;
     s.send_timeout_ns = opts->send_timeout_ns;
     s.sweep_ns = sweep_interval(&s);
-    s.coarse_slack_ns = mag__serve_clock_slack();
     s.max_conns = opts->max_conns;
     s.conn_opts.name = opts->conn_name ? opts->conn_name : "conn";
     s.conn_opts.stack_size = opts->conn_stack_size;

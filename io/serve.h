@@ -67,7 +67,6 @@ struct serve {
     /* The options (0: none). */
     uint64_t header_timeout_ns, idle_timeout_ns, send_timeout_ns;
     uint64_t sweep_ns; /* how often the serve looks for waits past their deadline */
-    uint64_t coarse_slack_ns; /* the coarse clock's tick (mag__serve_clock) */
     size_t max_conns;
     mag_spawn_opts_t conn_opts;
 
@@ -96,14 +95,12 @@ struct serve {
     mag__waiter_t drained; /* signalled by the last connection once stopping */
 };
 
-/* The clock of the connections' deadlines and idleness, read on every wait:
- * CLOCK_MONOTONIC_COARSE plus its tick, an upper bound of mag__now() that
- * costs a few nanoseconds where a precise read costs tens. A deadline taken
- * from it is never early and at most a tick (1 to 10 ms) late, finer than
- * the sweep (5 ms at least). */
-MAG_HIDDEN uint64_t mag__serve_clock(const serve_t *s);
-/* Its tick, for serve_t's coarse_slack_ns. */
-MAG_HIDDEN uint64_t mag__serve_clock_slack(void);
+/* CLOCK_MONOTONIC_COARSE: a few nanoseconds where mag__now() costs tens,
+ * for times that only rank idle connections when no timeout is set (a
+ * server without timeouts reads it on every receive). Never for a
+ * deadline: it lags by a tick or more (up to 18 ms measured in a VM whose
+ * ticks were late), which would cut a wait early. */
+MAG_HIDDEN uint64_t mag__serve_coarse_now(void);
 /* Sets up a new connection's timing record (before its task is spawned). */
 MAG_HIDDEN void mag__serve_conn_init(conn_t *c, uint64_t now);
 /* The sweep: cuts every wait past its deadline. Takes clock. Returns how

@@ -56,19 +56,11 @@ static int wait_class(int kind, const mag__io_args_t *a)
     }
 }
 
-uint64_t mag__serve_clock_slack(void)
-{
-    struct timespec res;
-    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0)
-        return 10 * MAG_MS; /* HZ=100, the coarsest tick */
-    return (uint64_t)res.tv_sec * 1000000000ull + (uint64_t)res.tv_nsec;
-}
-
-uint64_t mag__serve_clock(const serve_t *s)
+uint64_t mag__serve_coarse_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + s->coarse_slack_ns;
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void mag__serve_conn_init(conn_t *c, uint64_t now)
@@ -93,21 +85,25 @@ int mag__serve_wait_begin(conn_t *c, int kind, const mag__io_args_t *a)
         return 0; /* not a wait, or another descriptor: the handler's own business */
     serve_t *s = c->serve;
     /* A send without a send timeout is never cut nor taken for idle: its
-     * word would say nothing, so skip the clock and the compare-and-swaps
-     * (an echo reply costs one of these per request). */
+     * word would say nothing, so skip the clock and the word (an echo reply
+     * costs one of these per request). */
     if (cls == WAIT_CLASS_OUT && !s->send_timeout_ns)
         return 0;
-    uint64_t now = mag__serve_clock(s);
     uint64_t word, idle_since = 0;
     if (cls == WAIT_CLASS_OUT) {
-        word = deadline_after(now, s->send_timeout_ns) | WAIT_SEND;
+        word = deadline_after(mag__now(), s->send_timeout_ns) | WAIT_SEND;
     } else if (!c->got_input) {
         word = deadline_after(c->accepted_ns, s->header_timeout_ns) | WAIT_IDLE;
         idle_since = c->accepted_ns;
     } else if (c->phase == MAG_CONN_HEADER) {
         word = deadline_after(c->phase_since_ns, s->header_timeout_ns);
     } else {
-        idle_since = c->phase == MAG_CONN_IDLE ? c->phase_since_ns : now;
+        /* Idle from now unless the handler said since when: the precise
+         * clock for a deadline, the coarse one where the time only ranks
+         * idle connections. */
+        idle_since = c->phase == MAG_CONN_IDLE ? c->phase_since_ns
+                     : s->idle_timeout_ns           ? mag__now()
+                                                    : mag__serve_coarse_now();
         word = deadline_after(idle_since, s->idle_timeout_ns) | WAIT_IDLE;
     }
     /* relaxed: read only to rank idle connections; a stale value can only
@@ -145,7 +141,11 @@ int mag_conn_phase(mag_conn_phase_t phase)
     conn_t *c = self->arg;
     if (c->phase != (int)phase) {
         c->phase = (int)phase;
-        c->phase_since_ns = mag__serve_clock(c->serve);
+        /* The start of the header or idle timeout: the precise clock, if
+         * either is set. */
+        const serve_t *s = c->serve;
+        c->phase_since_ns = s->header_timeout_ns || s->idle_timeout_ns ? mag__now()
+                                                                        : mag__serve_coarse_now();
     }
     return 0;
 }

@@ -21,8 +21,9 @@ void mag__notify_parked(mag_runtime_t *rt)
 {
     /* The fence orders our queue push (made before the call) before this
      * load of idle; it pairs with the seq_cst read-modify-write in
-     * transition_to_parked and the seq_cst loads in work_pending_anywhere: a
-     * worker about to park either sees the work we queued or is seen here.
+     * mag__idle_to_parked and mag__idle_stop_searching and the seq_cst loads
+     * in work_pending_anywhere that follow each: a worker about to park
+     * either sees the work we queued or is seen here.
      * (A plain load could pass the buffered store of the push on x86.) A
      * fence rather than Tokio's fetch_add(0): it does not take the idle
      * word's cache line exclusively on every spawn and wake. */

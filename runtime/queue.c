@@ -90,8 +90,9 @@ void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new)
         mag__push_back(w, prev);
         if (rt->nworkers == 1) /* loop mode: no other worker to wake */
             return;
-        /* No task is current: the scheduler is reaping or expiring. A task
-         * that wakes or spawns another shares at once, as Tokio does. */
+        /* No task is current: the scheduler is reaping, expiring or
+         * finishing a task (whose joiner it wakes). A task that wakes or
+         * spawns another shares at once, as Tokio does. */
         if (!w->current && mag__deque_len(&w->deque) < SCHED_BATCH_SHARE)
             return;
     } else {

@@ -353,6 +353,11 @@ void mag__ring_wait(mag__worker_t *w, uint64_t deadline_ns)
 {
     struct io_uring_cqe *cqe;
     drain_cancels(w);
+    /* Submitting the cancels may have had to reap for SQ room, which can
+     * queue tasks here: run them rather than sleep (relaxed: the owner's
+     * own slot and queue). */
+    if (atomic_load_explicit(&w->lifo, memory_order_relaxed) || mag__deque_len(&w->deque))
+        return;
     if (deadline_ns == UINT64_MAX) {
         io_uring_submit_and_wait(&w->ring, 1);
     } else {

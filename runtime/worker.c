@@ -380,7 +380,10 @@ static void park(mag__worker_t *w)
         bool stop = atomic_load_explicit(&rt->stopping, memory_order_seq_cst) ||
                     (rt->draining && !mag__tasks_live(rt)) ||
                     drain_over(rt);
-        if (listed && !stop && !mag__ring_cancels_pending(w)) {
+        /* Local work too: arming the doorbell may have had to reap to find
+         * SQ room, and completions reaped by the scheduler queue their tasks
+         * here without waking anyone (queue.c). */
+        if (listed && !stop && !mag__ring_cancels_pending(w) && !has_local_work(w)) {
             /* Wakes no later than the next timer, the next free slab due to
              * go back, or a timed shutdown's end (it regains its thread). */
             uint64_t wake = mag__wheel_next(&w->wheel), trim_due = mag__task_pool_trim();
