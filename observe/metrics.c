@@ -82,7 +82,7 @@ static void read_worker(mag__worker_t *w, mag_worker_metrics_t *m, uint64_t now,
     m->parked = since != 0;
     m->parked_ns = rd(&s->parked_ns) + (since && now > since ? now - since : 0);
     m->busy_ns = elapsed > m->parked_ns ? elapsed - m->parked_ns : 0;
-    m->queue_depth = mag__deque_len(&w->deque);
+    m->queue_depth = mag__deque_len(&w->deque) + atomic_load_explicit(&w->spill_len, memory_order_relaxed);
     m->timers = rd(&w->wheel.count);
 }
 

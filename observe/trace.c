@@ -115,7 +115,8 @@ static void trace_run_end(void *ctx, mag__worker_t *w, mag_task_t *t)
     uint64_t start = track_run_end(o, t);
     uint64_t now = mag__now();
     /* Still RUNNING here: no other worker can resume it before the
-     * scheduler's CAS to PARKED, so its name and wait_kind are stable. */
+     * CAS to PARKED (the scheduler's, or the next task's after a direct
+     * switch), so its name and wait_kind are stable. */
     int kind = atomic_load_explicit(&t->wait_kind, memory_order_relaxed);
     mag__trace_ev_t *e = ev_next(o, MAG__EV_RUN, start, t->id);
     e->dur = now - start;

@@ -375,31 +375,43 @@ _Noreturn void mag__fiber_overflow_abort(const mag_task_t *t)
 }
 
 #if !MAG__SANITIZED
+/* Did t's stack overflow into this fault (addr, sp)? */
+static bool overflowed(const mag_task_t *t, const char *addr, uintptr_t sp)
+{
+    if (!t || !t->stack)
+        return false;
+    const mag__stack_t *s = t->stack;
+    /* The guard page (or the protected page) was hit, or the stack pointer
+     * itself has left the bottom of the stack (an unguarded stack ran into
+     * unmapped memory). */
+    bool in_guard = addr >= s->base && addr < s->lo + 256;
+    bool sp_out = sp < (uintptr_t)s->lo + 256 && sp + (64u << 20) > (uintptr_t)s->base;
+    return in_guard || sp_out;
+}
+
 static void on_segv(int sig, siginfo_t *info, void *uctx)
 {
     mag__worker_t *w = mag__tls_worker;
-    mag_task_t *t = w ? w->current : NULL;
-    if (t && t->stack) {
+    if (w) {
         /* A fault's own address, or the protected page that stack_wp.c's
          * report thread says this thread wrote into. */
         void *notice_addr = NULL;
         char *addr = mag__stack_wp_notice(info, &notice_addr) ? notice_addr
                      : info->si_code > 0                      ? info->si_addr
                                                               : NULL;
-        mag__stack_t *s = t->stack;
         const ucontext_t *uc = uctx;
 #if defined(__x86_64__)
         uintptr_t sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
 #elif defined(__aarch64__)
         uintptr_t sp = (uintptr_t)uc->uc_mcontext.sp;
 #endif
-        /* The guard page (or the protected page) was hit, or the stack
-         * pointer itself has left the bottom of the stack (an unguarded
-         * stack ran into unmapped memory). */
-        bool in_guard = addr >= s->base && addr < s->lo + 256;
-        bool sp_out = sp < (uintptr_t)s->lo + 256 && sp + (64u << 20) > (uintptr_t)s->base;
-        if (in_guard || sp_out)
-            mag__fiber_overflow_abort(t);
+        /* During a direct switch (worker.c) the task still on its stack is
+         * the handoff, while current already names the next: the one whose
+         * stack overflowed is named. */
+        if (overflowed(w->handoff, addr, sp))
+            mag__fiber_overflow_abort(w->handoff);
+        if (overflowed(w->current, addr, sp))
+            mag__fiber_overflow_abort(w->current);
     }
     /* Not ours: hand it to whoever was there before us. */
     if (previous_segv.sa_flags & SA_SIGINFO && previous_segv.sa_sigaction) {

@@ -64,8 +64,9 @@ static inline void mag__task_resumed(void)
 }
 
 /* Task t -> task n on the same worker, without the scheduler's stack. The
- * caller did the scheduler's bookkeeping for n. Returns when t resumes. */
-static inline void mag__switch_task_to_task(mag_task_t *t, mag_task_t *n)
+ * caller did the scheduler's bookkeeping for n. Returns when t resumes;
+ * exiting: never. */
+static inline void mag__switch_task_to_task(mag_task_t *t, mag_task_t *n, bool exiting)
 {
 #if MAG__TSAN
     if (!n->tsan_fiber)
@@ -74,8 +75,9 @@ static inline void mag__switch_task_to_task(mag_task_t *t, mag_task_t *n)
 #endif
 #if MAG__ASAN
     void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, n->stack->lo, n->stack->usable);
+    __sanitizer_start_switch_fiber(exiting ? NULL : &fake, n->stack->lo, n->stack->usable);
 #endif
+    (void)exiting;
     mag__ctx_switch(&t->sp, n->sp);
 #if MAG__ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);

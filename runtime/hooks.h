@@ -30,8 +30,10 @@ typedef struct mag__hooks {
     /* A record was initialised for a new task or blocking job (any thread,
      * before the record is published). */
     void (*task_init)(void *ctx, mag_task_t *t);
-    /* A worker is about to switch into t, and t just switched back out
-     * (w->switch_reason says why). On w's thread. */
+    /* A worker is about to switch into t, and t's run ends (w->switch_reason
+     * says why): after t switched back out to the scheduler, or just before
+     * t switches straight to another task (worker.c), whose run_begin comes
+     * after. On w's thread. */
     void (*run_begin)(void *ctx, struct mag__worker *w, mag_task_t *t);
     void (*run_end)(void *ctx, struct mag__worker *w, mag_task_t *t);
     /* A blocking-pool thread starts running job t. */

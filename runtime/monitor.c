@@ -12,7 +12,7 @@
  * woken to search. Searchers rescue what a stuck worker holds (worker.c):
  * they take its LIFO slot, reap its ring (ring.c) and expire its timers, and
  * the woken tasks run on the rescuer. The owner clears the mark when its
- * task returns to the scheduler.
+ * task returns to the scheduler or switches straight to another (worker.c).
  *
  * A worker that runs flat out (no park between two looks) with tasks
  * queued at both has a backlog it is not working off: an idle worker is

@@ -4,6 +4,8 @@
  * queue (a Chase-Lev deque, deque.h, plus the LIFO slot), and where a task
  * made runnable goes.
  */
+#include <stdlib.h>
+
 #include "runtime/idle.h"
 #include "runtime/queue.h"
 
@@ -52,10 +54,53 @@ mag_task_t *mag__inject_take(mag_runtime_t *rt, size_t max, size_t *taken)
 
 /* ---- local queue ------------------------------------------------------------ */
 
+/* ---- loop mode's spill ---------------------------------------------------
+ * With one worker nobody else takes from the local queue, so a burst of
+ * spawns beyond its 256 slots need not go through the inject queue's lock
+ * and its list linked through the (cold) records, walked one cache miss a
+ * task when taken back: an array of pointers that doubles does, read in
+ * order. */
+
+static bool spill_push(mag__worker_t *w, mag_task_t *t)
+{
+    size_t len = mag__spill_len(w);
+    if (len == w->spill_cap) {
+        size_t cap = w->spill_cap ? 2 * w->spill_cap : 1024;
+        mag_task_t **a = malloc(cap * sizeof *a);
+        if (!a)
+            return false;
+        for (size_t i = 0; i < len; i++) /* unwrapped, oldest first */
+            a[i] = w->spill[(w->spill_head + i) % w->spill_cap];
+        free(w->spill);
+        w->spill = a;
+        w->spill_cap = cap;
+        w->spill_head = 0;
+    }
+    w->spill[(w->spill_head + len) % w->spill_cap] = t;
+    atomic_store_explicit(&w->spill_len, len + 1, memory_order_relaxed);
+    return true;
+}
+
+mag_task_t *mag__spill_take(mag__worker_t *w)
+{
+    size_t len = mag__spill_len(w);
+    if (!len)
+        return NULL;
+    mag_task_t *t = w->spill[w->spill_head];
+    w->spill_head = (w->spill_head + 1) % w->spill_cap;
+    atomic_store_explicit(&w->spill_len, len - 1, memory_order_relaxed);
+    return t;
+}
+
 /* The local queue is full: half of it and t go to the inject queue in one
- * batch. Out of line, so the hot push below stays small. */
+ * batch (loop mode: t to the spill). Out of line, so the hot push below
+ * stays small. */
 void mag__push_overflow(mag__worker_t *w, mag_task_t *t)
 {
+    if (w->rt->nworkers == 1 && spill_push(w, t)) {
+        mag__stat_inc(&w->stats.overflows, 1);
+        return;
+    }
     mag_task_t *batch[MAG__DEQUE_CAP / 2];
     unsigned n = mag__deque_take(&w->deque, batch, MAG__DEQUE_CAP / 2, false);
     for (unsigned i = 0; i + 1 < n; i++)

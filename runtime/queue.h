@@ -11,8 +11,16 @@
  * the rest through ->next, *taken says how many. NULL when empty. */
 MAG_HIDDEN mag_task_t *mag__inject_take(mag_runtime_t *rt, size_t max, size_t *taken);
 /* The local queue is full: half of it and t go to the inject queue in one
- * batch. Out of line, so that the hot push below stays small. */
+ * batch; in loop mode t goes to the worker's spill instead. Out of line, so
+ * that the hot push below stays small. */
 MAG_HIDDEN void mag__push_overflow(mag__worker_t *w, mag_task_t *t);
+/* Loop mode: the oldest spilled task, or NULL. */
+MAG_HIDDEN mag_task_t *mag__spill_take(mag__worker_t *w);
+/* Tasks spilled (relaxed: a gauge, and the owner's own count). */
+static inline size_t mag__spill_len(mag__worker_t *w)
+{
+    return atomic_load_explicit(&w->spill_len, memory_order_relaxed);
+}
 /* Any queued work on any worker or in the inject queue (seq_cst loads: the
  * last look of a worker about to park, see mag__notify_parked). */
 MAG_HIDDEN bool mag__work_pending_anywhere(mag_runtime_t *rt);

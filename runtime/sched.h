@@ -307,6 +307,7 @@ typedef struct mag__worker {
      * to settle (requeue or park) once the previous one's context is saved;
      * NULL otherwise. The worker's thread only. */
     mag_task_t *handoff;
+    mag_task_t *until; /* the task the running loop waits for (NULL: none) */
     void *sched_sp;
     int switch_reason;
     uint64_t tick;
@@ -338,6 +339,12 @@ typedef struct mag__worker {
     mag__wheel_t wheel;
     mag__stack_t *stack_cache;
     unsigned stacks_cached;
+    /* Loop mode only: where the full local queue spills (queue.c), a ring
+     * buffer that grows, instead of the inject queue's list through the
+     * records. The owner's only; the length is atomic for mag_metrics. */
+    mag_task_t **spill;
+    size_t spill_head, spill_cap;
+    _Atomic size_t spill_len;
     mag_task_t *free_tasks;
     unsigned free_count;
     uint64_t id_next, id_end; /* a block of task ids (task.c) */

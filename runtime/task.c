@@ -449,7 +449,8 @@ void mag__task_entry(void *arg)
     t->result = t->fn(t->arg);
     mag__worker_t *w = mag__worker_current();
     w->switch_reason = MAG__SWITCH_EXIT;
-    mag__switch_out_of_task(w, t, true);
+    if (!mag__worker_switch_direct(w, t))
+        mag__switch_out_of_task(w, t, true);
     __builtin_unreachable();
 }
 

@@ -8,7 +8,8 @@
  *
  *   FREE -> RUNNABLE          spawn (mag__state_publish), every field set
  *   RUNNABLE -> RUNNING       a worker (or a blocking-pool thread) starts it
- *   RUNNING -> PARKED         the scheduler, after the task switched out
+ *   RUNNING -> PARKED         the scheduler (or the task switched to), after
+ *                             the task switched out
  *   RUNNING -> RUNNING        a yield: it stays RUNNING while queued
  *   PARKED -> RUNNABLE        a waker; the waker queues it
  *   RUNNABLE|RUNNING + NOTIFY a waker that found it awake: do not park
@@ -89,9 +90,10 @@ static inline void mag__state_begin_job(_Atomic uint32_t *word)
     atomic_exchange_explicit(word, MAG__RUNNING, memory_order_acq_rel);
 }
 
-/* The scheduler, after the task switched out to park. Returns true if it is
- * now PARKED (the next wake queues it), false if it was woken while switching
- * out: it is RUNNING again with NOTIFY cleared, and must run at once. */
+/* The scheduler (or the task switched to directly), after the task switched
+ * out to park. Returns true if it is now PARKED (the next wake queues it),
+ * false if it was woken while switching out: it is RUNNING again with NOTIFY
+ * cleared, and must be run again (at once, or queued). */
 static inline bool mag__state_park(_Atomic uint32_t *word)
 {
     uint32_t expected = MAG__RUNNING;

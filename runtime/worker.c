@@ -9,6 +9,8 @@
  * wake-up. The queues are queue.c, the idle protocol idle.c, the ring
  * driver ring.c.
  */
+#include <stdlib.h>
+
 #include "runtime/fiber.h"
 #include "runtime/idle.h"
 #include "runtime/monitor.h"
@@ -76,6 +78,9 @@ void mag__worker_teardown(mag__worker_t *w)
         mag__stack_free(s);
     }
     w->stacks_cached = 0;
+    free(w->spill); /* empty unless a timed shutdown left tasks, as in the queue */
+    w->spill = NULL;
+    w->spill_cap = w->spill_head = 0;
 }
 
 /* ---- running tasks ------------------------------------------------------------- */
@@ -102,15 +107,42 @@ static void stack_put(mag__worker_t *w, mag__stack_t *s, size_t size)
     mag__stack_free(s);
 }
 
+#if MAG__ASAN
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
+#endif
+
+/* A task about to start gets a stack and its first frame. */
+static void give_stack(mag__worker_t *w, mag_task_t *t)
+{
+    t->stack = stack_get(w, t->stack_size);
+    if (!t->stack)
+        mag__fatal("out of memory for a %zu-byte fiber stack", t->stack_size);
+#if MAG__ASAN
+    /* A reused stack may hold the redzones of its last task's frames: one
+     * that ended by switching straight to another task left them there. */
+    __asan_unpoison_memory_region(t->stack->lo, t->stack->usable);
+#endif
+    t->sp = mag__ctx_init(t->stack->top, mag__task_entry, t);
+}
+
+/* t's body returned and t switched away for good: its stack goes back and
+ * the task is finished (joiners woken, the record released). */
+static void finish_run(mag__worker_t *w, mag_task_t *t)
+{
+#if MAG__TSAN
+    __tsan_destroy_fiber(t->tsan_fiber);
+    t->tsan_fiber = NULL;
+#endif
+    stack_put(w, t->stack, t->stack_size);
+    t->stack = NULL;
+    mag__task_finish(t);
+}
+
 static void run_task(mag__worker_t *w, mag_task_t *t)
 {
     mag__state_begin_run(&t->state);
-    if (MAG_UNLIKELY(!t->stack)) {
-        t->stack = stack_get(w, t->stack_size);
-        if (!t->stack)
-            mag__fatal("out of memory for a %zu-byte fiber stack", t->stack_size);
-        t->sp = mag__ctx_init(t->stack->top, mag__task_entry, t);
-    }
+    if (MAG_UNLIKELY(!t->stack))
+        give_stack(w, t);
     for (;;) {
         w->current = t;
         atomic_store_explicit(&t->worker, w, memory_order_relaxed);
@@ -146,13 +178,7 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
             return;
         case MAG__SWITCH_EXIT:
         default:
-#if MAG__TSAN
-            __tsan_destroy_fiber(t->tsan_fiber);
-            t->tsan_fiber = NULL;
-#endif
-            stack_put(w, t->stack, t->stack_size);
-            t->stack = NULL;
-            mag__task_finish(t);
+            finish_run(w, t);
             return;
         }
     }
@@ -181,10 +207,16 @@ void mag__worker_settle_handoff(mag__worker_t *w)
     w->handoff = NULL;
     if (MAG_UNLIKELY(!prev->stack->guarded && !mag__stack_intact(prev->stack, prev->sp)))
         mag__fiber_overflow_abort(prev);
+    if (w->switch_reason == MAG__SWITCH_EXIT) {
+        finish_run(w, prev);
+        return;
+    }
     if (w->switch_reason == MAG__SWITCH_PARK && mag__state_park(&prev->state))
         return; /* parked: its waker queues it */
-    /* A yield, or woken while it switched out: to the back, as the
-     * scheduler does. The state stays RUNNING while queued. */
+    /* A yield, or woken while it switched out: to the back. (The
+     * scheduler runs a task woken while it switched out again at once; here
+     * the next task has started already, so it queues.) The state stays
+     * RUNNING while queued. */
     mag__push_back(w, prev);
     if (w->rt->nworkers > 1)
         mag__notify_parked(w->rt);
@@ -198,8 +230,15 @@ bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t)
     if ((w->tick + 1) % FAIRNESS_INTERVAL == 0 || w->sq_starved || rt->draining ||
         atomic_load_explicit(&rt->stopping, memory_order_relaxed))
         return false;
+    /* The task a loop waits for ends through the scheduler, which returns. */
+    if (w->switch_reason == MAG__SWITCH_EXIT && t == w->until)
+        return false;
+    /* The run about to start is counted (as the scheduler loop does) only
+     * if it starts here. */
     w->tick++;
     mag_task_t *n = next_local(w);
+    if (!n)
+        w->tick--;
     if (!n) {
         /* A yield with nothing else to run in loop mode: the scheduler
          * would requeue t and take it straight back, so t goes on, as a
@@ -207,21 +246,23 @@ bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t)
          * it goes through the scheduler, whose queue an idle worker may
          * take it from. A park always does: it steals or sleeps. */
         if (w->switch_reason != MAG__SWITCH_YIELD || rt->nworkers > 1)
-            return false;
+            return false; /* a park or an exit: the scheduler steals, sleeps */
+        w->tick++;
+        void *sp_now = __builtin_frame_address(0);
+        if (MAG_UNLIKELY(!t->stack->guarded && !mag__stack_intact(t->stack, sp_now)))
+            mag__fiber_overflow_abort(t);
         MAG__HOOK(w, run_end, w, t);
         MAG__HOOK(w, run_begin, w, t);
         mag__stat_inc(&w->stats.polls, 1);
         return true;
     }
-    if (w->searching)
-        mag__idle_from_searching(w);
+    /* relaxed: the monitor's mark, as the scheduler loop clears it once its
+     * task returns: this worker is taking its turns again. */
+    if (MAG_UNLIKELY(atomic_load_explicit(&w->stuck, memory_order_relaxed)))
+        atomic_store_explicit(&w->stuck, 0, memory_order_relaxed);
     mag__state_begin_run(&n->state);
-    if (MAG_UNLIKELY(!n->stack)) {
-        n->stack = stack_get(w, n->stack_size);
-        if (!n->stack)
-            mag__fatal("out of memory for a %zu-byte fiber stack", n->stack_size);
-        n->sp = mag__ctx_init(n->stack->top, mag__task_entry, n);
-    }
+    if (MAG_UNLIKELY(!n->stack))
+        give_stack(w, n);
     /* t's run ends here rather than after the switch: the hooks track one
      * run per worker, so it must end before n's begins. */
     MAG__HOOK(w, run_end, w, t);
@@ -230,7 +271,7 @@ bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t)
     atomic_store_explicit(&n->worker, w, memory_order_relaxed);
     MAG__HOOK(w, run_begin, w, n);
     mag__stat_inc(&w->stats.polls, 1);
-    mag__switch_task_to_task(t, n);
+    mag__switch_task_to_task(t, n, w->switch_reason == MAG__SWITCH_EXIT);
     return true;
 }
 
@@ -259,7 +300,9 @@ static mag_task_t *next_local(mag__worker_t *w)
     }
     w->lifo_streak = 0;
     if (w->rt->nworkers == 1) {
-        if ((t = mag__deque_take_alone(&w->deque)))
+        /* The queue first, then what spilled (older, but a spill means a
+         * burst: its order among itself is kept). */
+        if ((t = mag__deque_take_alone(&w->deque)) || (t = mag__spill_take(w)))
             return t;
     } else if (mag__deque_take(&w->deque, &t, 1, false)) {
         return t;
@@ -335,7 +378,8 @@ static mag_task_t *steal(mag__worker_t *w)
 
 static bool has_local_work(mag__worker_t *w)
 {
-    return atomic_load_explicit(&w->lifo, memory_order_relaxed) || mag__deque_len(&w->deque);
+    return atomic_load_explicit(&w->lifo, memory_order_relaxed) || mag__deque_len(&w->deque) ||
+           mag__spill_len(w);
 }
 
 /* Loop mode: a shutdown with a time limit (mag_runtime_shutdown_timeout)
@@ -427,6 +471,8 @@ void mag__worker_loop(mag__worker_t *w, mag_task_t *until_handle)
     /* The caller holds the handle: the record stays this task's. */
     uint64_t gen;
     mag_task_t *until = until_handle ? mag__task_from_handle(until_handle, &gen) : NULL;
+    mag_task_t *outer_until = w->until; /* a nested loop (block_on in loop mode) */
+    w->until = until;
     mag__tls_worker = w;
 #if MAG__TSAN
     w->tsan_sched = __tsan_get_current_fiber();
@@ -459,5 +505,6 @@ void mag__worker_loop(mag__worker_t *w, mag_task_t *until_handle)
     }
     mag__idle_from_searching(w);
     mag__ring_poll(w);
+    w->until = outer_until;
     mag__tls_worker = NULL;
 }
