@@ -6,9 +6,11 @@
  *   - while tasks only switch among themselves, the scheduler still takes
  *     its turns: a sleeper's timer fires, a read's completion is reaped and
  *     a task spawned from a plain thread (the inject queue) runs, each while
- *     the yielders are still yielding.
- * Each at 1 worker (loop mode, where every switch stays on one thread) and
- * at 2 workers. */
+ *     the yielders are still yielding;
+ *   - in loop mode, a burst of spawns beyond the local queue (the spill)
+ *     is counted as queued and every task runs.
+ * The round-robin and the burst run in loop mode (1 worker), where the
+ * order is the scheduler's alone; ping-pong and the turns at 1 and 2. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -194,6 +196,39 @@ static int turns(void *arg)
     return 0;
 }
 
+/* ---- loop mode's spill: a burst beyond the local queue ----------------- */
+
+#define BURST 20000
+
+static _Atomic int burst_ran;
+
+static int burst_task(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&burst_ran, 1);
+    return 0;
+}
+
+static int burst(void *arg)
+{
+    (void)arg;
+    atomic_store(&burst_ran, 0);
+    static mag_task_t *h[BURST];
+    for (int i = 0; i < BURST; i++)
+        ASSERT_PTR_NE(h[i] = mag_spawn(burst_task, NULL), NULL);
+    /* Nothing has run yet (one worker, and this task has not suspended):
+     * every one is queued, most of them beyond the local queue's 256. */
+    mag_metrics_t m;
+    ASSERT_EQ(mag_metrics(mag_runtime_current(), &m), 0);
+    ASSERT_GE(m.workers[0].queue_depth, (uint64_t)(BURST - 1));
+    mag_metrics_free(&m);
+    ASSERT_EQ(atomic_load(&burst_ran), 0);
+    for (int i = 0; i < BURST; i++)
+        ASSERT_EQ(mag_join(h[i], NULL), 0);
+    ASSERT_EQ(atomic_load(&burst_ran), BURST);
+    return 0;
+}
+
 static void run(unsigned workers, mag_fn fn)
 {
     mag_config_t cfg;
@@ -207,6 +242,7 @@ static void run(unsigned workers, mag_fn fn)
 int main(void)
 {
     run(1, round_robin);
+    run(1, burst);
     printf("round robin: %.30s...\n", order);
     for (unsigned w = 1; w <= 2; w++) {
         run(w, ping_pong);
