@@ -47,6 +47,7 @@
 
 #include "runtime/fiber.h"
 #include "runtime/sched.h"
+#include "runtime/stack_pages.h"
 #include "runtime/stack_wp.h"
 
 /* Valgrind follows stack switches only among stacks it was told about. The
@@ -189,15 +190,18 @@ static mag__stack_t *carve(stack_class_t *c, size_t page)
         munmap(base, n * c->map);
         return NULL;
     }
+    struct iovec guards[CARVE_STACKS_MAX]; /* one call for all (stack_pages.c) */
+    for (size_t i = 0; i < n; i++)
+        guards[i] = (struct iovec){ .iov_base = base + i * c->map, .iov_len = page };
+    if (mag__advise_ranges(guards, (unsigned)n, MADV_GUARD_INSTALL_) != 0) {
+        /* relaxed: a one-way switch; a racing carve fails the same way. */
+        atomic_store_explicit(&guard_regions, 0, memory_order_relaxed);
+        munmap(base, n * c->map);
+        free(recs);
+        return NULL;
+    }
     for (size_t i = 0; i < n; i++) {
         char *b = base + i * c->map;
-        if (madvise(b, page, MADV_GUARD_INSTALL_) != 0) {
-            /* relaxed: a one-way switch; a racing carve fails the same way. */
-            atomic_store_explicit(&guard_regions, 0, memory_order_relaxed);
-            munmap(base, n * c->map);
-            free(recs);
-            return NULL;
-        }
         mag__stack_t *r = &recs[i];
         r->base = b;
         r->map_size = c->map;
@@ -253,14 +257,20 @@ static void carved_free(mag__stack_t *s)
     pthread_mutex_unlock(&carve_lock);
     if (keep)
         return;
-    /* Its pages go back, the guard stays (carved stacks have no canary). This
-     * must come before the stack is on the free list: once there, another
-     * thread may take it and run a task on it, and a DONTNEED then would
-     * zero that task's live frames (its parked context, the timers linked
-     * from them). */
-    madvise(s->lo, s->usable, MADV_DONTNEED);
+    /* Its pages go back, the guard stays (carved stacks have no canary),
+     * with a batch of others (stack_pages.c). This must come before the
+     * stacks are on the free list: once there, another thread may take one
+     * and run a task on it, and a DONTNEED then would zero that task's live
+     * frames (its parked context, the timers linked from them). */
+    mag__stack_t *back = mag__stack_return(s);
+    if (!back)
+        return;
     pthread_mutex_lock(&carve_lock);
-    push_free(s);
+    while (back) {
+        mag__stack_t *next = back->next;
+        push_free(back);
+        back = next;
+    }
     pthread_mutex_unlock(&carve_lock);
 }
 
