@@ -142,9 +142,8 @@ static bool take_guard(void)
  * unmaps the mappings, a few thousand. Where guard regions are missing, or
  * the config's stack_guards is 0, stacks are one mapping each, as below. */
 
-#define MADV_GUARD_INSTALL_ 102 /* <sys/mman.h> of older C libraries lacks it */
 #define CARVE_BYTES_MAX (64u << 20)
-#define CARVE_STACKS_MAX 64u
+#define CARVE_STACKS_MAX MAG__CARVE_STACKS_MAX /* 64 (stack_pages.h) */
 #define HOT_STACKS 1024u
 
 typedef struct stack_class {
@@ -190,10 +189,7 @@ static mag__stack_t *carve(stack_class_t *c, size_t page)
         munmap(base, n * c->map);
         return NULL;
     }
-    struct iovec guards[CARVE_STACKS_MAX]; /* one call for all (stack_pages.c) */
-    for (size_t i = 0; i < n; i++)
-        guards[i] = (struct iovec){ .iov_base = base + i * c->map, .iov_len = page };
-    if (mag__advise_ranges(guards, (unsigned)n, MADV_GUARD_INSTALL_) != 0) {
+    if (mag__stacks_carve_pages(base, (unsigned)n, c->map, page) != 0) {
         /* relaxed: a one-way switch; a racing carve fails the same way. */
         atomic_store_explicit(&guard_regions, 0, memory_order_relaxed);
         munmap(base, n * c->map);

@@ -64,6 +64,30 @@ int mag__advise_ranges(const struct iovec *ranges, unsigned n, int advice)
     return advise_each(ranges, n, advice);
 }
 
+#define MADV_GUARD_INSTALL_ 102 /* <sys/mman.h> of older C libraries lacks it */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+int mag__stacks_carve_pages(char *base, unsigned n, size_t map, size_t page)
+{
+    struct iovec ranges[MAG__CARVE_STACKS_MAX] = { { 0 } };
+    if (n > MAG__CARVE_STACKS_MAX)
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++)
+        ranges[i] = (struct iovec){ .iov_base = base + i * map, .iov_len = page };
+    int rc = mag__advise_ranges(ranges, n, MADV_GUARD_INSTALL_);
+    if (rc)
+        return rc;
+    /* Every stack that runs a task writes its top page: fault them in now,
+     * together. A refusal (no MADV_POPULATE_WRITE) only leaves them to
+     * fault one by one, as before. */
+    for (unsigned i = 0; i < n; i++)
+        ranges[i] = (struct iovec){ .iov_base = base + (i + 1) * map - page, .iov_len = page };
+    (void)mag__advise_ranges(ranges, n, MADV_POPULATE_WRITE);
+    return 0;
+}
+
 /* ---- freed stacks, given back in batches ---------------------------------- */
 
 static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
