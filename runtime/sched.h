@@ -65,8 +65,7 @@ typedef struct mag__wheel {
     /* Entries handed back by other threads (a stack linked through their
      * words): pushed with no lock, taken all at once under lock. */
     _Atomic(mag__tentry_t *) returned;
-    /* Linked entries: armed, or cancelled and not yet unlinked (relaxed:
-     * metrics and the fast path). */
+    /* Armed entries (relaxed: metrics and the fast path; see timer.c). */
     _Atomic uint64_t count;
 } mag__wheel_t;
 

@@ -30,7 +30,11 @@
  * one exchange, unlinks the cancelled entries still linked and frees them.
  * `linked` (in pos, under the lock) tells whether a cancelled entry still
  * sits in a slot: an expiry that meets a cancelled entry drops it from the
- * slot it emptied, and the hand-back frees it later.
+ * slot it emptied, and the hand-back frees it later. `count` is the armed
+ * entries: whoever wins an entry's compare-and-swap counts it off, so a
+ * cancelled entry that waits, linked, for its hand-back is not counted, and
+ * a sleeping worker's wheel reads empty once its timers were all cancelled
+ * elsewhere (what is left linked goes at the wheel's next locked call).
  *
  * Orders. The expiry's winning compare-and-swap (to FIRED) is a release:
  * its reads of the entry (the next link, the task) come before it, and pairs
@@ -165,7 +169,6 @@ static void unlink_entry(mag__wheel_t *w, mag__tentry_t *e)
     if (!w->slots[level][slot])
         w->occupied[level] &= ~(1ull << slot);
     e->pos &= ~(uint64_t)POS_LINKED;
-    atomic_fetch_sub_explicit(&w->count, 1, memory_order_relaxed);
 }
 
 /* Under the lock: frees what other threads handed back, unlinking the
@@ -252,6 +255,8 @@ void mag__timer_disarm(mag__timer_t *t)
         !atomic_compare_exchange_strong_explicit(&e->word, &armed, MAG__TENTRY_CANCELLED,
                                                  memory_order_acquire, memory_order_acquire))
         state = MAG__TENTRY_FIRED;
+    else /* relaxed: a gauge and the fast path's hint (the winner counts it off) */
+        atomic_fetch_sub_explicit(&w->count, 1, memory_order_relaxed);
     mag__worker_t *wk = mag__tls_worker;
     if (!wk || &wk->wheel != w) {
         timer_hand_back(w, e, state);
@@ -305,7 +310,6 @@ static bool next_expiry(mag__wheel_t *w, unsigned *level_out, unsigned *slot_out
  * may have been cancelled meanwhile). */
 static bool fire(mag__wheel_t *w, mag__tentry_t *e)
 {
-    atomic_fetch_sub_explicit(&w->count, 1, memory_order_relaxed);
     uintptr_t armed = atomic_load_explicit(&e->word, memory_order_relaxed);
     /* release: pairs with mag__timer_fired and the disarm's acquire. The
      * last touch of e: after it the holder may take it back. */
@@ -313,6 +317,7 @@ static bool fire(mag__wheel_t *w, mag__tentry_t *e)
         !atomic_compare_exchange_strong_explicit(&e->word, &armed, MAG__TENTRY_FIRED,
                                                  memory_order_release, memory_order_relaxed))
         return false; /* cancelled: its hand-back frees it */
+    atomic_fetch_sub_explicit(&w->count, 1, memory_order_relaxed);
     mag_task_t *task = (mag_task_t *)(armed & ~(uintptr_t)MAG__TENTRY_STATE);
     if (task)
         mag__wake(task);
@@ -351,9 +356,9 @@ unsigned mag__wheel_expire(mag__wheel_t *w, uint64_t now_ns)
             /* relaxed: a hint; fire's compare-and-swap decides. */
             uintptr_t word = atomic_load_explicit(&e->word, memory_order_relaxed);
             if ((word & MAG__TENTRY_STATE) != MAG__TENTRY_ARMED) {
-                /* Cancelled: out of the wheel now; its hand-back frees it. */
+                /* Cancelled (and counted off): out of the wheel now; its
+                 * hand-back frees it. */
                 e->pos &= ~(uint64_t)POS_LINKED;
-                atomic_fetch_sub_explicit(&w->count, 1, memory_order_relaxed);
             } else if (when <= now) {
                 e->pos &= ~(uint64_t)POS_LINKED;
                 woken += fire(w, e);
