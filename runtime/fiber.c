@@ -47,6 +47,7 @@
 
 #include "runtime/fiber.h"
 #include "runtime/sched.h"
+#include "runtime/stack_pages.h"
 #include "runtime/stack_wp.h"
 
 /* Valgrind follows stack switches only among stacks it was told about. The
@@ -141,9 +142,8 @@ static bool take_guard(void)
  * unmaps the mappings, a few thousand. Where guard regions are missing, or
  * the config's stack_guards is 0, stacks are one mapping each, as below. */
 
-#define MADV_GUARD_INSTALL_ 102 /* <sys/mman.h> of older C libraries lacks it */
 #define CARVE_BYTES_MAX (64u << 20)
-#define CARVE_STACKS_MAX 64u
+#define CARVE_STACKS_MAX MAG__CARVE_STACKS_MAX /* 64 (stack_pages.h) */
 #define HOT_STACKS 1024u
 
 typedef struct stack_class {
@@ -189,15 +189,15 @@ static mag__stack_t *carve(stack_class_t *c, size_t page)
         munmap(base, n * c->map);
         return NULL;
     }
+    if (mag__stacks_carve_pages(base, (unsigned)n, c->map, page) != 0) {
+        /* relaxed: a one-way switch; a racing carve fails the same way. */
+        atomic_store_explicit(&guard_regions, 0, memory_order_relaxed);
+        munmap(base, n * c->map);
+        free(recs);
+        return NULL;
+    }
     for (size_t i = 0; i < n; i++) {
         char *b = base + i * c->map;
-        if (madvise(b, page, MADV_GUARD_INSTALL_) != 0) {
-            /* relaxed: a one-way switch; a racing carve fails the same way. */
-            atomic_store_explicit(&guard_regions, 0, memory_order_relaxed);
-            munmap(base, n * c->map);
-            free(recs);
-            return NULL;
-        }
         mag__stack_t *r = &recs[i];
         r->base = b;
         r->map_size = c->map;
@@ -253,14 +253,20 @@ static void carved_free(mag__stack_t *s)
     pthread_mutex_unlock(&carve_lock);
     if (keep)
         return;
-    /* Its pages go back, the guard stays (carved stacks have no canary). This
-     * must come before the stack is on the free list: once there, another
-     * thread may take it and run a task on it, and a DONTNEED then would
-     * zero that task's live frames (its parked context, the timers linked
-     * from them). */
-    madvise(s->lo, s->usable, MADV_DONTNEED);
+    /* Its pages go back, the guard stays (carved stacks have no canary),
+     * with a batch of others (stack_pages.c). This must come before the
+     * stacks are on the free list: once there, another thread may take one
+     * and run a task on it, and a DONTNEED then would zero that task's live
+     * frames (its parked context, the timers linked from them). */
+    mag__stack_t *back = mag__stack_return(s);
+    if (!back)
+        return;
     pthread_mutex_lock(&carve_lock);
-    push_free(s);
+    while (back) {
+        mag__stack_t *next = back->next;
+        push_free(back);
+        back = next;
+    }
     pthread_mutex_unlock(&carve_lock);
 }
 

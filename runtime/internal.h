@@ -125,28 +125,48 @@ enum {
 struct mag__worker;
 
 /* ---- timers --------------------------------------------------------------
- * A timer entry lives wherever its owner wants (usually the waiting task's
- * stack or task record). It is linked into the wheel of the worker that armed
- * it; any thread may disarm it (the wheel has a lock). When it fires, the
- * worker wakes entry->task. */
+ * A timer (mag__timer_t) lives wherever its holder wants (usually the waiting
+ * task's stack or task record). Arming it takes an entry from the wheel of
+ * the worker that arms (timer.c): the wheel links and frees only its own
+ * entries, never the holder's memory, so that a disarm from any other thread
+ * only marks the entry and hands it back, with no lock (the protocol is at
+ * the top of timer.c). When it fires, the worker wakes the entry's task. */
+typedef struct mag__tentry {
+    struct mag__tentry *prev, *next; /* in a slot, or next free (under the wheel's lock) */
+    uint64_t pos;                    /* tick, linked, level, slot (timer.c; the wheel's lock) */
+    /* The task | ARMED while armed; FIRED; or, handed back to the wheel, the
+     * next handed-back entry | FIRED or CANCELLED. */
+    _Atomic uintptr_t word;
+} mag__tentry_t;
+
+enum {
+    MAG__TENTRY_ARMED = 1,
+    MAG__TENTRY_FIRED = 2,
+    MAG__TENTRY_CANCELLED = 3,
+    MAG__TENTRY_STATE = 3,
+};
+
 typedef struct mag__timer {
-    struct mag__timer *prev, *next;
-    uint64_t when_ns;               /* absolute CLOCK_MONOTONIC deadline */
-    mag_task_t *task;               /* woken when it fires */
-    struct mag__wheel *wheel;       /* wheel holding it; NULL when not armed */
-    _Atomic uint32_t fired;         /* 1 once fired (release; pairs with mag__timer_fired) */
-    uint32_t level, slot;
+    mag__tentry_t *entry;     /* the wheel's entry, from arming until disarmed */
+    struct mag__wheel *wheel; /* the wheel it was armed on; NULL once disarmed */
+    uint32_t done;            /* fired while arming, or disarmed: reads as fired */
 } mag__timer_t;
 
-/* Arms t on the calling worker's wheel to wake task at when_ns. */
+/* Arms t, zeroed or armed before (it is disarmed first), on the calling
+ * worker's wheel to wake task at when_ns. */
 MAG_HIDDEN void mag__timer_arm(mag__timer_t *t, mag_task_t *task, uint64_t when_ns);
-/* Disarms t from whatever thread; a no-op if it fired or was never armed.
- * After it returns the worker will not touch t again. */
+/* Disarms t from whatever thread; a no-op if it was never armed or is
+ * disarmed already. After it returns no worker touches t again, and t reads
+ * as fired. */
 MAG_HIDDEN void mag__timer_disarm(mag__timer_t *t);
+/* Any thread holding t (usually the task that armed it). */
 static inline bool mag__timer_fired(const mag__timer_t *t)
 {
-    /* acquire: pairs with the release store in the wheel's expiry. */
-    return atomic_load_explicit(&t->fired, memory_order_acquire) != 0;
+    if (!t->entry)
+        return t->done != 0;
+    /* acquire: pairs with the release of the expiry's compare-and-swap. */
+    return (atomic_load_explicit(&t->entry->word, memory_order_acquire) & MAG__TENTRY_STATE) ==
+           MAG__TENTRY_FIRED;
 }
 
 /* ---- ring operations -----------------------------------------------------

@@ -54,11 +54,19 @@ MAG_HIDDEN void mag__fiber_thread_exit(void);
 #define MAG__WHEEL_SHIFT 16 /* level-0 slot: 2^16 ns, about 65 us */
 
 typedef struct mag__wheel {
-    pthread_mutex_t lock;  /* any thread may disarm; see mag__timer_disarm */
+    /* The owner arms, disarms its own and expires; a rescuer (monitor.c)
+     * may expire too. Other threads never take it (see timer.c). */
+    pthread_mutex_t lock;
     uint64_t elapsed;      /* ticks (2^16 ns) processed so far */
     uint64_t occupied[MAG__WHEEL_LEVELS];
-    mag__timer_t *slots[MAG__WHEEL_LEVELS][MAG__WHEEL_SLOTS];
-    _Atomic uint64_t count; /* armed timers (relaxed: metrics and fast path) */
+    mag__tentry_t *slots[MAG__WHEEL_LEVELS][MAG__WHEEL_SLOTS];
+    mag__tentry_t *free_entries;  /* under lock */
+    struct mag__tentry_block *blocks; /* every entry's memory, freed with the wheel */
+    /* Entries handed back by other threads (a stack linked through their
+     * words): pushed with no lock, taken all at once under lock. */
+    _Atomic(mag__tentry_t *) returned;
+    /* Armed entries (relaxed: metrics and the fast path; see timer.c). */
+    _Atomic uint64_t count;
 } mag__wheel_t;
 
 MAG_HIDDEN void mag__wheel_init(mag__wheel_t *w, uint64_t now_ns);
