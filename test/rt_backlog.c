@@ -89,12 +89,7 @@ static int root(void *arg)
 
 int main(void)
 {
-    mag_config_t cfg;
-    mag_config_init(&cfg);
-    cfg.workers = 2;
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, root, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
+    test_run(2, root, NULL);
 
     /* The two threads that ran rounds, and how many each. */
     pid_t first = ran_on[0][0], other = first;

@@ -229,24 +229,14 @@ static int burst(void *arg)
     return 0;
 }
 
-static void run(unsigned workers, mag_fn fn)
-{
-    mag_config_t cfg;
-    mag_config_init(&cfg);
-    cfg.workers = workers;
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, fn, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
-}
-
 int main(void)
 {
-    run(1, round_robin);
-    run(1, burst);
+    test_run(1, round_robin, NULL);
+    test_run(1, burst, NULL);
     printf("round robin: %.30s...\n", order);
     for (unsigned w = 1; w <= 2; w++) {
-        run(w, ping_pong);
-        run(w, turns);
+        test_run(w, ping_pong, NULL);
+        test_run(w, turns, NULL);
     }
     return 0;
 }

@@ -74,16 +74,6 @@ static int stranded_read(void *arg)
     return 0;
 }
 
-static void run_workers(unsigned workers, mag_fn fn)
-{
-    mag_config_t cfg;
-    mag_config_init(&cfg);
-    cfg.workers = workers;
-    int status = -1;
-    ASSERT_EQ(mag_run(&cfg, fn, NULL, &status), 0);
-    ASSERT_EQ(status, 0);
-}
-
 static int nothing(void *arg)
 {
     (void)arg;
@@ -100,7 +90,7 @@ static struct sigaction urg_now(void)
 static void default_disposition(void)
 {
     ASSERT_TRUE(urg_now().sa_handler == SIG_DFL);
-    run_workers(2, stranded_read);
+    test_run(2, stranded_read, NULL);
     struct sigaction sa = urg_now();
     ASSERT_TRUE(sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
     ASSERT_TRUE(sa.sa_flags & SA_RESTART);
@@ -121,14 +111,14 @@ static void own_handler_kept(void)
     sa.sa_handler = own_handler;
     sigemptyset(&sa.sa_mask);
     ASSERT_EQ(sigaction(SIGURG, &sa, NULL), 0);
-    run_workers(2, stranded_read);
+    test_run(2, stranded_read, NULL);
     ASSERT_TRUE(urg_now().sa_handler == own_handler);
     ASSERT_EQ(own_calls, 0);
 }
 
 static void loop_mode_installs_nothing(void)
 {
-    run_workers(1, nothing);
+    test_run(1, nothing, NULL);
     ASSERT_TRUE(urg_now().sa_handler == SIG_DFL);
 }
 
