@@ -159,7 +159,7 @@ MAG_HIDDEN void mag__timer_arm(mag__timer_t *t, mag_task_t *task, uint64_t when_
  * disarmed already. After it returns no worker touches t again, and t reads
  * as fired. */
 MAG_HIDDEN void mag__timer_disarm(mag__timer_t *t);
-/* Any thread holding t (usually the task that armed it). */
+/* The task holding t (its fields are that task's). */
 static inline bool mag__timer_fired(const mag__timer_t *t)
 {
     if (!t->entry)

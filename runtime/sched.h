@@ -55,7 +55,8 @@ MAG_HIDDEN void mag__fiber_thread_exit(void);
 
 typedef struct mag__wheel {
     /* The owner arms, disarms its own and expires; a rescuer (monitor.c)
-     * may expire too. Other threads never take it (see timer.c). */
+     * may expire too, and the monitor reads the next expiry. A disarm from
+     * another thread takes no lock (see timer.c). */
     pthread_mutex_t lock;
     uint64_t elapsed;      /* ticks (2^16 ns) processed so far */
     uint64_t occupied[MAG__WHEEL_LEVELS];

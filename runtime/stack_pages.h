@@ -13,7 +13,7 @@
 #include "runtime/sched.h"
 
 /* Applies madvise advice to the n ranges, in one system call where the
- * kernel allows it (process_madvise on the process itself, Linux 6.13 and
+ * kernel allows it (process_madvise on the process itself, Linux 6.14 and
  * later), else one madvise per range. 0 once every range took the advice,
  * else the first refusal as a negative errno (the ranges before it may
  * have taken it: only advice that can be repeated belongs here). */

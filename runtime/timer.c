@@ -324,19 +324,34 @@ static bool fire(mag__wheel_t *w, mag__tentry_t *e)
     return true;
 }
 
+/* Whether any slot holds an entry, armed or cancelled (under the lock). */
+static bool any_linked(const mag__wheel_t *w)
+{
+    for (unsigned level = 0; level < MAG__WHEEL_LEVELS; level++)
+        if (w->occupied[level])
+            return true;
+    return false;
+}
+
 unsigned mag__wheel_expire(mag__wheel_t *w, uint64_t now_ns)
 {
     if (!atomic_load_explicit(&w->count, memory_order_relaxed)) {
-        /* Nothing linked: just move time on. */
+        /* Nothing armed: just move time on, once nothing is linked either.
+         * count says armed, not linked: a disarm from another worker counts
+         * its entry off before it hands it back, and an entry left linked
+         * behind time moved on would make next_expiry report its slot a lap
+         * ahead, past later timers. Then the full walk below drops it. */
         pthread_mutex_lock(&w->lock);
         take_returned(w);
+        bool linked = any_linked(w);
         /* Only forward: the owner and a rescuer (monitor.c) may expire with
          * clocks read a moment apart. */
-        if (!atomic_load_explicit(&w->count, memory_order_relaxed) &&
+        if (!linked && !atomic_load_explicit(&w->count, memory_order_relaxed) &&
             (now_ns >> MAG__WHEEL_SHIFT) > w->elapsed)
             w->elapsed = now_ns >> MAG__WHEEL_SHIFT;
         pthread_mutex_unlock(&w->lock);
-        return 0;
+        if (!linked)
+            return 0;
     }
     uint64_t now = now_ns >> MAG__WHEEL_SHIFT;
     unsigned woken = 0, level, slot;

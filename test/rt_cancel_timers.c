@@ -104,9 +104,10 @@ static int main_task(void *arg)
     size_t n = TEST_SCALE(20000);
     one_round(n);
     one_round(n);
-    /* Cancelled entries handed back to a wheel are freed by its worker's
-     * next look at it; a short sleep of ours makes every worker look (each
-     * polls its timers as it parks and as it runs). */
+    /* The armed-timer gauge counts a cancelled timer off as soon as its
+     * disarm wins; a short sleep of ours lets every worker finish what it
+     * was doing. (The entries themselves go back at the wheel's next locked
+     * call: an arm, a disarm of its own, an expiry.) */
     uint64_t give_up = mag_now() + 20 * MAG_SEC;
     uint64_t left;
     while ((left = timers_armed()) != 0) {

@@ -1,7 +1,8 @@
 /* The timer wheel alone, on explicit clock values: timers across every level
  * boundary and past the wheel's reach fire at their deadline rounded up to a
  * slot, never before; timers in the past, disarms (of armed, fired and never
- * armed timers, and from another thread), and mag__wheel_next. */
+ * armed timers, and from another thread, also caught halfway), and
+ * mag__wheel_next. */
 #include "test/test.h"
 
 #include <pthread.h>
@@ -494,6 +495,51 @@ static bool far_beside_near(void)
     return ok;
 }
 
+/* ---- a disarm from another worker caught halfway ------------------------ */
+
+/* A disarm on another worker wins its compare-and-swap and counts the timer
+ * off before it hands the entry back; meanwhile the wheel's owner expires
+ * with the count at 0. The cancelled entry is still linked then, and must
+ * not be left behind the wheel's time: next_expiry would report its slot a
+ * lap ahead and hide a timer armed after it (which then fired seconds to
+ * hours late). */
+static mag__timer_t halfway;
+
+static void *finish_disarm(void *arg)
+{
+    (void)arg;
+    mag__timer_disarm(&halfway); /* finds it cancelled: hands the entry back */
+    return NULL;
+}
+
+static void disarm_caught_halfway(void)
+{
+    const uint64_t base = LEVEL_TICKS(2) * 256; /* ticks, on a level-2 boundary */
+    mag_task_t cancelled_task, later_task;
+    task_reset(&cancelled_task);
+    task_reset(&later_task);
+    wheel_start(base * SLOT_NS);
+    mag__timer_arm(&halfway, &cancelled_task, (base + 62 * 64 + 5) * SLOT_NS); /* level 1 */
+    /* The disarm's first half, as another worker would have done it. */
+    uintptr_t word = atomic_load(&halfway.entry->word);
+    ASSERT_TRUE(atomic_compare_exchange_strong(&halfway.entry->word, &word, MAG__TENTRY_CANCELLED));
+    atomic_fetch_sub(&wheel->count, 1);
+    ASSERT_EQ(mag__wheel_expire(wheel, (base + 63 * 64) * SLOT_NS), 0); /* count 0 */
+    mag__timer_t later = {0};
+    const uint64_t later_due = (base + LEVEL_TICKS(2) + 1) * SLOT_NS; /* level 2 */
+    mag__timer_arm(&later, &later_task, later_due);
+    ASSERT_LE(mag__wheel_next(wheel), due_ns(later_due));
+    ASSERT_EQ(mag__wheel_expire(wheel, due_ns(later_due)), 1);
+    ASSERT_TRUE(task_woken(&later_task));
+    ASSERT_TRUE(!task_woken(&cancelled_task));
+    pthread_t th; /* the disarm's second half, on its own thread */
+    ASSERT_EQ(pthread_create(&th, NULL, finish_disarm, NULL), 0);
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    ASSERT_EQ(mag__wheel_expire(wheel, due_ns(later_due) + SLOT_NS), 0);
+    mag__timer_disarm(&later);
+    wheel_stop();
+}
+
 int main(void)
 {
     level_boundaries();
@@ -502,5 +548,6 @@ int main(void)
     many_timers(false);
     disarm_elsewhere();
     ASSERT_TRUE(far_beside_near());
+    disarm_caught_halfway();
     return 0;
 }
