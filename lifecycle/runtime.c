@@ -17,7 +17,6 @@
 #include "observe/observe.h"
 #include "procpool/procpool.h"
 #include "runtime/blocking.h"
-#include "runtime/kick.h"
 #include "runtime/monitor.h"
 #include "runtime/sched.h"
 
@@ -80,7 +79,6 @@ void *mag__worker_thread(void *arg)
     struct start_report *rep = ts->report;
     free(ts);
     mag__fiber_thread_init();
-    mag__kick_thread_init();
     record_thread_stack(w);
     int rc = mag__worker_setup(w);
     pthread_mutex_lock(&rep->lock);
@@ -193,7 +191,6 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     mag__observe_start(rt);
 
     if (rt->nworkers > 1) {
-        mag__kick_init(); /* before the threads: the monitor reads it */
         struct start_report rep = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
         unsigned started = 0;
         for (unsigned i = 0; i < rt->nworkers; i++) {

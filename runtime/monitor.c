@@ -30,7 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/kick.h"
 #include "runtime/monitor.h"
 #include "runtime/ring.h"
 
@@ -79,12 +78,9 @@ static bool look(struct mag__monitor *m)
         if (!parked) {
             any_awake = true;
             /* relaxed: a hint (see in_task in sched.h). */
-            bool in_one_task = polls == m->last_polls[i] &&
-                               atomic_load_explicit(&w->in_task, memory_order_relaxed);
-            /* Completions its thread has yet to post: kick it, so that they
-             * are there for the rescuer woken below (kick.c). */
-            bool kicked = in_one_task && mag__ring_taskrun_pending(w) && mag__kick(w);
-            if (in_one_task && (kicked || holds_ready_work(w, now))) {
+            if (polls == m->last_polls[i] &&
+                atomic_load_explicit(&w->in_task, memory_order_relaxed) &&
+                holds_ready_work(w, now)) {
                 /* release: pairs with the acquire load in the rescuers'
                  * check (worker.c). */
                 atomic_store_explicit(&w->stuck, 1, memory_order_release);

@@ -179,16 +179,6 @@ bool mag__ring_ready(mag__worker_t *w)
     return head != tail;
 }
 
-bool mag__ring_taskrun_pending(mag__worker_t *w)
-{
-    if (!(w->ring_flags & IORING_SETUP_TASKRUN_FLAG))
-        return false;
-    /* The kernel's flags word, read from another thread as liburing reads
-     * it (a relaxed hint: a kick that comes late or for nothing is
-     * harmless). */
-    return __atomic_load_n(w->ring.sq.kflags, __ATOMIC_RELAXED) & IORING_SQ_TASKRUN;
-}
-
 unsigned mag__ring_rescue(mag__worker_t *w)
 {
     return reap(w, true);
@@ -422,21 +412,14 @@ int mag__ring_setup(mag__worker_t *w)
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
         0,
     };
-    /* Multi-worker rings: COOP_TASKRUN finishes completions at the owner's
-     * next kernel entry instead of interrupting it for each; TASKRUN_FLAG
-     * shows when some are pending, so that the monitor can kick an owner
-     * that stays in a task (kick.c). */
     static const unsigned multi_flags[] = {
-        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
-            IORING_SETUP_TASKRUN_FLAG,
-        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_SUBMIT_ALL,
         IORING_SETUP_SUBMIT_ALL,
         0,
     };
     const unsigned *flag_sets = w->rt->nworkers > 1 ? multi_flags : loop_flags;
-    unsigned nsets = w->rt->nworkers > 1 ? 4 : 3;
     int rc = -EINVAL;
-    for (unsigned i = 0; i < nsets; i++) {
+    for (unsigned i = 0; i < 3; i++) {
         memset(&p, 0, sizeof p);
         p.flags = flag_sets[i];
         rc = io_uring_queue_init_params(entries, &w->ring, &p);

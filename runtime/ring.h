@@ -29,9 +29,6 @@ MAG_HIDDEN void mag__ring_wait(mag__worker_t *w, uint64_t deadline_ns);
 MAG_HIDDEN void mag__ring_sleep_end(mag__worker_t *w);
 /* Whether w's completion queue holds CQEs: a hint, from any thread. */
 MAG_HIDDEN bool mag__ring_ready(mag__worker_t *w);
-/* Completions wait for w's thread to enter the kernel to be posted (any
- * thread; a hint). */
-MAG_HIDDEN bool mag__ring_taskrun_pending(mag__worker_t *w);
 /* From another worker, while w is stuck in a task (monitor.c): reaps w's
  * ring here, unless someone else is reaping it. The woken tasks are queued on
  * the calling worker. Returns the CQEs taken. */
