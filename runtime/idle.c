@@ -104,6 +104,14 @@ void mag__idle_stop_searching(mag__worker_t *w)
         mag__notify_parked(w->rt);
 }
 
+bool mag__idle_all_busy(mag_runtime_t *rt)
+{
+    /* relaxed: a hint. A worker that parks just after only misses a task
+     * that is running anyway; its next yield looks again. */
+    uint32_t s = atomic_load_explicit(&rt->idle, memory_order_relaxed);
+    return IDLE_UNPARKED(s) >= rt->nworkers && IDLE_SEARCHING(s) == 0;
+}
+
 /* Returns true if this was the last searcher. */
 bool mag__idle_to_parked(mag__worker_t *w)
 {

@@ -17,6 +17,8 @@ MAG_HIDDEN void mag__idle_from_searching(mag__worker_t *w);
  * parks: no longer searching, waking nobody for what it finds there (the
  * last searcher wakes one if work is queued elsewhere). */
 MAG_HIDDEN void mag__idle_stop_searching(mag__worker_t *w);
+/* No worker is parked or searching: none would take a task queued now. */
+MAG_HIDDEN bool mag__idle_all_busy(mag_runtime_t *rt);
 /* w is about to sleep: listed as parked. Returns true if it was the last
  * searcher. */
 MAG_HIDDEN bool mag__idle_to_parked(mag__worker_t *w);

@@ -240,13 +240,15 @@ bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t)
     if (!n)
         w->tick--;
     if (!n) {
-        /* A yield with nothing else to run in loop mode: the scheduler
-         * would requeue t and take it straight back, so t goes on, as a
-         * new run (for the hooks' watchdog and traces). With other workers
-         * it goes through the scheduler, whose queue an idle worker may
-         * take it from. A park always does: it steals or sleeps. */
-        if (w->switch_reason != MAG__SWITCH_YIELD || rt->nworkers > 1)
-            return false; /* a park or an exit: the scheduler steals, sleeps */
+        /* A yield with nothing else to run here: the scheduler would
+         * requeue t and take it straight back, so t goes on, as a new run
+         * (for the hooks' watchdog and traces). Unless another worker is
+         * parked or searching: then it goes through the scheduler, whose
+         * queue that worker may take it from. A park always does: it
+         * steals or sleeps. */
+        if (w->switch_reason != MAG__SWITCH_YIELD ||
+            (rt->nworkers > 1 && !mag__idle_all_busy(rt)))
+            return false;
         w->tick++;
         void *sp_now = __builtin_frame_address(0);
         if (MAG_UNLIKELY(!t->stack->guarded && !mag__stack_intact(t->stack, sp_now)))
