@@ -46,10 +46,10 @@ static inline void mag__switch_into_task(mag__worker_t *w, mag_task_t *t)
 #endif
 }
 
-/* From task t, which yields or parks on w (w->switch_reason set): if w has
- * another task at hand, switches straight to it and returns true once t
- * has resumed; false if the scheduler must choose (the caller then
- * switches out to it). worker.c. */
+/* From task t, which yields, parks or exits on w (w->switch_reason set):
+ * if w has another task at hand, switches straight to it and returns true
+ * once t has resumed (never, for an exit); false if the scheduler must
+ * choose (the caller then switches out to it). worker.c. */
 MAG_HIDDEN bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t);
 
 /* After a task's context is resumed (its switch returned, or it starts):

@@ -6,8 +6,9 @@
  * then the local queue, then a batch from the inject queue; the inject queue
  * first every 61st turn so that it cannot starve), else steal half of a random
  * victim's queue, else park in the ring until a completion, a timer or a
- * wake-up. The queues are queue.c, the idle protocol idle.c, the ring
- * driver ring.c.
+ * wake-up. A task that yields, parks or exits with another task at hand
+ * switches straight to it (direct switches, below). The queues are
+ * queue.c, the idle protocol idle.c, the ring driver ring.c.
  */
 #include <stdlib.h>
 
@@ -187,19 +188,21 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
 static mag_task_t *next_local(mag__worker_t *w);
 
 /* ---- direct switches -----------------------------------------------------
- * A task that yields or parks while its worker has another task at hand
+ * A task that yields, parks or exits while its worker has another task at hand
  * (the LIFO slot, the local queue, the inject queue's share: next_local's
  * choice, with its fairness rules) switches straight to that task: one
  * switch instead of two, and none of the scheduler loop's checks. The
  * scheduler keeps its turn for the rest: every FAIRNESS_INTERVAL-th run
  * (the inject queue first, the ring and the timers polled), stealing and
- * parking when nothing is local, a task's exit, shutdown and a starved SQ.
+ * parking when nothing is local, the exit of the task a loop waits for,
+ * shutdown and a starved SQ.
  *
  * The task switched away from cannot be requeued or parked before its
- * context is saved: another worker could steal and resume it while it
- * still runs here. So it is left in w->handoff, and the task switched to
- * settles it first thing after its own switch returns (settle_handoff),
- * as the scheduler would have after its switch back. */
+ * context is saved (another worker could steal and resume it while it
+ * still runs here), nor its stack reused before it has left it. So it is
+ * left in w->handoff, and the task switched to settles it first thing
+ * after its own switch returns (mag__worker_settle_handoff), as the
+ * scheduler would have after its switch back. */
 
 void mag__worker_settle_handoff(mag__worker_t *w)
 {
