@@ -179,12 +179,7 @@ static int run_crawl(const char *const *args, const char *url, int n, char *out,
         _exit(127);
     }
     close(pipefd[1]);
-    size_t len = 0;
-    ssize_t r;
-    while (len < cap - 1 && (r = read(pipefd[0], out + len, cap - 1 - len)) > 0)
-        len += (size_t)r;
-    out[len] = 0;
-    close(pipefd[0]);
+    test_read_output(pipefd[0], out, cap);
     int st;
     ASSERT_EQ(waitpid(pid, &st, 0), pid);
     ASSERT_TRUE(WIFEXITED(st));

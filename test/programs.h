@@ -1,8 +1,9 @@
 /*
  * test/programs.h - for tests that run another program of the build (an
  * example server, a tool): where it is, and starting a server that says
- * "listening on <port>" when it accepts, and plain blocking clients for it
- * (no runtime needed). Include after test/test.h.
+ * "listening on <port>" when it accepts, plain blocking clients for it
+ * (no runtime needed), and reading a child's output. Include after
+ * test/test.h.
  */
 #ifndef MAGPIE_TEST_PROGRAMS_H
 #define MAGPIE_TEST_PROGRAMS_H
@@ -113,6 +114,19 @@ static inline bool test_plain_echoes(int fd, int ms)
     if (poll(&p, 1, ms) != 1)
         return false;
     return recv(fd, &c, 1, 0) == 1 && c == 'e';
+}
+
+/* Reads fd (a child's stdout or stderr) until end of file or cap - 1
+ * bytes, into out as a string, and closes fd. Returns the length. */
+static inline size_t test_read_output(int fd, char *out, size_t cap)
+{
+    size_t len = 0;
+    ssize_t r;
+    while (len < cap - 1 && (r = read(fd, out + len, cap - 1 - len)) > 0)
+        len += (size_t)r;
+    out[len] = 0;
+    close(fd);
+    return len;
 }
 
 #endif

@@ -3,6 +3,7 @@
  * the kernel offers guard regions, the 20,000th of 20,000 concurrent tasks
  * is caught by its guard page even with a guard-page budget of one. */
 #include "test/test.h"
+#include "test/programs.h"
 
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -88,12 +89,7 @@ static void run_child(const char *guards, mag_fn body, char *out, size_t cap, in
         _exit(0); /* reaching here means the overflow went unnoticed */
     }
     close(pipefd[1]);
-    size_t got = 0;
-    ssize_t r;
-    while (got < cap - 1 && (r = read(pipefd[0], out + got, cap - 1 - got)) > 0)
-        got += (size_t)r;
-    out[got] = 0;
-    close(pipefd[0]);
+    test_read_output(pipefd[0], out, cap);
     waitpid(pid, status, 0);
 }
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "test/test.h"
+#include "test/programs.h"
 
 #define FRAME (96 * 1024)
 #define STACK (64 * 1024)
@@ -202,12 +203,7 @@ static void run_child(const char *self, const char *mode, const char *guards, bo
         _exit(127);
     }
     close(pipefd[1]);
-    size_t got = 0;
-    ssize_t r;
-    while (got < cap - 1 && (r = read(pipefd[0], out + got, cap - 1 - got)) > 0)
-        got += (size_t)r;
-    out[got] = 0;
-    close(pipefd[0]);
+    test_read_output(pipefd[0], out, cap);
     ASSERT_EQ(waitpid(pid, status, 0), pid);
 }
 

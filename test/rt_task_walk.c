@@ -239,18 +239,26 @@ static int sd_main(void *arg)
     return 0;
 }
 
-static void case_shutdown(unsigned workers)
+/* A runtime of workers workers that has run fn to completion (returning
+ * 0), still up, for the caller to look at and shut down. */
+static mag_runtime_t *started_with(mag_fn fn, unsigned workers)
 {
-    atomic_store(&sd_spawned, 0);
-    atomic_store(&sd_finished, 0);
     mag_config_t cfg;
     mag_config_init(&cfg);
     cfg.workers = workers;
     mag_runtime_t *rt;
     ASSERT_EQ(mag_runtime_create(&cfg, &rt), 0);
     int st = -1;
-    ASSERT_EQ(mag_runtime_block_on(rt, sd_main, NULL, &st), 0);
+    ASSERT_EQ(mag_runtime_block_on(rt, fn, NULL, &st), 0);
     ASSERT_EQ(st, 0);
+    return rt;
+}
+
+static void case_shutdown(unsigned workers)
+{
+    atomic_store(&sd_spawned, 0);
+    atomic_store(&sd_finished, 0);
+    mag_runtime_t *rt = started_with(sd_main, workers);
     ASSERT_EQ(mag_runtime_shutdown(rt), 0);
     ASSERT_TRUE(atomic_load(&sd_spawned) > 0);
     ASSERT_EQ(atomic_load(&sd_finished), atomic_load(&sd_spawned));
@@ -289,14 +297,7 @@ static void case_leftovers(unsigned workers)
 {
     atomic_store(&left_done, 0);
     other_start();
-    mag_config_t cfg;
-    mag_config_init(&cfg);
-    cfg.workers = workers;
-    mag_runtime_t *rt;
-    ASSERT_EQ(mag_runtime_create(&cfg, &rt), 0);
-    int st = -1;
-    ASSERT_EQ(mag_runtime_block_on(rt, left_main, NULL, &st), 0);
-    ASSERT_EQ(st, 0);
+    mag_runtime_t *rt = started_with(left_main, workers);
     for (int i = 0; i < LEFT; i++) /* done, not joined: the record is kept */
         ASSERT_TRUE(mag_task_id(left[i]) != 0);
     ASSERT_EQ(mag_runtime_shutdown(rt), 0);
