@@ -101,4 +101,14 @@ static inline mag_task_t *mag__deque_take_alone(mag__deque_t *q)
     return task;
 }
 
+/* The task the owner's next take would return, or NULL; a guess for a
+ * prefetch when others take too (it may be gone by then). */
+static inline mag_task_t *mag__deque_peek_next(mag__deque_t *q)
+{
+    uint64_t t = atomic_load_explicit(&q->top, memory_order_relaxed);
+    if (atomic_load_explicit(&q->bottom, memory_order_relaxed) <= t)
+        return NULL;
+    return atomic_load_explicit(&q->slots[t & MAG__DEQUE_MASK], memory_order_relaxed);
+}
+
 #endif /* MAGPIE_RUNTIME_DEQUE_H */

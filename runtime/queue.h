@@ -21,6 +21,12 @@ static inline size_t mag__spill_len(mag__worker_t *w)
 {
     return atomic_load_explicit(&w->spill_len, memory_order_relaxed);
 }
+/* What mag__spill_take would return next, or NULL (the owner's look, for a
+ * prefetch). */
+static inline mag_task_t *mag__spill_peek(mag__worker_t *w)
+{
+    return mag__spill_len(w) ? w->spill[w->spill_head] : NULL;
+}
 /* Any queued work on any worker or in the inject queue (seq_cst loads: the
  * last look of a worker about to park, see mag__notify_parked). */
 MAG_HIDDEN bool mag__work_pending_anywhere(mag_runtime_t *rt);

@@ -371,6 +371,9 @@ mag_task_t *mag__task_alloc(mag__worker_t *w)
         mag_task_t *t = w->free_tasks;
         w->free_tasks = t->next;
         w->free_count--;
+        /* The next spawn's record, while this one is filled. */
+        if (w->free_tasks)
+            mag__task_prefetch_write(w->free_tasks);
         return t;
     }
     /* An empty cache takes a few records at once: one lock for REFILL
