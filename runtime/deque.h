@@ -91,23 +91,23 @@ static inline unsigned mag__deque_take(mag__deque_t *q, mag_task_t **out, unsign
 /* The owner's take where no one else ever takes (loop mode: no thieves, no
  * rescuers): the same FIFO order without the compare-and-swap. Others may
  * still read top and bottom for lengths, which the atomics keep defined. */
-static inline mag_task_t *mag__deque_take_alone(mag__deque_t *q)
+static inline mag_task_t *mag__deque_take_alone(mag__deque_t *q, uint64_t *left)
 {
     uint64_t t = atomic_load_explicit(&q->top, memory_order_relaxed);
-    if (atomic_load_explicit(&q->bottom, memory_order_relaxed) <= t)
+    uint64_t b = atomic_load_explicit(&q->bottom, memory_order_relaxed);
+    if (b <= t)
         return NULL;
     mag_task_t *task = atomic_load_explicit(&q->slots[t & MAG__DEQUE_MASK], memory_order_relaxed);
     atomic_store_explicit(&q->top, t + 1, memory_order_relaxed);
+    *left = b - t - 1;
     return task;
 }
 
-/* The task the owner's next take would return, or NULL; a guess for a
- * prefetch when others take too (it may be gone by then). */
-static inline mag_task_t *mag__deque_peek_next(mag__deque_t *q)
+/* The task at the top, which the owner's next take returns; the caller
+ * knows the queue is not empty (loop mode: nobody else takes). */
+static inline mag_task_t *mag__deque_first(mag__deque_t *q)
 {
     uint64_t t = atomic_load_explicit(&q->top, memory_order_relaxed);
-    if (atomic_load_explicit(&q->bottom, memory_order_relaxed) <= t)
-        return NULL;
     return atomic_load_explicit(&q->slots[t & MAG__DEQUE_MASK], memory_order_relaxed);
 }
 

@@ -280,16 +280,10 @@ bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t)
     return true;
 }
 
-/* The record of the task after the one just taken, asked for while this
- * one runs: a burst runs through cold records (mag__task_prefetch_read). */
-static inline void prefetch_next(mag__worker_t *w)
-{
-    mag_task_t *n = mag__deque_peek_next(&w->deque);
-    if (!n && w->rt->nworkers == 1)
-        n = mag__spill_peek(w);
-    if (n)
-        mag__task_prefetch_read(n);
-}
+/* A queue this long is a burst, whose records are cold: the next one's
+ * lines are asked for while the task taken runs. A few tasks taking turns
+ * are in cache, and a look would only slow their switches. */
+#define PREFETCH_MIN_QUEUE 64
 
 static mag_task_t *next_local(mag__worker_t *w)
 {
@@ -318,12 +312,19 @@ static mag_task_t *next_local(mag__worker_t *w)
     if (w->rt->nworkers == 1) {
         /* The queue first, then what spilled (older, but a spill means a
          * burst: its order among itself is kept). */
-        if ((t = mag__deque_take_alone(&w->deque)) || (t = mag__spill_take(w))) {
-            prefetch_next(w);
+        uint64_t left;
+        if ((t = mag__deque_take_alone(&w->deque, &left))) {
+            if (left >= PREFETCH_MIN_QUEUE)
+                mag__task_prefetch_read(mag__deque_first(&w->deque));
+            return t;
+        }
+        if ((t = mag__spill_take(w))) {
+            mag_task_t *next = mag__spill_peek(w);
+            if (next)
+                mag__task_prefetch_read(next);
             return t;
         }
     } else if (mag__deque_take(&w->deque, &t, 1, false)) {
-        prefetch_next(w);
         return t;
     }
     /* A fair share of the inject queue, the rest stays for other workers. */
