@@ -110,11 +110,7 @@ static void free_runtime(mag_runtime_t *rt)
             if (!w)
                 continue;
             mag__worker_teardown(w);
-            while (w->free_tasks) { /* records go back to the global pool */
-                mag_task_t *t = w->free_tasks;
-                w->free_tasks = t->next;
-                mag__task_pool_put(t);
-            }
+            mag__task_cache_drain(w);
             free(w);
         }
         free(rt->workers);

@@ -254,6 +254,9 @@ MAG_HIDDEN bool mag__task_cancel_gen(mag_task_t *t, uint64_t gen);
  * generation gen: true if this call did, and the handle's reference is then
  * the caller's to release. */
 MAG_HIDDEN bool mag__task_handle_take_gen(mag_task_t *t, uint64_t gen, bool hooked);
+/* Free records a worker keeps at hand (task_pool.c). */
+#define MAG__TASK_CACHE_MAX 256
+
 /* ---- task records and handles (task_pool.c) ----
  * Records live in chunks mapped for them and never unmapped; a slab of
  * records whose records are all free has its pages given back to the kernel
@@ -275,6 +278,8 @@ MAG_HIDDEN void mag__task_pool_each(void (*visit)(mag_task_t *t, void *ctx), voi
 /* A worker about to sleep keeps a few free records and returns the rest, so
  * that their slabs can be given back. */
 MAG_HIDDEN void mag__task_cache_trim(struct mag__worker *w);
+/* Returns every record of w's cache to the global pool (w is going away). */
+MAG_HIDDEN void mag__task_cache_drain(struct mag__worker *w);
 /* Gives back the empty slabs that are due; returns when the next one will
  * be (absolute ns, UINT64_MAX: none), for a sleeping worker's timeout. */
 MAG_HIDDEN uint64_t mag__task_pool_trim(void);
@@ -376,7 +381,10 @@ typedef struct mag__worker {
     mag_task_t **spill;
     size_t spill_head, spill_cap;
     _Atomic size_t spill_len;
-    mag_task_t *free_tasks;
+    /* Free records, most recently freed last (task_pool.c): an array, not a
+     * list through the records, so that filling and emptying it in bulk
+     * reads no record. */
+    mag_task_t *free_tasks[MAG__TASK_CACHE_MAX];
     unsigned free_count;
     uint64_t id_next, id_end; /* a block of task ids (task.c) */
     mag__worker_stats_t stats;

@@ -66,7 +66,7 @@ _Static_assert(HANDLE_GEN_SHIFT + MAG__GEN_BITS == 64, "index and generation fil
 _Static_assert(SLAB_BYTES / RECORD_STRIDE >= 1 && SLAB_BYTES / RECORD_STRIDE <= (1u << SLOT_BITS),
                "a slab holds 1 to 128 records");
 
-#define CACHE_MAX 256      /* free records in a worker's cache */
+#define CACHE_MAX MAG__TASK_CACHE_MAX /* free records in a worker's cache */
 #define CACHE_IDLE_KEEP 32 /* ... of which it keeps this many when it sleeps */
 #define REFILL 32         /* records an empty cache takes from the pool at once */
 #define EMPTY_KEEP 64      /* empty slabs kept resident for the next burst (2 MiB) */
@@ -134,6 +134,13 @@ static slab_t *slab_of(const mag_task_t *t)
 {
     chunk_t *c = chunk_of(t);
     return &c->slabs[((uintptr_t)t - (uintptr_t)c) >> SLAB_SHIFT];
+}
+
+/* Where t is in its slab, from its address alone: returning a record to
+ * the pool reads nothing of it, and a burst's records are cold. */
+static unsigned slot_of(const mag_task_t *t)
+{
+    return (unsigned)(((uintptr_t)t & (SLAB_BYTES - 1)) / RECORD_STRIDE);
 }
 
 static unsigned slab_number(const slab_t *s)
@@ -268,7 +275,7 @@ static mag_task_t *slab_pop(slab_t *s)
 static void slab_push(mag_task_t *t, uint64_t *now)
 {
     slab_t *s = slab_of(t);
-    unsigned slot = t->index & ((1u << SLOT_BITS) - 1);
+    unsigned slot = slot_of(t);
     s->freemap[slot / 64] |= 1ull << (slot % 64);
     s->nfree++;
     if (s->nfree == SLAB_TASKS) {
@@ -332,18 +339,15 @@ static void give_back_all(slab_t *giving)
     }
 }
 
-/* Returns a chain of free records (linked by next) to their slabs, and gives
- * back the slabs that are due. */
-static void pool_put_chain(mag_task_t *chain)
+/* Returns n free records to their slabs, and gives back the slabs that are
+ * due. */
+static void pool_put(mag_task_t *const *records, unsigned n)
 {
     uint64_t now = 0, due;
     slab_t *giving = NULL;
     pthread_mutex_lock(&pool_lock);
-    while (chain) {
-        mag_task_t *t = chain;
-        chain = t->next;
-        slab_push(t, &now);
-    }
+    for (unsigned i = 0; i < n; i++)
+        slab_push(records[i], &now);
     if (lists[LIST_EMPTY].n > EMPTY_KEEP) {
         if (!now)
             now = mag__now();
@@ -367,17 +371,15 @@ uint64_t mag__task_pool_trim(void)
 
 mag_task_t *mag__task_alloc(mag__worker_t *w)
 {
-    if (w && w->free_tasks) {
-        mag_task_t *t = w->free_tasks;
-        w->free_tasks = t->next;
-        w->free_count--;
+    if (w && w->free_count) {
+        mag_task_t *t = w->free_tasks[--w->free_count];
         /* The next spawn's record, while this one is filled. */
-        if (w->free_tasks)
-            mag__task_prefetch_write(w->free_tasks);
+        if (w->free_count)
+            mag__task_prefetch_write(w->free_tasks[w->free_count - 1]);
         return t;
     }
     /* An empty cache takes a few records at once: one lock for REFILL
-     * spawns. */
+     * spawns, and no record read (their slots are bits in the slab). */
     mag_task_t *t = NULL;
     unsigned want = w ? REFILL : 1;
     pthread_mutex_lock(&pool_lock);
@@ -386,34 +388,28 @@ mag_task_t *mag__task_alloc(mag__worker_t *w)
         if (!s)
             break;
         mag_task_t *r = slab_pop(s);
-        if (!t) {
+        if (!t)
             t = r;
-        } else {
-            r->next = w->free_tasks;
-            w->free_tasks = r;
-            w->free_count++;
-        }
+        else
+            w->free_tasks[w->free_count++] = r;
     }
     pthread_mutex_unlock(&pool_lock);
+    /* Taken highest first: the last taken, the lowest, is used next. */
     return t;
 }
 
 void mag__task_pool_put(mag_task_t *t)
 {
-    t->next = NULL;
-    pool_put_chain(t);
+    pool_put(&t, 1);
 }
 
-/* Detaches the first n records of w's cache, as a chain. */
-static mag_task_t *cache_take(mag__worker_t *w, unsigned n)
+/* Returns the n records freed longest ago (the bottom of the cache) to the
+ * pool. */
+static void cache_return_oldest(mag__worker_t *w, unsigned n)
 {
-    mag_task_t *first = w->free_tasks, *last = first;
-    for (unsigned i = 1; i < n; i++)
-        last = last->next;
-    w->free_tasks = last->next;
-    last->next = NULL;
+    pool_put(w->free_tasks, n);
+    memmove(w->free_tasks, w->free_tasks + n, (w->free_count - n) * sizeof w->free_tasks[0]);
     w->free_count -= n;
-    return first;
 }
 
 void mag__task_recycle(mag__worker_t *w, mag_task_t *t)
@@ -422,21 +418,20 @@ void mag__task_recycle(mag__worker_t *w, mag_task_t *t)
         mag__task_pool_put(t);
         return;
     }
-    if (w->free_count >= CACHE_MAX) {
-        /* Full: half of it goes back with t, under one lock. */
-        t->next = cache_take(w, CACHE_MAX / 2);
-        pool_put_chain(t);
-        return;
-    }
-    t->next = w->free_tasks;
-    w->free_tasks = t;
-    w->free_count++;
+    if (w->free_count == CACHE_MAX)
+        cache_return_oldest(w, CACHE_MAX / 2); /* full: half goes back, under one lock */
+    w->free_tasks[w->free_count++] = t;
 }
 
 void mag__task_cache_trim(mag__worker_t *w)
 {
     if (w->free_count > CACHE_IDLE_KEEP)
-        pool_put_chain(cache_take(w, w->free_count - CACHE_IDLE_KEEP));
+        cache_return_oldest(w, w->free_count - CACHE_IDLE_KEEP);
+}
+
+void mag__task_cache_drain(mag__worker_t *w)
+{
+    cache_return_oldest(w, w->free_count);
 }
 
 /* ---- walking every record ---------------------------------------------------
