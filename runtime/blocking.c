@@ -182,7 +182,7 @@ static void init_record(mag_task_t *t)
     t->id = (1ull << 63) | atomic_fetch_add_explicit(&next_blocking_id, 1, memory_order_relaxed);
     t->started = true;
     atomic_store_explicit(&t->wait_kind, MAG__WAIT_BLOCKING, memory_order_relaxed);
-    memcpy(t->name, "spawn_blocking", sizeof "spawn_blocking");
+    mag__task_set_name(t, "spawn_blocking");
 }
 
 int mag__spawn_blocking(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg)

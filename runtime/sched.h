@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "runtime/deque.h"
@@ -129,43 +130,54 @@ static inline uint64_t mag__gen_next(uint64_t gen)
     return gen >= MAG__GEN_MAX ? 1 : gen + 1;
 }
 
+/* A record's layout follows what touches it. A burst of spawns goes
+ * through records that are cold, and each line a spawn writes or a run
+ * reads is a miss: a plain spawn, run and finish touch the first two lines
+ * only. The rest is written only when used (a name, hooks, deadlines, a
+ * suspension) and is as a free record needs it whenever the record is
+ * free, so that no spawn has to write it: wait_obj is read only while
+ * wait_kind says the task waits, a disarmed timer is ready to arm, a free
+ * record's name[0] is 0 (task_free clears what `named` says was written),
+ * its hook words are 0 (cleared when `hooked_words` says they were set)
+ * and its tsan_fiber NULL (the fiber dies with the stack). */
 struct mag_task {
+    /* Line 0: the body and how to run it. */
     _Atomic uint32_t state;     /* only through task_state.h */
-    /* Read and written by spawn and join, apart from the state word that
-     * wakers hammer. */
-    uint32_t index;             /* where the record lives, for its handle (task_pool.c) */
+    int result;
     void *sp;                   /* saved stack pointer while switched out */
     mag__stack_t *stack;        /* NULL until the task first runs */
-    size_t stack_size;
     mag_fn fn;
     void *arg;
-    int result;
     mag_runtime_t *rt;
     struct mag__worker *_Atomic worker; /* where it runs or last ran (dumps) */
-    mag_task_t *next;                   /* inject queue, free pools */
-    /* On next's cache line: a spawn that takes the record from a cache has
-     * that line already when it reads the generation. */
+    mag_task_t *next;                   /* the inject queue */
+    /* Line 1: the handle, the join, and what every suspension looks at. */
     _Atomic uint64_t life;              /* generation, handle, cancelled (above) */
-    _Atomic uint32_t refs;          /* the running body + the handle */
-    _Atomic(mag__waiter_t *) joiner; /* NULL, a waiter, or MAG__JOIN_DONE */
+    _Atomic(mag__waiter_t *) joiner;    /* NULL, a waiter, or MAG__JOIN_DONE */
     uint64_t id;
-    unsigned ndeadlines;
-    uint64_t deadline;              /* earliest of deadlines[], or UINT64_MAX */
-    mag__timer_t deadline_timer;
+    struct mag__task_hook *hook;        /* NULL, or who follows its life (below) */
+    uint64_t deadline;                  /* earliest of deadlines[], or UINT64_MAX */
+    _Atomic uint32_t refs;              /* the running body + the handle */
+    _Atomic int wait_kind;              /* MAG__WAIT_* (dumps) */
+    uint32_t stack_size;                /* at most MAG_STACK_MAX */
+    uint32_t index;                     /* where the record lives, for its handle (task_pool.c) */
+    uint8_t ndeadlines;                 /* at most MAG_DEADLINE_DEPTH */
     bool deadline_armed;
     bool started;
-    _Atomic int wait_kind;          /* MAG__WAIT_* (dumps) */
+    bool named;                         /* name was written */
+    bool hooked_words;                  /* hook_words may have been written */
+    /* Cold: written only when used (above). */
     const void *_Atomic wait_obj;
-    struct mag__task_hook *hook;    /* NULL, or who follows its life (below) */
+    mag__timer_t deadline_timer;
     void *tsan_fiber;
     _Atomic uint64_t hook_words[MAG__HOOK_WORDS]; /* the installed hooks' (hooks.h) */
-    /* Last, what a spawn does not write: a spawn fills four cache lines of
-     * a cold record, not six (the lines it writes, not the lock it took,
-     * were what a spawn waited on once the registry's lock went). Only
-     * name[0] is written, on the fourth line, unless a name is given. */
     char name[32];
     uint64_t deadlines[MAG_DEADLINE_DEPTH];
 };
+_Static_assert(offsetof(struct mag_task, wait_obj) <= 2 * MAG_CACHELINE,
+               "a plain spawn, run and finish touch two lines of a record");
+_Static_assert(MAG_STACK_MAX <= UINT32_MAX && MAG_DEADLINE_DEPTH <= UINT8_MAX,
+               "stack_size and ndeadlines fit their fields");
 
 /* Asks for the lines of a record that a spawn writes, or that starting and
  * finishing it read, before they are needed: records a burst goes through
@@ -218,6 +230,8 @@ MAG_HIDDEN int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn,
  * caller sets what its kind needs, then calls mag__task_register. */
 MAG_HIDDEN int mag__task_admit(mag_runtime_t *rt, struct mag__worker *w, mag_fn fn, void *arg,
                                bool joinable, mag_task_t **out);
+/* Names t (the first 31 bytes of name), before it is registered. */
+MAG_HIDDEN void mag__task_set_name(mag_task_t *t, const char *name);
 /* Publishes t, every field of it set, to the walks that find live tasks
  * (shutdown, dumps: mag__task_peek): its state becomes RUNNABLE. Before it
  * is queued. No lock, no locked instruction. */

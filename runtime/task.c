@@ -75,13 +75,30 @@ static void task_free(mag_task_t *t)
 #if !MAG__TSAN
     atomic_thread_fence(memory_order_release);
 #endif
+    /* What this use wrote beyond the first two lines, back to what a free
+     * record holds there (see struct mag_task). After the fence: these are
+     * writes of the next use, as far as a reader is concerned. */
+    if (t->named) {
+        t->name[0] = 0;
+        t->named = false;
+    }
+    if (t->hooked_words) {
+        for (unsigned i = 0; i < MAG__HOOK_WORDS; i++)
+            atomic_store_explicit(&t->hook_words[i], 0, memory_order_relaxed);
+        t->hooked_words = false;
+    }
     mag__task_recycle(mag__tls_worker, t);
 }
 
 void mag__task_release(mag_task_t *t)
 {
-    /* acq_rel: the last holder sees every write the others made. */
-    if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+    /* References are only ever dropped, never taken: a holder that reads 1
+     * holds the last one, and frees without a locked instruction. acquire
+     * on that load and acq_rel on the decrement: the last holder sees every
+     * write the others made before they let go (their decrement's release
+     * half). */
+    if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1 ||
+        atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
         task_free(t);
 }
 
@@ -215,6 +232,8 @@ int mag__spawn(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
  * caller then sets its id, stack size, name and membership. */
 void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool joinable)
 {
+    /* The first two lines only: the rest is as a free record has it (see
+     * struct mag_task). */
     t->sp = NULL;
     t->stack = NULL;
     t->stack_size = 0;
@@ -238,18 +257,23 @@ void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool
     t->ndeadlines = 0;
     t->deadline = UINT64_MAX;
     t->deadline_armed = false;
-    memset(&t->deadline_timer, 0, sizeof t->deadline_timer);
     t->started = false;
     atomic_store_explicit(&t->wait_kind, MAG__WAIT_NONE, memory_order_relaxed);
-    atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
     t->hook = NULL;
-    t->tsan_fiber = NULL;
-    t->name[0] = 0;
-    for (unsigned i = 0; i < MAG__HOOK_WORDS; i++)
-        atomic_store_explicit(&t->hook_words[i], 0, memory_order_relaxed);
+    t->named = false;
+    /* Hooks are installed before any task exists and removed after the
+     * last (observe/debug.c): only a record of a runtime with hooks can
+     * have its words written. */
+    t->hooked_words = rt->hooks != NULL;
     MAG__HOOK(rt, task_init, t);
     /* The state stays FREE until mag__task_register: the walks (shutdown,
      * dumps) take the record for no task until every field is set. */
+}
+
+void mag__task_set_name(mag_task_t *t, const char *name)
+{
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->named = true;
 }
 
 /* ---- the task census ---------------------------------------------------------
@@ -407,7 +431,7 @@ int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
         atomic_store_explicit(&t->life, life | MAG__HANDLE_JOINING, memory_order_relaxed);
     }
     if (opts && opts->name)
-        snprintf(t->name, sizeof t->name, "%s", opts->name);
+        mag__task_set_name(t, opts->name);
     mag__task_register(rt, w, t);
     if (hook)
         hook->spawned(hook, t);
@@ -465,12 +489,20 @@ void mag__task_finish(mag_task_t *t)
     mag__state_set_done(&t->state);
     if (t->hook)
         t->hook->done(t->hook, t);
-    /* acq_rel: release publishes the result to the joiner, which reads it
-     * after seeing MAG__JOIN_DONE or being signalled; acquire gets the
-     * joiner's waiter record. */
-    mag__waiter_t *jw = atomic_exchange_explicit(&t->joiner, MAG__JOIN_DONE, memory_order_acq_rel);
-    if (jw && jw != MAG__JOIN_DONE)
-        mag__waiter_signal(jw);
+    /* A detached handle is final until the record is freed: nobody joins
+     * it, so there is nobody to tell. relaxed: only this use's handle bits
+     * are looked at, and a detach's write of them comes with its release
+     * of the handle's reference, which mag__task_release acquires. */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
+    if (mag__life_handle(life) != MAG__HANDLE_DETACHED) {
+        /* acq_rel: release publishes the result to the joiner, which reads
+         * it after seeing MAG__JOIN_DONE or being signalled; acquire gets
+         * the joiner's waiter record. */
+        mag__waiter_t *jw =
+            atomic_exchange_explicit(&t->joiner, MAG__JOIN_DONE, memory_order_acq_rel);
+        if (jw && jw != MAG__JOIN_DONE)
+            mag__waiter_signal(jw);
+    }
     mag__task_release(t);
 }
 
@@ -507,8 +539,11 @@ static int join_wait(mag_task_t *t, bool interruptible)
     int rc = 0;
     if (w.task && interruptible && (rc = mag__suspend_begin(MAG__WAIT_JOIN, t)))
         return rc;
-    if (w.task && !interruptible)
+    if (w.task && !interruptible) {
+        /* relaxed, both: for dumps, as in mag__suspend_begin. */
+        atomic_store_explicit(&w.task->wait_obj, t, memory_order_relaxed);
         atomic_store_explicit(&w.task->wait_kind, MAG__WAIT_JOIN, memory_order_relaxed);
+    }
     mag__waiter_t *expected = NULL;
     /* acq_rel: release publishes w to the finisher; acquire on failure sees
      * MAG__JOIN_DONE with the result. */

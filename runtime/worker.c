@@ -117,7 +117,7 @@ static void give_stack(mag__worker_t *w, mag_task_t *t)
 {
     t->stack = stack_get(w, t->stack_size);
     if (!t->stack)
-        mag__fatal("out of memory for a %zu-byte fiber stack", t->stack_size);
+        mag__fatal("out of memory for a %zu-byte fiber stack", (size_t)t->stack_size);
 #if MAG__ASAN
     /* A reused stack may hold the redzones of its last task's frames: one
      * that ended by switching straight to another task left them there. */
