@@ -26,19 +26,20 @@ mag__ctx_switch:
     subq    $16, %rsp
     stmxcsr 8(%rsp)             /* MXCSR control bits (rounding, exceptions) */
     fnstcw  12(%rsp)            /* x87 control word */
-    movq    %rsp, (%rdi)
-    movq    %rsi, %rsp
     /* Loading MXCSR and the x87 control word is slow (tens of cycles), and
      * they almost never differ between fibers: compare, load only if not
-     * equal. The red zone below the new rsp is scratch space. */
-    stmxcsr -8(%rsp)
-    movl    -8(%rsp), %eax
+     * equal. The values in force now are the ones just saved, read back
+     * from this (hot) stack: storing them again as scratch below the new
+     * rsp would write a line of a stack that has usually gone cold, and
+     * wait on it. rax and rcx are the caller's to lose. */
+    movl    8(%rsp), %eax
+    movzwl  12(%rsp), %ecx
+    movq    %rsp, (%rdi)
+    movq    %rsi, %rsp
     cmpl    8(%rsp), %eax
     je      1f
     ldmxcsr 8(%rsp)
-1:  fnstcw  -8(%rsp)
-    movzwl  -8(%rsp), %eax
-    cmpw    12(%rsp), %ax
+1:  cmpw    12(%rsp), %cx
     je      2f
     fldcw   12(%rsp)
 2:  addq    $16, %rsp
