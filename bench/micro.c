@@ -5,8 +5,12 @@
  *   micro --list                  (the benchmark names, one per line)
  *
  * One line per result on stdout, `name workers ns_per_op`, except parked_1m,
- * which prints KiB of RSS per parked task instead of nanoseconds. With no
- * names, every benchmark runs, in the order of the table below.
+ * which prints KiB of RSS per parked task instead of nanoseconds, and three
+ * lines of seconds after it: parked_1m_park_s (from the first spawn until
+ * every task sleeps), parked_1m_cancel_s (cancelling and joining them all)
+ * and parked_1m_exit_s (mag_runtime_shutdown afterwards, which gives back
+ * the stacks and records). With no names, every benchmark runs, in the
+ * order of the table below.
  *
  * The shapes and sizes are those of bench/peers/tokio (tokio_bench.rs) and
  * bench/peers/go, so the three print comparable numbers side by side:
@@ -59,6 +63,7 @@
 typedef struct bench_ctx {
     size_t big;    /* spawn_join_1m and parked_1m task counts */
     double result; /* ns per op (KiB per task for parked_1m) */
+    double park_s, cancel_s; /* parked_1m's two phases */
     int error;     /* a negative errno when the run failed */
 } bench_ctx_t;
 
@@ -339,8 +344,10 @@ static int bench_parked(void *arg)
     }
     /* On stderr, beside the table's memory figure: how long parking and
      * unwinding took. */
+    c->park_s = (double)(t1 - t0) / 1e9;
+    c->cancel_s = (double)(mag_now() - t2) / 1e9;
     fprintf(stderr, "parked_1m: %zu tasks parked in %.2f s, cancelled and joined in %.2f s\n",
-            spawned, (double)(t1 - t0) / 1e9, (double)(mag_now() - t2) / 1e9);
+            spawned, c->park_s, c->cancel_s);
     free(h);
     if (spawned < n)
         c->error = -ENOMEM;
@@ -386,15 +393,18 @@ static int run_bench(const bench_t *b, unsigned workers, int reps, size_t big)
     if (b->once)
         reps = 1;
     double v[REPS_FULL];
+    bench_ctx_t c = { .big = big };
     int err = 0;
     for (int i = 0; i < reps && !err; i++) {
-        bench_ctx_t c = { .big = big };
+        c = (bench_ctx_t){ .big = big };
         int st = 0;
         r = mag_runtime_block_on(rt, b->fn, &c, &st);
         err = r < 0 ? r : c.error;
         v[i] = c.result;
     }
+    uint64_t t0 = mag_now();
     mag_runtime_shutdown(rt);
+    double exit_s = (double)(mag_now() - t0) / 1e9;
     if (err) {
         fprintf(stderr, "micro: %s: %s\n", b->name, strerror(-err));
         return 1;
@@ -402,6 +412,9 @@ static int run_bench(const bench_t *b, unsigned workers, int reps, size_t big)
     printf("%s %u ", b->name, workers);
     printf(b->fmt, median(v, reps));
     printf("\n");
+    if (b->once) /* parked_1m: its phases, in seconds */
+        printf("%s_park_s %u %.2f\n%s_cancel_s %u %.2f\n%s_exit_s %u %.3f\n", b->name, workers,
+               c.park_s, b->name, workers, c.cancel_s, b->name, workers, exit_s);
     fflush(stdout);
     return 0;
 }

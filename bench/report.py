@@ -47,7 +47,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # the magpie program that printed them.
 GROUPS = {
     "sched": ["ctx_switch", "spawn_many", "spawn_join_1m", "yield_many",
-              "chained_spawn", "parked_1m"],
+              "chained_spawn", "parked_1m", "parked_1m_park_s",
+              "parked_1m_cancel_s", "parked_1m_exit_s"],
     "sync": ["ping_pong", "chan_contention_bounded", "chan_contention_unbounded",
              "mutex_contention", "sem_concurrent", "rwlock_read_concurrent",
              "notify_one"],
@@ -87,7 +88,9 @@ GOALS = {
     "ctx_switch": ("abs", 10.0),
     "spawn_many": ("tokio", 0.5), "spawn_join_1m": ("tokio", 0.5),
     "yield_many": ("tokio", 0.5), "chained_spawn": ("tokio", 0.5),
-    "parked_1m": ("abs", 8.0),
+    "parked_1m": ("abs", 4.5),
+    "parked_1m_park_s": ("abs", 2.0), "parked_1m_cancel_s": ("abs", 1.0),
+    "parked_1m_exit_s": ("abs", 1.0),
 }
 for _n in GROUPS["sync"]:
     GOALS[_n] = ("tokio", 0.5)
@@ -97,6 +100,8 @@ for _n in GROUPS["pool"]:
 
 def unit_of(name):
     """Unit and direction of a micro-benchmark result, from its name."""
+    if name.endswith("_s"):
+        return "s", False
     if name.startswith("parked"):
         return "KiB/task", False
     if "speedup" in name:

@@ -16,10 +16,8 @@
 # of README.md, for a commit of its own. Progress ("[3/40] micro workers=2
 # ...") goes to stderr.
 #
-#   full   micro-benchmarks: 5 runs each, median (parked_1m: one run, at
-#          workers N only: a million tasks take about a minute to park, and
-#          the memory a parked task costs does not depend on the worker
-#          count); peers at workers 1 and N (network: at 1 worker on the
+#   full   micro-benchmarks: 5 runs each, median (parked_1m: one run, its
+#          memory and the seconds of its phases); peers at workers 1 and N (network: at 1 worker on the
 #          50-connection loads only); network: 3 runs of 1 s each (c10k: 1
 #          run of 2 s), median.
 #   quick  micro-benchmarks --quick (3 runs, 100,000-task sizes); peers at
@@ -264,11 +262,6 @@ plan() {
             step "$src workers=$w" || continue
             if [ ! -x "$BUILD/bench/$src" ]; then
                 na magpie "$w" "$g" "not available: $B/bench/$src not built (bench/$src.c missing)"
-            elif [ $src = micro ] && [ "$MODE" = full ] && [ "$w" != "$N" ]; then
-                # parked_1m at workers N only (see the top of this file).
-                names=$("$BUILD/bench/micro" --list 2>/dev/null | grep -v '^parked_1m$')
-                na magpie "$w" parked_1m "measured at $N workers only in full mode: a million tasks take about a minute to park, and a parked task's memory does not depend on the worker count"
-                run_bench magpie "$w" "$src" "$g" "$BUILD/bench/$src" $names
             else
                 run_bench magpie "$w" "$src" "$g" "$BUILD/bench/$src" $QFLAG
             fi
