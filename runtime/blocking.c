@@ -181,6 +181,9 @@ static void init_record(mag_task_t *t)
     /* relaxed: a unique number, nothing is published through it. */
     t->id = (1ull << 63) | atomic_fetch_add_explicit(&next_blocking_id, 1, memory_order_relaxed);
     t->started = true;
+    /* relaxed, both: for dumps, as in mag__suspend_begin (wait_obj is read
+     * only while wait_kind names a wait). */
+    atomic_store_explicit(&t->wait_obj, NULL, memory_order_relaxed);
     atomic_store_explicit(&t->wait_kind, MAG__WAIT_BLOCKING, memory_order_relaxed);
     mag__task_set_name(t, "spawn_blocking");
 }

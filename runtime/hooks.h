@@ -11,8 +11,9 @@
  *
  * Each task record also carries MAG__HOOK_WORDS words that belong to the
  * installed hooks (for example the time a task was spawned or began its
- * current run): the core zeroes them when a record is initialised and never
- * reads them.
+ * current run): they read as zero in a fresh record (the core zeroes the
+ * words of a record its runtime's hooks could have written when it frees
+ * it), and the core never reads them.
  */
 #ifndef MAGPIE_RUNTIME_HOOKS_H
 #define MAGPIE_RUNTIME_HOOKS_H

@@ -87,6 +87,11 @@ static void task_free(mag_task_t *t)
             atomic_store_explicit(&t->hook_words[i], 0, memory_order_relaxed);
         t->hooked_words = false;
     }
+    /* A free record holds no reference: a release it should never get (a
+     * bug elsewhere) then finds 0, not the 1 the last holder read, and
+     * frees nothing a second time. relaxed: the next use's init stores
+     * the count it starts with. */
+    atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
     mag__task_recycle(mag__tls_worker, t);
 }
 
@@ -228,8 +233,9 @@ int mag__spawn(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
     return mag__spawn_hooked(rt, out, fn, arg, opts, NULL);
 }
 
-/* Every field of a fresh record, as a runnable task not yet started; the
- * caller then sets its id, stack size, name and membership. */
+/* A fresh record as a runnable task not yet started: its first two lines;
+ * the rest a free record already holds (struct mag_task). The caller then
+ * sets its id, stack size, name and membership. */
 void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool joinable)
 {
     /* The first two lines only: the rest is as a free record has it (see
