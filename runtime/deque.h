@@ -89,8 +89,9 @@ static inline unsigned mag__deque_take(mag__deque_t *q, mag_task_t **out, unsign
 }
 
 /* The owner's take where no one else ever takes (loop mode: no thieves, no
- * rescuers): the same FIFO order without the compare-and-swap. Others may
- * still read top and bottom for lengths, which the atomics keep defined. */
+ * rescuers): the same FIFO order without the compare-and-swap; *left: how
+ * many stay queued. Others may still read top and bottom for lengths,
+ * which the atomics keep defined. */
 static inline mag_task_t *mag__deque_take_alone(mag__deque_t *q, uint64_t *left)
 {
     uint64_t t = atomic_load_explicit(&q->top, memory_order_relaxed);
