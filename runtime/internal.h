@@ -38,6 +38,13 @@
 #define MAG_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MAG_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MAG_CACHELINE 64
+/* A thread-local read on the scheduler's hot paths (several per task
+ * switch): the initial-exec model makes it one load at a fixed offset from
+ * the thread pointer in the shared library too, where the default model
+ * calls __tls_get_addr for each. The price is a few bytes of the static TLS
+ * block that glibc keeps for libraries, also when the library is loaded
+ * with dlopen. */
+#define MAG_TLS_FAST __attribute__((tls_model("initial-exec")))
 
 /* Asks for the cache line at p, for reading; never faults, whatever p is.
  * An instruction of its own, not __builtin_prefetch: GCC 12's dead-code

@@ -458,7 +458,7 @@ struct mag_runtime {
     _Atomic uint32_t monitor_deep;  /* 1 while it sleeps because all workers park */
 };
 
-MAG_HIDDEN extern _Thread_local mag__worker_t *mag__tls_worker;
+MAG_HIDDEN extern _Thread_local mag__worker_t *mag__tls_worker MAG_TLS_FAST;
 
 MAG_HIDDEN void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new);
 MAG_HIDDEN void mag__inject_push(mag_runtime_t *rt, mag_task_t *first, mag_task_t *last, size_t n);

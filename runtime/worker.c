@@ -23,7 +23,7 @@
 #define STACK_CACHE_MAX 64
 #define STEAL_MAX (MAG__DEQUE_CAP / 2)
 
-_Thread_local mag__worker_t *mag__tls_worker;
+_Thread_local mag__worker_t *mag__tls_worker MAG_TLS_FAST;
 
 /* Not inlinable, with a compiler barrier: a fiber may resume on another
  * thread, so the address of a thread-local must be computed afresh each time,
