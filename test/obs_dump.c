@@ -127,14 +127,17 @@ static int main_task(void *arg)
         mag_spawn_opts_t o = {.name = names[i]};
         ASSERT_EQ(mag_spawn_ex(&t[i], fns[i], NULL, &o), 0);
     }
-    /* Wait until every task has reached its wait. */
+    /* Wait until every task has reached its wait. The count in the dump's
+     * first line is read before its records are walked: a dump taken while
+     * the joiner spawns "inner" can list it without counting it, so the
+     * wait is over once a dump both lists and counts all of them. */
     char *dump = NULL;
     const char *l;
     int count = 0;
     for (int tries = 0; tries < 5000; tries++) {
         free(dump);
         dump = take_dump(&count);
-        if (has_all(dump))
+        if (has_all(dump) && count == 8 && strstr(dump, "8 live tasks"))
             break;
         mag_sleep(MAG_MS);
     }
