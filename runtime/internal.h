@@ -201,6 +201,7 @@ typedef struct mag__op mag__op_t;
 struct mag__op {
     void (*complete)(mag__op_t *op, int res, uint32_t cqe_flags);
     struct mag__worker *worker;     /* ring the op was submitted on */
+    uint32_t sq_pos;                /* its SQE's place in that ring's SQ (ring.c) */
 };
 
 /* From a task: an SQE on the ring of the worker it runs on, for op, whose
@@ -250,6 +251,10 @@ MAG_HIDDEN void mag__fd_rings_free(mag_runtime_t *rt);
 /* For tests: mag__ring_cancel_fd answers -EINVAL at once, as on a kernel
  * before 5.19. Set before creating a runtime. */
 MAG_HIDDEN extern bool mag__ring_no_cancel_fd;
+/* Set when the kernel refuses IORING_REGISTER_SYNC_CANCEL (before Linux
+ * 6.0), or by a test before it creates a runtime: cancels then always go
+ * through the owning worker's mailbox (ring.c). */
+MAG_HIDDEN extern _Atomic bool mag__ring_no_sync_cancel;
 static inline bool mag__cancel_done(const mag__cancel_t *c)
 {
     return atomic_load_explicit(&c->done, memory_order_acquire) != 0;

@@ -5,8 +5,10 @@
  * eventfd whose read is always armed on the ring).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "runtime/ring.h"
@@ -88,6 +90,9 @@ struct io_uring_sqe *mag__sqe(mag__op_t *op)
             continue;
         }
         op->worker = w;
+        /* The SQ's free-running tail, less the SQE just taken: the kernel
+         * has taken it in once its head is past (see sync_cancel). */
+        op->sq_pos = w->ring.sq.sqe_tail - 1;
         publish_sqe(w);
         return sqe;
     }
@@ -229,8 +234,85 @@ static void drain_cancels(mag__worker_t *w)
     }
 }
 
+_Atomic bool mag__ring_no_sync_cancel;
+
+/* How long a synchronous cancel may wait for a request that is running
+ * (one in the kernel's worker threads): past it, the owner's own cancel
+ * follows through its mailbox. A request that waits on a socket or a pipe
+ * is cancelled at once. */
+#define SYNC_CANCEL_WAIT_NS (1000 * 1000)
+
+/* Cancels c->target on owner's ring with IORING_REGISTER_SYNC_CANCEL
+ * (Linux 6.0), from a thread that is not the owner's, while the owner is
+ * inside a task: it drains its mailbox only once that task suspends, and a
+ * task that computes for seconds would hold the cancel, and with it a
+ * deadline, as long. Any thread may make the call on a ring that is not
+ * SINGLE_ISSUER (setup below). True if the cancel is done (c completed
+ * here); false if it must go through the mailbox:
+ *   - a cancel of every request on a descriptor (c->target NULL): whether
+ *     one of them is still in the owner's SQ cannot be told from here;
+ *   - the target's SQE is still in the owner's SQ (prepared, not yet
+ *     submitted): the kernel would not find it, and it would then run
+ *     uncancelled, where the owner's own cancel is submitted after it;
+ *   - it is running and did not stop within SYNC_CANCEL_WAIT_NS;
+ *   - the kernel or the ring cannot (older kernels: -EINVAL; a
+ *     SINGLE_ISSUER ring: -EEXIST), which is then remembered.
+ * The target's CQE (usually -ECANCELED) is posted by the kernel on the
+ * owner's thread, which it interrupts to do so, and reaped by a rescuer
+ * (monitor.c) or the caller. */
+static bool sync_cancel(mag__worker_t *owner, mag__cancel_t *c)
+{
+    /* relaxed, both: hints. Whether the owner is in a task only chooses the
+     * path; both paths cancel. The flag only ever turns on. */
+    if (!c->target || !atomic_load_explicit(&owner->in_task, memory_order_relaxed) ||
+        atomic_load_explicit(&mag__ring_no_sync_cancel, memory_order_relaxed))
+        return false;
+    /* acquire: the kernel's release of the SQ head once it took SQEs in (as
+     * liburing reads it). sq_pos was written by the task that prepared the
+     * request: this one, or one that handed c over through the mailbox. */
+    unsigned head = __atomic_load_n(owner->ring.sq.khead, __ATOMIC_ACQUIRE);
+    if ((int32_t)(head - c->target->sq_pos) <= 0)
+        return false;
+    struct io_uring_sync_cancel_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.addr = (uint64_t)(uintptr_t)c->target;
+    reg.fd = -1;
+    reg.timeout.tv_sec = 0;
+    reg.timeout.tv_nsec = SYNC_CANCEL_WAIT_NS;
+    /* The raw call on the ring's own descriptor: liburing may use a
+     * registered ring index, which belongs to the owner's thread. */
+    long rc = syscall(__NR_io_uring_register, owner->ring.ring_fd, IORING_REGISTER_SYNC_CANCEL,
+                      &reg, 1);
+    int err = rc < 0 ? -errno : 0;
+    if (err == -EINVAL || err == -EEXIST || err == -EOPNOTSUPP) {
+        atomic_store_explicit(&mag__ring_no_sync_cancel, true, memory_order_relaxed);
+        return false;
+    }
+    /* 0: cancelled. -ENOENT: nothing to cancel: the request completed, and
+     * its CQE is posted or on its way. -EALREADY, as an asynchronous
+     * cancel's: it is running and completes by itself. Anything else
+     * (-ETIME: still running; -EINTR) leaves it to the owner. */
+    if (err != 0 && err != -ENOENT && err != -EALREADY)
+        return false;
+    cancel_complete(&c->op, err, 0);
+    return true;
+}
+
+/* c onto owner's mailbox, which the owner drains before it next submits. */
+static void push_cancel(mag__worker_t *owner, mag__cancel_t *c)
+{
+    mag__cancel_t *head = atomic_load_explicit(&owner->cancels, memory_order_relaxed);
+    do
+        c->next = head;
+    /* seq_cst: release publishes c to the draining owner; seq_cst pairs
+     * with park's seq_cst load of cancels after it announces sleeping. */
+    while (!atomic_compare_exchange_weak_explicit(&owner->cancels, &head, c, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+}
+
 /* From a task: c's cancel on owner's ring, here and now if that is the
- * caller's and its SQ has room, otherwise through owner's mailbox. */
+ * caller's and its SQ has room, at once from here if the owner is inside a
+ * task (sync_cancel), otherwise through owner's mailbox. */
 static void post_cancel(mag__worker_t *owner, mag__cancel_t *c)
 {
     c->op.complete = cancel_complete;
@@ -251,16 +333,28 @@ static void post_cancel(mag__worker_t *owner, mag__cancel_t *c)
             publish_sqe(self);
             return;
         }
+    } else if (sync_cancel(owner, c)) {
+        mag__ring_rescue(owner); /* the target's CQE, if it is there yet */
+        return;
     }
-    mag__cancel_t *head = atomic_load_explicit(&owner->cancels, memory_order_relaxed);
-    do
-        c->next = head;
-    /* seq_cst: release publishes c to the draining owner; seq_cst pairs
-     * with park's seq_cst load of cancels after it announces sleeping. */
-    while (!atomic_compare_exchange_weak_explicit(&owner->cancels, &head, c, memory_order_seq_cst,
-                                                  memory_order_relaxed));
+    push_cancel(owner, c);
     if (owner != self)
         mag__worker_wake(owner);
+}
+
+void mag__ring_rescue_cancels(mag__worker_t *w)
+{
+    /* relaxed first look; acquire on the exchange: pairs with the release
+     * of push_cancel's CAS, as the owner's drain. */
+    if (!atomic_load_explicit(&w->cancels, memory_order_relaxed))
+        return;
+    mag__cancel_t *c = atomic_exchange_explicit(&w->cancels, NULL, memory_order_acquire);
+    while (c) {
+        mag__cancel_t *next = c->next;
+        if (!sync_cancel(w, c))
+            push_cancel(w, c); /* the owner's, after all */
+        c = next;
+    }
 }
 
 void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
@@ -342,6 +436,12 @@ void mag__ring_sleep_begin(mag__worker_t *w)
     atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
 }
 
+bool mag__ring_cancels_waiting(mag__worker_t *w)
+{
+    /* relaxed: a hint; the exchange that takes them orders. */
+    return atomic_load_explicit(&w->cancels, memory_order_relaxed) != NULL;
+}
+
 bool mag__ring_cancels_pending(mag__worker_t *w)
 {
     /* seq_cst: after the seq_cst store of sleeping; pairs with the seq_cst
@@ -406,20 +506,20 @@ int mag__ring_setup(mag__worker_t *w)
      * kernel to wait for them: the cheapest for one worker, but a busy
      * owner then holds them where no rescuer can reap (monitor.c), so
      * rings of a multi-worker runtime let the kernel post completions as
-     * they happen. */
+     * they happen. Those are not SINGLE_ISSUER either: other workers cancel
+     * on them while their owner is inside a task (sync_cancel), and the
+     * kernel refuses any thread but the issuer there. */
     static const unsigned loop_flags[] = {
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
         0,
     };
-    static const unsigned multi_flags[] = {
-        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_SUBMIT_ALL,
-        IORING_SETUP_SUBMIT_ALL,
-        0,
-    };
-    const unsigned *flag_sets = w->rt->nworkers > 1 ? multi_flags : loop_flags;
+    static const unsigned multi_flags[] = {IORING_SETUP_SUBMIT_ALL, 0};
+    bool multi = w->rt->nworkers > 1;
+    const unsigned *flag_sets = multi ? multi_flags : loop_flags;
+    unsigned nsets = multi ? 2 : 3;
     int rc = -EINVAL;
-    for (unsigned i = 0; i < 3; i++) {
+    for (unsigned i = 0; i < nsets; i++) {
         memset(&p, 0, sizeof p);
         p.flags = flag_sets[i];
         rc = io_uring_queue_init_params(entries, &w->ring, &p);

@@ -33,6 +33,12 @@ MAG_HIDDEN bool mag__ring_ready(mag__worker_t *w);
  * ring here, unless someone else is reaping it. The woken tasks are queued on
  * the calling worker. Returns the CQEs taken. */
 MAG_HIDDEN unsigned mag__ring_rescue(mag__worker_t *w);
+/* From another worker, while w is stuck in a task: the cancels waiting in
+ * w's mailbox are made here where the kernel allows (ring.c, sync_cancel);
+ * the rest stay for w. */
+MAG_HIDDEN void mag__ring_rescue_cancels(mag__worker_t *w);
+/* Whether w's mailbox holds cancels: a hint, from any thread. */
+MAG_HIDDEN bool mag__ring_cancels_waiting(mag__worker_t *w);
 
 /* For tests: feature bits (IORING_FEAT_*) cleared from every ring set up
  * after it changes, to run the paths of older kernels on this one. Set

@@ -1,8 +1,9 @@
 /* No ready work stranded behind a busy worker while others are idle: a task
  * in a worker's LIFO slot, a task whose read completed on a worker's ring
- * (submitted before the busy task began, or prepared just before it), and a
- * task whose timer is due on a worker's wheel each resume elsewhere
- * while that worker runs a task that computes without suspending. The bound
+ * (submitted before the busy task began, or prepared just before it), a
+ * task whose timer is due on a worker's wheel, and a task whose read on that
+ * ring passed its deadline or was cancelled each resume elsewhere while that
+ * worker runs a task that computes without suspending. The bound
  * asserted (STRANDED_BOUND_NS) is generous for a loaded machine under
  * sanitizers; the figure measured is printed, and the benchmark suite
  * reports it. */
@@ -203,6 +204,76 @@ static int timer_case(void *arg)
     return 0;
 }
 
+/* ---- an I/O whose deadline passes ------------------------------------------ */
+
+#define IO_DEADLINE_NS (20 * MAG_MS)
+
+/* The read's deadline passes while a hog runs on the reader's worker, whose
+ * ring holds the read: the deadline's timer wakes the reader elsewhere, and
+ * the cancel of the read must reach that ring without waiting for the hog. */
+static int deadline_reader(void *arg)
+{
+    mag_task_t *h = mag_spawn(direct_hog, NULL);
+    ASSERT_PTR_NE(h, NULL);
+    atomic_store(&due_ns, mag_now() + IO_DEADLINE_NS);
+    uint64_t tok = mag_deadline_push(atomic_load(&due_ns));
+    char c;
+    ASSERT_EQ(mag_read(pipe_fds[0], &c, 1, -1), -ETIMEDOUT);
+    mag_deadline_pop(tok);
+    victim_resume();
+    ASSERT_EQ(mag_join(h, NULL), 0);
+    return 0;
+}
+
+static int deadline_case(void *arg)
+{
+    reset();
+    ASSERT_EQ(pipe(pipe_fds), 0);
+    mag_task_t *r = mag_spawn(deadline_reader, NULL);
+    ASSERT_PTR_NE(r, NULL);
+    ASSERT_EQ(mag_join(r, NULL), 0);
+    check("I/O past its deadline", atomic_load(&due_ns));
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    return 0;
+}
+
+/* Cancelled by another task while a hog runs on the reader's worker. */
+static _Atomic uint64_t cancelled_ns;
+
+static int cancel_reader(void *arg)
+{
+    mag_task_t *h = mag_spawn(direct_hog, NULL);
+    ASSERT_PTR_NE(h, NULL);
+    char c;
+    ASSERT_EQ(mag_read(pipe_fds[0], &c, 1, -1), -ECANCELED);
+    victim_resume();
+    /* A cancelled task's joins return -ECANCELED: the case waits for the
+     * hog's end instead. */
+    mag_detach(h);
+    return 0;
+}
+
+static int cancel_case(void *arg)
+{
+    reset();
+    ASSERT_EQ(pipe(pipe_fds), 0);
+    mag_task_t *r = mag_spawn(cancel_reader, NULL);
+    ASSERT_PTR_NE(r, NULL);
+    while (!atomic_load(&hog_started))
+        ASSERT_EQ(mag_sleep(MAG_MS), 0);
+    ASSERT_EQ(mag_sleep(5 * MAG_MS), 0); /* the hog is well into its run */
+    atomic_store(&cancelled_ns, mag_now());
+    mag_cancel(r);
+    ASSERT_EQ(mag_join(r, NULL), 0);
+    while (!atomic_load(&hog_ended_ns))
+        ASSERT_EQ(mag_sleep(MAG_MS), 0);
+    check("I/O cancelled by another task", atomic_load(&cancelled_ns));
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    return 0;
+}
+
 int main(void)
 {
     unsigned n = test_workers(8);
@@ -213,6 +284,8 @@ int main(void)
         test_run(n, ring_case, NULL);
         test_run(n, direct_case, NULL);
         test_run(n, timer_case, NULL);
+        test_run(n, deadline_case, NULL);
+        test_run(n, cancel_case, NULL);
     }
     return 0;
 }
