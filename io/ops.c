@@ -307,6 +307,7 @@ int64_t mag__io_run_kind(const mag__io_kind_t *k, int kind, const mag__io_args_t
     struct io_uring_sqe *sqe = mag__sqe(&io.op);
     k->prep(sqe, a);
     io_uring_sqe_set_data(sqe, &io.op);
+    mag__sqe_commit(&io.op);
     if (a->fd >= 0) /* for a mag_close of it (the descriptor of most kinds) */
         mag__fd_rings_note(io.op.worker, a->fd);
     /* No stale cancel can reach this record: mag__io_wait waits for the
@@ -479,6 +480,7 @@ static int close_through_ring(int fd)
     struct io_uring_sqe *sqe = mag__sqe(&io.op);
     prep_close(sqe, &a);
     io_uring_sqe_set_data(sqe, &io.op);
+    mag__sqe_commit(&io.op);
     /* acquire: pairs with the release store in mag__io_complete. */
     while (!atomic_load_explicit(&io.done, memory_order_acquire))
         mag__park();

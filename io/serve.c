@@ -72,6 +72,7 @@ static void arm_accept(serve_t *s)
     struct io_uring_sqe *sqe = mag__sqe(&s->op);
     io_uring_prep_multishot_accept(sqe, s->lfd, NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data(sqe, &s->op);
+    mag__sqe_commit(&s->op);
     mag__fd_rings_note(s->op.worker, s->lfd); /* a mag_close of it cancels this */
 }
 

@@ -211,6 +211,11 @@ struct mag__op {
  * the kernel refuse, the task yields to the scheduler, which reaps, and
  * tries again (perhaps on another worker: hence op->worker). Never NULL. */
 MAG_HIDDEN struct io_uring_sqe *mag__sqe(mag__op_t *op);
+/* After the SQE of op is filled in, with no suspension since mag__sqe: it
+ * is complete, and whoever submits next may hand it to the kernel (in a
+ * multi-worker runtime a rescuer may, while op->worker is stuck in a task:
+ * monitor.c). */
+MAG_HIDDEN void mag__sqe_commit(mag__op_t *op);
 /* A request to cancel an operation, on the ring it was submitted on. The
  * record lives in the waiting task's frame, like the operation itself: the
  * task must not return until both the operation's completion and this

@@ -10,8 +10,9 @@
  * started a task since the last look has been running one task for at least
  * a tick; if it holds ready work it is marked stuck and an idle worker is
  * woken to search. Searchers rescue what a stuck worker holds (worker.c):
- * they take its LIFO slot, make the cancels in its mailbox, reap its ring
- * (ring.c) and expire its timers, and the woken tasks run on the rescuer. The owner clears the mark when its
+ * they take its LIFO slot, submit the I/O its tasks prepared, make the
+ * cancels in its mailbox, reap its ring (ring.c) and expire its timers, and
+ * the woken tasks run on the rescuer. The owner clears the mark when its
  * task returns to the scheduler or switches straight to another (worker.c).
  *
  * A worker that runs flat out (no park between two looks) with tasks
@@ -53,15 +54,17 @@ static void monitor_sleep(mag_runtime_t *rt, uint32_t seen, uint64_t ns)
 }
 
 /* Work on w that only w's scheduler would run: its LIFO slot, its local
- * queue (stealable, but only by a searcher), completions in its ring,
- * cancels in its mailbox, and timers that are due. */
+ * queue (stealable, but only by a searcher), completions in its ring, I/O
+ * prepared but not submitted, cancels in its mailbox, and timers that are
+ * due. */
 static bool holds_ready_work(mag__worker_t *w, uint64_t now)
 {
     /* relaxed: a hint; whoever acts on it takes the work with the
      * operations that own it (exchange, deque CAS, ring lock, wheel lock). */
     return atomic_load_explicit(&w->lifo, memory_order_relaxed) != NULL ||
            mag__deque_len(&w->deque) != 0 || mag__ring_ready(w) ||
-           mag__ring_cancels_waiting(w) || mag__wheel_next(&w->wheel) <= now;
+           mag__ring_sqes_waiting(w) || mag__ring_cancels_waiting(w) ||
+           mag__wheel_next(&w->wheel) <= now;
 }
 
 /* One look at every worker. Returns false when every worker is parked;

@@ -41,6 +41,7 @@ uint32_t mag__ring_feature_mask = UINT32_MAX;
  * reaping until one is free. The reap is what frees space when the kernel
  * refuses submissions (-EBUSY: a completion backlog only a reap drains). */
 static struct io_uring_sqe *sched_sqe(mag__worker_t *w);
+static void commit_sqes(mag__worker_t *w);
 static unsigned reap(mag__worker_t *w, bool rescue);
 
 static void arm_wake_read(mag__worker_t *w)
@@ -50,6 +51,7 @@ static void arm_wake_read(mag__worker_t *w)
     struct io_uring_sqe *sqe = sched_sqe(w);
     io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0);
     io_uring_sqe_set_data(sqe, &w->wake_op);
+    commit_sqes(w);
     atomic_store_explicit(&w->wake_armed, true, memory_order_relaxed);
 }
 
@@ -70,6 +72,29 @@ static struct io_uring_sqe *take_sqe(mag__worker_t *w)
 static void publish_sqe(mag__worker_t *w)
 {
     atomic_store_explicit(&w->sqe_epoch, w->submitted, memory_order_release);
+}
+
+/* The SQEs w's owner has filled in, up to the last, go where the kernel
+ * takes them from: the SQ tail it reads. liburing would write it only when
+ * the owner next submits; written here, a rescuer can submit them while the
+ * owner is stuck in a task (mag__ring_rescue_submit), and the owner's next
+ * submit finds nothing left to write. Not in loop mode, where nobody else
+ * submits. */
+static void commit_sqes(mag__worker_t *w)
+{
+    if (w->rt->nworkers == 1)
+        return;
+    struct io_uring_sq *sq = &w->ring.sq;
+    sq->sqe_head = sq->sqe_tail;
+    /* release: the SQEs' fields before the tail that covers them; pairs
+     * with the acquire in mag__ring_rescue_submit (the kernel reads the
+     * tail with acquire as well). */
+    __atomic_store_n(sq->ktail, sq->sqe_tail, __ATOMIC_RELEASE);
+}
+
+void mag__sqe_commit(mag__op_t *op)
+{
+    commit_sqes(op->worker);
 }
 
 struct io_uring_sqe *mag__sqe(mag__op_t *op)
@@ -189,6 +214,33 @@ unsigned mag__ring_rescue(mag__worker_t *w)
     return reap(w, true);
 }
 
+/* SQEs committed to the kernel's tail that it has not taken yet. acquire,
+ * both: the owner's release of the tail (commit_sqes), the kernel's of the
+ * head. */
+static unsigned sqes_waiting(mag__worker_t *w)
+{
+    unsigned tail = __atomic_load_n(w->ring.sq.ktail, __ATOMIC_ACQUIRE);
+    unsigned head = __atomic_load_n(w->ring.sq.khead, __ATOMIC_ACQUIRE);
+    return tail - head;
+}
+
+bool mag__ring_sqes_waiting(mag__worker_t *w)
+{
+    return sqes_waiting(w) != 0;
+}
+
+void mag__ring_rescue_submit(mag__worker_t *w)
+{
+    /* Any thread may submit to a ring that is not SINGLE_ISSUER (setup);
+     * the kernel takes its lock to, so this and an owner's submit never
+     * take the same SQE, and it takes no more than the tail covers. The
+     * requests are then this thread's as far as the kernel is concerned:
+     * their completions still come to w's ring. */
+    unsigned n = sqes_waiting(w);
+    if (n)
+        syscall(__NR_io_uring_enter, w->ring.ring_fd, n, 0, 0, NULL, 0);
+}
+
 static void cancel_complete(mag__op_t *op, int res, uint32_t flags)
 {
     (void)res;
@@ -217,6 +269,7 @@ static void prep_cancel(struct io_uring_sqe *sqe, mag__cancel_t *c)
 static void submit_cancel(mag__worker_t *w, mag__cancel_t *c)
 {
     prep_cancel(sched_sqe(w), c);
+    commit_sqes(w);
 }
 
 /* Cancel requests forwarded by other threads: a Treiber stack. Each record
@@ -331,6 +384,7 @@ static void post_cancel(mag__worker_t *owner, mag__cancel_t *c)
         if (sqe) {
             prep_cancel(sqe, c);
             publish_sqe(self);
+            commit_sqes(self);
             return;
         }
     } else if (sync_cancel(owner, c)) {

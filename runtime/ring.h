@@ -37,6 +37,13 @@ MAG_HIDDEN unsigned mag__ring_rescue(mag__worker_t *w);
  * w's mailbox are made here where the kernel allows (ring.c, sync_cancel);
  * the rest stay for w. */
 MAG_HIDDEN void mag__ring_rescue_cancels(mag__worker_t *w);
+/* From another worker, while w is stuck in a task: submits the SQEs w's
+ * tasks prepared before w went into it, which would otherwise wait for it
+ * to end (ring.c, commit_sqes). */
+MAG_HIDDEN void mag__ring_rescue_submit(mag__worker_t *w);
+/* Whether w holds prepared SQEs the kernel has not taken: a hint, from any
+ * thread. */
+MAG_HIDDEN bool mag__ring_sqes_waiting(mag__worker_t *w);
 /* Whether w's mailbox holds cancels: a hint, from any thread. */
 MAG_HIDDEN bool mag__ring_cancels_waiting(mag__worker_t *w);
 

@@ -344,12 +344,14 @@ static mag_task_t *next_local(mag__worker_t *w)
 }
 
 /* v is stuck in a task (monitor.c): take over what only its scheduler
- * would run. Its LIFO task comes here; the cancels in its mailbox are made
- * from here; the completions in its ring and its due timers wake their
- * tasks onto this worker. Returns a task to run. */
+ * would run. Its LIFO task comes here; the I/O its tasks prepared is
+ * submitted and the cancels in its mailbox are made from here; the
+ * completions in its ring and its due timers wake their tasks onto this
+ * worker. Returns a task to run. */
 static mag_task_t *rescue(mag__worker_t *w, mag__worker_t *v)
 {
     mag_task_t *t = mag__lifo_take(v);
+    mag__ring_rescue_submit(v);
     mag__ring_rescue_cancels(v);
     mag__ring_rescue(v);
     if (atomic_load_explicit(&v->wheel.count, memory_order_relaxed))

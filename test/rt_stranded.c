@@ -171,6 +171,37 @@ static int direct_case(void *arg)
     return 0;
 }
 
+/* ---- a read prepared just before a queued hog ----------------------------- */
+
+/* The hog yields once first, so that it runs after the reader from the
+ * worker's queue rather than its LIFO slot: the reader prepares its read
+ * and parks, and the worker goes straight on to the hog. */
+static int queued_hog(void *arg)
+{
+    mag_yield();
+    hog();
+    return 0;
+}
+
+static int queued_reader(void *arg)
+{
+    mag_task_t *h = mag_spawn(queued_hog, NULL);
+    ASSERT_PTR_NE(h, NULL);
+    mag_yield(); /* the hog starts, and yields back behind this task */
+    char c;
+    ASSERT_EQ(mag_read(pipe_fds[0], &c, 1, -1), 1);
+    victim_resume();
+    ASSERT_EQ(c, 'z');
+    ASSERT_EQ(mag_join(h, NULL), 0);
+    return 0;
+}
+
+static int queued_case(void *arg)
+{
+    pipe_case(queued_reader, 'z', "read prepared before a queued hog");
+    return 0;
+}
+
 /* ---- a timer on the wheel -------------------------------------------------- */
 
 #define SLEEP_NS (20 * MAG_MS)
@@ -283,6 +314,7 @@ int main(void)
         test_run(n, lifo_case, NULL);
         test_run(n, ring_case, NULL);
         test_run(n, direct_case, NULL);
+        test_run(n, queued_case, NULL);
         test_run(n, timer_case, NULL);
         test_run(n, deadline_case, NULL);
         test_run(n, cancel_case, NULL);
