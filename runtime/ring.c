@@ -42,6 +42,7 @@ uint32_t mag__ring_feature_mask = UINT32_MAX;
  * refuses submissions (-EBUSY: a completion backlog only a reap drains). */
 static struct io_uring_sqe *sched_sqe(mag__worker_t *w);
 static void commit_sqes(mag__worker_t *w);
+static unsigned sqes_waiting(mag__worker_t *w);
 static unsigned reap(mag__worker_t *w, bool rescue);
 
 static void arm_wake_read(mag__worker_t *w)
@@ -302,11 +303,13 @@ _Atomic bool mag__ring_no_sync_cancel;
  * deadline, as long. Any thread may make the call on a ring that is not
  * SINGLE_ISSUER (setup below). True if the cancel is done (c completed
  * here); false if it must go through the mailbox:
- *   - a cancel of every request on a descriptor (c->target NULL): whether
- *     one of them is still in the owner's SQ cannot be told from here;
  *   - the target's SQE is still in the owner's SQ (prepared, not yet
  *     submitted): the kernel would not find it, and it would then run
  *     uncancelled, where the owner's own cancel is submitted after it;
+ *   - for a cancel of every request on a descriptor (c->target NULL), the
+ *     same of any SQE: the ones the kernel has not taken are submitted
+ *     first (every request prepared before the call was committed), and
+ *     only an SQ the kernel has emptied lets the cancel go ahead;
  *   - it is running and did not stop within SYNC_CANCEL_WAIT_NS;
  *   - the kernel or the ring cannot (older kernels: -EINVAL; a
  *     SINGLE_ISSUER ring: -EEXIST), which is then remembered.
@@ -317,19 +320,28 @@ static bool sync_cancel(mag__worker_t *owner, mag__cancel_t *c)
 {
     /* relaxed, both: hints. Whether the owner is in a task only chooses the
      * path; both paths cancel. The flag only ever turns on. */
-    if (!c->target || !atomic_load_explicit(&owner->in_task, memory_order_relaxed) ||
+    if (!atomic_load_explicit(&owner->in_task, memory_order_relaxed) ||
         atomic_load_explicit(&mag__ring_no_sync_cancel, memory_order_relaxed))
-        return false;
-    /* acquire: the kernel's release of the SQ head once it took SQEs in (as
-     * liburing reads it). sq_pos was written by the task that prepared the
-     * request: this one, or one that handed c over through the mailbox. */
-    unsigned head = __atomic_load_n(owner->ring.sq.khead, __ATOMIC_ACQUIRE);
-    if ((int32_t)(head - c->target->sq_pos) <= 0)
         return false;
     struct io_uring_sync_cancel_reg reg;
     memset(&reg, 0, sizeof reg);
-    reg.addr = (uint64_t)(uintptr_t)c->target;
-    reg.fd = -1;
+    if (c->target) {
+        /* acquire: the kernel's release of the SQ head once it took SQEs
+         * in (as liburing reads it). sq_pos was written by the task that
+         * prepared the request: this one, or one that handed c over
+         * through the mailbox. */
+        unsigned head = __atomic_load_n(owner->ring.sq.khead, __ATOMIC_ACQUIRE);
+        if ((int32_t)(head - c->target->sq_pos) <= 0)
+            return false;
+        reg.addr = (uint64_t)(uintptr_t)c->target;
+        reg.fd = -1;
+    } else {
+        mag__ring_rescue_submit(owner);
+        if (sqes_waiting(owner))
+            return false;
+        reg.fd = c->fd;
+        reg.flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
+    }
     reg.timeout.tv_sec = 0;
     reg.timeout.tv_nsec = SYNC_CANCEL_WAIT_NS;
     /* The raw call on the ring's own descriptor: liburing may use a

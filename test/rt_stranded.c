@@ -2,8 +2,9 @@
  * in a worker's LIFO slot, a task whose read completed on a worker's ring
  * (submitted before the busy task began, or prepared just before it), a
  * task whose timer is due on a worker's wheel, and a task whose read on that
- * ring passed its deadline or was cancelled each resume elsewhere while that
- * worker runs a task that computes without suspending. The bound
+ * ring passed its deadline, was cancelled or had its descriptor closed each
+ * resume elsewhere while that worker runs a task that computes without
+ * suspending. The bound
  * asserted (STRANDED_BOUND_NS) is generous for a loaded machine under
  * sanitizers; the figure measured is printed, and the benchmark suite
  * reports it. */
@@ -305,6 +306,36 @@ static int cancel_case(void *arg)
     return 0;
 }
 
+/* Its descriptor closed by another task while a hog runs on the reader's
+ * worker: the close cancels the read on that worker's ring. */
+static int close_reader(void *arg)
+{
+    mag_task_t *h = mag_spawn(direct_hog, NULL);
+    ASSERT_PTR_NE(h, NULL);
+    char c;
+    ASSERT_EQ(mag_read(pipe_fds[0], &c, 1, -1), -EBADF);
+    victim_resume();
+    ASSERT_EQ(mag_join(h, NULL), 0);
+    return 0;
+}
+
+static int close_case(void *arg)
+{
+    reset();
+    ASSERT_EQ(pipe(pipe_fds), 0);
+    mag_task_t *r = mag_spawn(close_reader, NULL);
+    ASSERT_PTR_NE(r, NULL);
+    while (!atomic_load(&hog_started))
+        ASSERT_EQ(mag_sleep(MAG_MS), 0);
+    ASSERT_EQ(mag_sleep(5 * MAG_MS), 0); /* the hog is well into its run */
+    atomic_store(&cancelled_ns, mag_now());
+    ASSERT_EQ(mag_close(pipe_fds[0]), 0);
+    ASSERT_EQ(mag_join(r, NULL), 0);
+    check("I/O on a descriptor closed by another task", atomic_load(&cancelled_ns));
+    close(pipe_fds[1]);
+    return 0;
+}
+
 int main(void)
 {
     unsigned n = test_workers(8);
@@ -318,6 +349,7 @@ int main(void)
         test_run(n, timer_case, NULL);
         test_run(n, deadline_case, NULL);
         test_run(n, cancel_case, NULL);
+        test_run(n, close_case, NULL);
     }
     return 0;
 }
