@@ -256,9 +256,10 @@ MAG_HIDDEN void mag__fd_rings_free(mag_runtime_t *rt);
 /* For tests: mag__ring_cancel_fd answers -EINVAL at once, as on a kernel
  * before 5.19. Set before creating a runtime. */
 MAG_HIDDEN extern bool mag__ring_no_cancel_fd;
-/* Set when the kernel refuses IORING_REGISTER_SYNC_CANCEL (before Linux
- * 6.0), or by a test before it creates a runtime: cancels then always go
- * through the owning worker's mailbox (ring.c). */
+/* Set when the kernel lacks IORING_REGISTER_SYNC_CANCEL (before Linux 6.0:
+ * asked at the first multi-worker ring's setup), or by a test before it
+ * creates a runtime: cancels then always go through the owning worker's
+ * mailbox (ring.c). */
 MAG_HIDDEN extern _Atomic bool mag__ring_no_sync_cancel;
 static inline bool mag__cancel_done(const mag__cancel_t *c)
 {

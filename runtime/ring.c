@@ -290,32 +290,33 @@ static void drain_cancels(mag__worker_t *w)
 
 _Atomic bool mag__ring_no_sync_cancel;
 
-/* How long a synchronous cancel may wait for a request that is running
- * (one in the kernel's worker threads): past it, the owner's own cancel
- * follows through its mailbox. A request that waits on a socket or a pipe
- * is cancelled at once. */
-#define SYNC_CANCEL_WAIT_NS (1000 * 1000)
+/* Whether the kernel has taken target's SQE in. acquire: the kernel's
+ * release of the SQ head once it took SQEs in (as liburing reads it).
+ * sq_pos was written by the task that prepared the request: the caller's,
+ * or one that handed its cancel over through the mailbox. */
+static bool sqe_taken(mag__worker_t *owner, const mag__op_t *target)
+{
+    unsigned head = __atomic_load_n(owner->ring.sq.khead, __ATOMIC_ACQUIRE);
+    return (int32_t)(head - target->sq_pos) > 0;
+}
 
-/* Cancels c->target on owner's ring with IORING_REGISTER_SYNC_CANCEL
- * (Linux 6.0), from a thread that is not the owner's, while the owner is
- * inside a task: it drains its mailbox only once that task suspends, and a
- * task that computes for seconds would hold the cancel, and with it a
- * deadline, as long. Any thread may make the call on a ring that is not
- * SINGLE_ISSUER (setup below). True if the cancel is done (c completed
- * here); false if it must go through the mailbox:
- *   - the target's SQE is still in the owner's SQ (prepared, not yet
- *     submitted): the kernel would not find it, and it would then run
- *     uncancelled, where the owner's own cancel is submitted after it;
- *   - for a cancel of every request on a descriptor (c->target NULL), the
- *     same of any SQE: the ones the kernel has not taken are submitted
- *     first (every request prepared before the call was committed), and
- *     only an SQ the kernel has emptied lets the cancel go ahead;
- *   - it is running and did not stop within SYNC_CANCEL_WAIT_NS;
- *   - the kernel or the ring cannot (older kernels: -EINVAL; a
- *     SINGLE_ISSUER ring: -EEXIST), which is then remembered.
- * The target's CQE (usually -ECANCELED) is posted by the kernel on the
- * owner's thread, which it interrupts to do so, and reaped by a rescuer
- * (monitor.c) or the caller. */
+/* Cancels c on owner's ring with IORING_REGISTER_SYNC_CANCEL (Linux 6.0),
+ * from a thread that is not the owner's, while the owner is inside a task:
+ * it drains its mailbox only once that task suspends, and a task that
+ * computes for seconds would hold the cancel, and with it a deadline or a
+ * close, as long. Any thread may make the call on a ring that is not
+ * SINGLE_ISSUER (setup below). The SQEs the owner's tasks prepared are
+ * submitted first (mag__ring_rescue_submit): the kernel finds only what it
+ * has taken, and a request it took later would run uncancelled. True if the
+ * cancel is done (c completed here); false if it must go through the
+ * mailbox: the owner is back in its scheduler, the kernel cannot (checked
+ * once, at setup), or SQEs are still waiting.
+ *
+ * The call waits for no running request (a zero timeout): one that runs in
+ * the kernel's worker threads is signalled, as an asynchronous cancel
+ * would, and completes by itself. The target's CQE (usually -ECANCELED) is
+ * posted by the kernel on the owner's thread, which it interrupts to do
+ * so, and reaped by a rescuer (monitor.c) or the caller. */
 static bool sync_cancel(mag__worker_t *owner, mag__cancel_t *c)
 {
     /* relaxed, both: hints. Whether the owner is in a task only chooses the
@@ -326,16 +327,17 @@ static bool sync_cancel(mag__worker_t *owner, mag__cancel_t *c)
     struct io_uring_sync_cancel_reg reg;
     memset(&reg, 0, sizeof reg);
     if (c->target) {
-        /* acquire: the kernel's release of the SQ head once it took SQEs
-         * in (as liburing reads it). sq_pos was written by the task that
-         * prepared the request: this one, or one that handed c over
-         * through the mailbox. */
-        unsigned head = __atomic_load_n(owner->ring.sq.khead, __ATOMIC_ACQUIRE);
-        if ((int32_t)(head - c->target->sq_pos) <= 0)
-            return false;
+        if (!sqe_taken(owner, c->target)) {
+            mag__ring_rescue_submit(owner);
+            if (!sqe_taken(owner, c->target))
+                return false;
+        }
         reg.addr = (uint64_t)(uintptr_t)c->target;
         reg.fd = -1;
     } else {
+        /* Every request on the descriptor prepared before the call was
+         * committed (commit_sqes): once the SQ is empty, the kernel has
+         * them all. */
         mag__ring_rescue_submit(owner);
         if (sqes_waiting(owner))
             return false;
@@ -343,24 +345,45 @@ static bool sync_cancel(mag__worker_t *owner, mag__cancel_t *c)
         reg.flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
     }
     reg.timeout.tv_sec = 0;
-    reg.timeout.tv_nsec = SYNC_CANCEL_WAIT_NS;
+    reg.timeout.tv_nsec = 0;
     /* The raw call on the ring's own descriptor: liburing may use a
      * registered ring index, which belongs to the owner's thread. */
     long rc = syscall(__NR_io_uring_register, owner->ring.ring_fd, IORING_REGISTER_SYNC_CANCEL,
                       &reg, 1);
     int err = rc < 0 ? -errno : 0;
-    if (err == -EINVAL || err == -EEXIST || err == -EOPNOTSUPP) {
-        atomic_store_explicit(&mag__ring_no_sync_cancel, true, memory_order_relaxed);
-        return false;
-    }
-    /* 0: cancelled. -ENOENT: nothing to cancel: the request completed, and
-     * its CQE is posted or on its way. -EALREADY, as an asynchronous
-     * cancel's: it is running and completes by itself. Anything else
-     * (-ETIME: still running; -EINTR) leaves it to the owner. */
+    /* 0 (or a count, for every request on a descriptor): cancelled.
+     * -ENOENT: nothing to cancel: the request completed, and its CQE is
+     * posted or on its way. -ETIME: it was running and has been signalled:
+     * reported as an asynchronous cancel reports it (-EALREADY; the kernel
+     * never returns that from this call). Anything else (-EINTR) leaves it
+     * to the owner. */
+    if (err == -ETIME)
+        err = -EALREADY;
     if (err != 0 && err != -ENOENT && err != -EALREADY)
         return false;
     cancel_complete(&c->op, err, 0);
     return true;
+}
+
+/* At setup, on a ring with nothing in flight: whether this kernel has
+ * IORING_REGISTER_SYNC_CANCEL. It must be asked on an idle ring: before
+ * Linux 5.18, io_uring_register first waited for every request on the ring
+ * to finish before it looked at an opcode it did not know (to answer
+ * -EINVAL), which on a busy ring could be for ever. 6.0 and later answer
+ * -ENOENT for a request that is not there. Once per process. */
+static void probe_sync_cancel(mag__worker_t *w)
+{
+    static _Atomic bool probed;
+    /* relaxed: one-way flags; two rings probing at once answer alike. */
+    if (atomic_exchange_explicit(&probed, true, memory_order_relaxed))
+        return;
+    struct io_uring_sync_cancel_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.addr = 1; /* no request carries it */
+    reg.fd = -1;
+    long rc = syscall(__NR_io_uring_register, w->ring.ring_fd, IORING_REGISTER_SYNC_CANCEL, &reg, 1);
+    if (!(rc < 0 && errno == ENOENT))
+        atomic_store_explicit(&mag__ring_no_sync_cancel, true, memory_order_relaxed);
 }
 
 /* c onto owner's mailbox, which the owner drains before it next submits. */
@@ -415,12 +438,21 @@ void mag__ring_rescue_cancels(mag__worker_t *w)
     if (!atomic_load_explicit(&w->cancels, memory_order_relaxed))
         return;
     mag__cancel_t *c = atomic_exchange_explicit(&w->cancels, NULL, memory_order_acquire);
+    bool requeued = false;
     while (c) {
         mag__cancel_t *next = c->next;
-        if (!sync_cancel(w, c))
+        if (!sync_cancel(w, c)) {
             push_cancel(w, c); /* the owner's, after all */
+            requeued = true;
+        }
         c = next;
     }
+    /* The owner may have drained its mailbox and gone to sleep while these
+     * were out of it: its park's seq_cst look at the mailbox after it
+     * announced sleeping pairs with push_cancel's CAS, and this wake with
+     * that announcement. */
+    if (requeued)
+        mag__worker_wake(w);
 }
 
 void mag__op_cancel(mag__op_t *target, mag__cancel_t *c)
@@ -504,8 +536,11 @@ void mag__ring_sleep_begin(mag__worker_t *w)
 
 bool mag__ring_cancels_waiting(mag__worker_t *w)
 {
-    /* relaxed: a hint; the exchange that takes them orders. */
-    return atomic_load_explicit(&w->cancels, memory_order_relaxed) != NULL;
+    /* relaxed, both: hints; the exchange that takes them orders. Where the
+     * kernel cannot cancel from another thread, a rescuer could do nothing
+     * with them. */
+    return atomic_load_explicit(&w->cancels, memory_order_relaxed) != NULL &&
+           !atomic_load_explicit(&mag__ring_no_sync_cancel, memory_order_relaxed);
 }
 
 bool mag__ring_cancels_pending(mag__worker_t *w)
@@ -611,6 +646,8 @@ int mag__ring_setup(mag__worker_t *w)
     }
     w->wake_op.complete = wake_complete;
     w->wake_op.worker = w;
+    if (multi)
+        probe_sync_cancel(w);
     w->ring_ready = true;
     return 0;
 }
