@@ -307,9 +307,11 @@ int64_t mag__io_run_kind(const mag__io_kind_t *k, int kind, const mag__io_args_t
     struct io_uring_sqe *sqe = mag__sqe(&io.op);
     k->prep(sqe, a);
     io_uring_sqe_set_data(sqe, &io.op);
-    mag__sqe_commit(&io.op);
+    /* Noted before the commit: once committed, a rescuer may submit it, and
+     * a mag_close must then know this ring holds a request on fd. */
     if (a->fd >= 0) /* for a mag_close of it (the descriptor of most kinds) */
         mag__fd_rings_note(io.op.worker, a->fd);
+    mag__sqe_commit(&io.op);
     /* No stale cancel can reach this record: mag__io_wait waits for the
      * completion of every cancel it sends (see mag__cancel_t). */
     int64_t res = mag__io_wait(&io);

@@ -72,8 +72,9 @@ static void arm_accept(serve_t *s)
     struct io_uring_sqe *sqe = mag__sqe(&s->op);
     io_uring_prep_multishot_accept(sqe, s->lfd, NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data(sqe, &s->op);
-    mag__sqe_commit(&s->op);
+    /* Before the commit, after which a rescuer may submit it. */
     mag__fd_rings_note(s->op.worker, s->lfd); /* a mag_close of it cancels this */
+    mag__sqe_commit(&s->op);
 }
 
 /* Takes the queued descriptors (swapping buffers under the lock). */

@@ -60,6 +60,11 @@ static struct io_uring_sqe *take_sqe(mag__worker_t *w)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
     if (sqe) {
+        /* acquire: liburing read the kernel's SQ head relaxed; the kernel
+         * may have read this slot on another thread (a rescuer's submit)
+         * before its release of the head, and our writes to the slot must
+         * come after that read. A compiler barrier on x86. */
+        atomic_thread_fence(memory_order_acquire);
         w->submitted++;
         mag__stat_inc(&w->stats.io_submitted, 1);
     }
@@ -236,7 +241,13 @@ void mag__ring_rescue_submit(mag__worker_t *w)
      * the kernel takes its lock to, so this and an owner's submit never
      * take the same SQE, and it takes no more than the tail covers. The
      * requests are then this thread's as far as the kernel is concerned:
-     * their completions still come to w's ring. */
+     * their completions still come to w's ring, but the kernel finishes
+     * them on this thread (task work), for as long as they live (a
+     * multishot accept: until it ends). Only while the owner is in a task
+     * (relaxed: a hint, as in reap): an owner back in its scheduler
+     * submits its own, doorbell included. */
+    if (!atomic_load_explicit(&w->in_task, memory_order_relaxed))
+        return;
     unsigned n = sqes_waiting(w);
     if (n)
         syscall(__NR_io_uring_enter, w->ring.ring_fd, n, 0, 0, NULL, 0);
@@ -315,8 +326,9 @@ static bool sqe_taken(mag__worker_t *owner, const mag__op_t *target)
  * The call waits for no running request (a zero timeout): one that runs in
  * the kernel's worker threads is signalled, as an asynchronous cancel
  * would, and completes by itself. The target's CQE (usually -ECANCELED) is
- * posted by the kernel on the owner's thread, which it interrupts to do
- * so, and reaped by a rescuer (monitor.c) or the caller. */
+ * posted by the kernel on the thread that submitted it (the owner's, which
+ * it interrupts to do so, or a rescuer's), and reaped by a rescuer
+ * (monitor.c) or the caller. */
 static bool sync_cancel(mag__worker_t *owner, mag__cancel_t *c)
 {
     /* relaxed, both: hints. Whether the owner is in a task only chooses the
