@@ -45,10 +45,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Benchmark names by group, in the order they are shown. Names a program
 # prints that are not listed here are shown too, after these, in the group of
 # the magpie program that printed them.
+# bench/stranded.c: how long ready work waits behind a busy worker.
+STRANDED = ["stranded_lifo_ms", "stranded_completion_ms", "stranded_queued_io_ms",
+            "stranded_timer_ms", "stranded_deadline_ms", "stranded_cancel_ms",
+            "stranded_close_ms"]
 GROUPS = {
     "sched": ["ctx_switch", "spawn_many", "spawn_join_1m", "yield_many",
               "chained_spawn", "parked_1m", "parked_1m_park_s",
-              "parked_1m_cancel_s", "parked_1m_exit_s"],
+              "parked_1m_cancel_s", "parked_1m_exit_s"] + STRANDED,
     "sync": ["ping_pong", "chan_contention_bounded", "chan_contention_unbounded",
              "mutex_contention", "sem_concurrent", "rwlock_read_concurrent",
              "notify_one"],
@@ -56,7 +60,8 @@ GROUPS = {
              "spawn_blocking_c8", "spawn_blocking_c16", "spawn_blocking_c32",
              "spawn_blocking_c64"],
 }
-SOURCE_GROUP = {"micro": "sched", "sync_bench": "sync", "pool_bench": "pool"}
+SOURCE_GROUP = {"micro": "sched", "stranded": "sched", "sync_bench": "sync",
+                "pool_bench": "pool"}
 GROUP_TITLE = {"sched": "scheduler", "sync": "sync", "pool": "pools",
                "net": "network", "other": "other"}
 
@@ -92,6 +97,8 @@ GOALS = {
     "parked_1m_park_s": ("abs", 2.0), "parked_1m_cancel_s": ("abs", 1.0),
     "parked_1m_exit_s": ("abs", 1.0),
 }
+for _n in STRANDED:
+    GOALS[_n] = ("abs", 2.0)
 for _n in GROUPS["sync"]:
     GOALS[_n] = ("tokio", 0.5)
 for _n in GROUPS["pool"]:
@@ -112,6 +119,8 @@ def unit_of(name):
         return "/s", True
     if name.endswith("_us"):
         return "µs/op", False
+    if name.endswith("_ms"):
+        return "ms", False
     return "ns/op", False
 
 
@@ -258,6 +267,7 @@ def reason(notes, row, c, w):
         if nc not in ("*", c) or nw not in ("*", w):
             continue
         if (scope == "*" or scope == row.id or scope == row.group or
+                (scope.endswith("*") and row.id.startswith(scope[:-1])) or
                 (scope == "bench" and row.group != "net")):
             return why
     return None

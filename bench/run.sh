@@ -17,7 +17,8 @@
 # ...") goes to stderr.
 #
 #   full   micro-benchmarks: 5 runs each, median (parked_1m: one run, its
-#          memory and the seconds of its phases); peers at workers 1 and N (network: at 1 worker on the
+#          memory and the seconds of its phases; stranded, at N workers
+#          only: 9 rounds, median); peers at workers 1 and N (network: at 1 worker on the
 #          50-connection loads only); network: 3 runs of 1 s each (c10k: 1
 #          run of 2 s), median.
 #   quick  micro-benchmarks --quick (3 runs, 100,000-task sizes); peers at
@@ -257,8 +258,12 @@ plan() {
 
     # --- scheduler micro-benchmarks, sync, pools: magpie in both modes
     for w in $WORKERS; do
-        for src in micro sync_bench pool_bench; do
-            case $src in micro) g=sched ;; sync_bench) g=sync ;; pool_bench) g=pool ;; esac
+        for src in micro sync_bench pool_bench stranded; do
+            case $src in micro | stranded) g=sched ;; sync_bench) g=sync ;; pool_bench) g=pool ;; esac
+            if [ "$src" = stranded ] && [ "$w" = 1 ]; then
+                [ "$COUNTING" = 1 ] || na magpie 1 "stranded_*" "not run at 1 worker: no other worker could take the work"
+                continue
+            fi
             step "$src workers=$w" || continue
             if [ ! -x "$BUILD/bench/$src" ]; then
                 na magpie "$w" "$g" "not available: $B/bench/$src not built (bench/$src.c missing)"
