@@ -174,9 +174,13 @@ static stack_class_t *stack_class(size_t map)
 }
 
 /* A new mapping of stacks of class c, all but the first put on its free
- * list. Under carve_lock. NULL when guard regions are refused (then
- * guard_regions is cleared) or memory is short. */
-static mag__stack_t *carve(stack_class_t *c, size_t page)
+ * list; *fresh and *nfresh say where, for the caller to fault in their top
+ * pages once it has let go of the lock (mag__stacks_populate_tops): the
+ * faults are most of what a burst of spawns costs, and two workers then
+ * take them in parallel instead of one after the other. Under carve_lock.
+ * NULL when guard regions are refused (then guard_regions is cleared) or
+ * memory is short. */
+static mag__stack_t *carve(stack_class_t *c, size_t page, char **fresh, unsigned *nfresh)
 {
     size_t n = CARVE_BYTES_MAX / c->map;
     n = n < 1 ? 1 : n > CARVE_STACKS_MAX ? CARVE_STACKS_MAX : n;
@@ -196,6 +200,8 @@ static mag__stack_t *carve(stack_class_t *c, size_t page)
         free(recs);
         return NULL;
     }
+    *fresh = base;
+    *nfresh = (unsigned)n;
     for (size_t i = 0; i < n; i++) {
         char *b = base + i * c->map;
         mag__stack_t *r = &recs[i];
@@ -218,6 +224,8 @@ static mag__stack_t *carve(stack_class_t *c, size_t page)
 
 static mag__stack_t *carved_alloc(size_t map, size_t page)
 {
+    char *fresh = NULL;
+    unsigned nfresh = 0;
     pthread_mutex_lock(&carve_lock);
     stack_class_t *c = stack_class(map);
     mag__stack_t *s = NULL;
@@ -226,9 +234,11 @@ static mag__stack_t *carved_alloc(size_t map, size_t page)
         if (hot_free)
             hot_free--;
     } else if (c) {
-        s = carve(c, page);
+        s = carve(c, page, &fresh, &nfresh);
     }
     pthread_mutex_unlock(&carve_lock);
+    if (fresh)
+        mag__stacks_populate_tops(fresh, nfresh, map, page);
     if (s)
         s->next = NULL;
     return s;

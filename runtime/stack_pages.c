@@ -76,16 +76,19 @@ int mag__stacks_carve_pages(char *base, unsigned n, size_t map, size_t page)
         return -EINVAL;
     for (unsigned i = 0; i < n; i++)
         ranges[i] = (struct iovec){ .iov_base = base + i * map, .iov_len = page };
-    int rc = mag__advise_ranges(ranges, n, MADV_GUARD_INSTALL_);
-    if (rc)
-        return rc;
-    /* Every stack that runs a task writes its top page: fault them in now,
-     * together. A refusal (no MADV_POPULATE_WRITE) only leaves them to
-     * fault one by one, as before. */
+    return mag__advise_ranges(ranges, n, MADV_GUARD_INSTALL_);
+}
+
+void mag__stacks_populate_tops(char *base, unsigned n, size_t map, size_t page)
+{
+    struct iovec ranges[MAG__CARVE_STACKS_MAX] = { { 0 } };
+    if (n > MAG__CARVE_STACKS_MAX)
+        n = MAG__CARVE_STACKS_MAX;
     for (unsigned i = 0; i < n; i++)
         ranges[i] = (struct iovec){ .iov_base = base + (i + 1) * map - page, .iov_len = page };
+    /* A refusal (no MADV_POPULATE_WRITE) only leaves them to fault one by
+     * one. */
     (void)mag__advise_ranges(ranges, n, MADV_POPULATE_WRITE);
-    return 0;
 }
 
 /* ---- freed stacks, given back in batches ---------------------------------- */

@@ -20,13 +20,17 @@
 MAG_HIDDEN int mag__advise_ranges(const struct iovec *ranges, unsigned n, int advice);
 
 /* A new mapping of n stacks of map bytes each, from base: installs the
- * guard region (page bytes) at the bottom of every stack, and faults in the
- * top page of every stack, where its first frames go, each in one system
- * call rather than one per stack (a fault costs more than its share of one
- * call). 0, or the guard regions' refusal as a negative errno (the caller
- * unmaps: nothing else to undo). At most MAG__CARVE_STACKS_MAX stacks. */
+ * guard region (page bytes) at the bottom of every stack, in one system
+ * call rather than one per stack. 0, or the guard regions' refusal as a
+ * negative errno (the caller unmaps: nothing else to undo). At most
+ * MAG__CARVE_STACKS_MAX stacks. */
 #define MAG__CARVE_STACKS_MAX 64u
 MAG_HIDDEN int mag__stacks_carve_pages(char *base, unsigned n, size_t map, size_t page);
+/* Faults in the top page of each of those stacks, where its first frames
+ * go, in one system call (a fault costs more than its share of one call).
+ * Only a head start: a stack may already be in use, its page faulted or
+ * being faulted, while this runs. */
+MAG_HIDDEN void mag__stacks_populate_tops(char *base, unsigned n, size_t map, size_t page);
 
 /* A freed carved stack whose pages are to go back to the kernel (its guard
  * region stays). Stacks gather until MAG__STACK_RETURN_BATCH have come;
