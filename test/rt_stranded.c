@@ -118,9 +118,13 @@ static int ring_reader(void *arg)
     return 0;
 }
 
+/* How the case makes the reader ready, from this task. */
+typedef enum { BY_WRITE, BY_CANCEL, BY_CLOSE } poke_t;
+
 /* The reader reads one byte from the pipe while a hog runs on its worker;
- * a plain write from this task completes the read on that worker's ring. */
-static void pipe_case(mag_fn reader, char byte, const char *what)
+ * this task then writes the byte (a plain write, which completes the read
+ * on that worker's ring), cancels the reader, or closes the read end. */
+static void pipe_case(mag_fn reader, poke_t how, char byte, const char *what)
 {
     reset();
     ASSERT_EQ(pipe(pipe_fds), 0);
@@ -130,16 +134,26 @@ static void pipe_case(mag_fn reader, char byte, const char *what)
         ASSERT_EQ(mag_sleep(MAG_MS), 0);
     ASSERT_EQ(mag_sleep(5 * MAG_MS), 0); /* the hog is well into its run */
     atomic_store(&written_ns, mag_now());
-    ASSERT_EQ(write(pipe_fds[1], &byte, 1), 1);
+    if (how == BY_WRITE) {
+        ASSERT_EQ(write(pipe_fds[1], &byte, 1), 1);
+    } else if (how == BY_CANCEL) {
+        mag_cancel(r);
+    } else {
+        ASSERT_EQ(mag_close(pipe_fds[0]), 0);
+        pipe_fds[0] = -1;
+    }
     ASSERT_EQ(mag_join(r, NULL), 0);
+    while (!atomic_load(&hog_ended_ns)) /* a cancelled reader cannot join it */
+        ASSERT_EQ(mag_sleep(MAG_MS), 0);
     check(what, atomic_load(&written_ns));
-    close(pipe_fds[0]);
+    if (pipe_fds[0] >= 0)
+        close(pipe_fds[0]);
     close(pipe_fds[1]);
 }
 
 static int ring_case(void *arg)
 {
-    pipe_case(ring_reader, 'x', "ring completion");
+    pipe_case(ring_reader, BY_WRITE, 'x', "ring completion");
     return 0;
 }
 
@@ -168,7 +182,7 @@ static int direct_reader(void *arg)
 
 static int direct_case(void *arg)
 {
-    pipe_case(direct_reader, 'y', "read prepared before the hog");
+    pipe_case(direct_reader, BY_WRITE, 'y', "read prepared before the hog");
     return 0;
 }
 
@@ -199,7 +213,7 @@ static int queued_reader(void *arg)
 
 static int queued_case(void *arg)
 {
-    pipe_case(queued_reader, 'z', "read prepared before a queued hog");
+    pipe_case(queued_reader, BY_WRITE, 'z', "read prepared before a queued hog");
     return 0;
 }
 
@@ -271,7 +285,6 @@ static int deadline_case(void *arg)
 }
 
 /* Cancelled by another task while a hog runs on the reader's worker. */
-static _Atomic uint64_t cancelled_ns;
 
 static int cancel_reader(void *arg)
 {
@@ -288,21 +301,7 @@ static int cancel_reader(void *arg)
 
 static int cancel_case(void *arg)
 {
-    reset();
-    ASSERT_EQ(pipe(pipe_fds), 0);
-    mag_task_t *r = mag_spawn(cancel_reader, NULL);
-    ASSERT_PTR_NE(r, NULL);
-    while (!atomic_load(&hog_started))
-        ASSERT_EQ(mag_sleep(MAG_MS), 0);
-    ASSERT_EQ(mag_sleep(5 * MAG_MS), 0); /* the hog is well into its run */
-    atomic_store(&cancelled_ns, mag_now());
-    mag_cancel(r);
-    ASSERT_EQ(mag_join(r, NULL), 0);
-    while (!atomic_load(&hog_ended_ns))
-        ASSERT_EQ(mag_sleep(MAG_MS), 0);
-    check("I/O cancelled by another task", atomic_load(&cancelled_ns));
-    close(pipe_fds[0]);
-    close(pipe_fds[1]);
+    pipe_case(cancel_reader, BY_CANCEL, 0, "I/O cancelled by another task");
     return 0;
 }
 
@@ -321,18 +320,7 @@ static int close_reader(void *arg)
 
 static int close_case(void *arg)
 {
-    reset();
-    ASSERT_EQ(pipe(pipe_fds), 0);
-    mag_task_t *r = mag_spawn(close_reader, NULL);
-    ASSERT_PTR_NE(r, NULL);
-    while (!atomic_load(&hog_started))
-        ASSERT_EQ(mag_sleep(MAG_MS), 0);
-    ASSERT_EQ(mag_sleep(5 * MAG_MS), 0); /* the hog is well into its run */
-    atomic_store(&cancelled_ns, mag_now());
-    ASSERT_EQ(mag_close(pipe_fds[0]), 0);
-    ASSERT_EQ(mag_join(r, NULL), 0);
-    check("I/O on a descriptor closed by another task", atomic_load(&cancelled_ns));
-    close(pipe_fds[1]);
+    pipe_case(close_reader, BY_CLOSE, 0, "I/O on a descriptor closed by another task");
     return 0;
 }
 
