@@ -5,8 +5,8 @@
  * A task that computes without suspending keeps its worker from the
  * scheduler: the task in its LIFO slot, the I/O prepared for its ring and
  * not yet submitted, the completions in its ring and the timers on its wheel
- * would wait for the task to end. One thread per multi-worker runtime looks at the workers
- * every tick (MONITOR_TICK_NS). A worker that is not parked and has not
+ * would wait for the task to end. One thread per multi-worker runtime
+ * looks at the workers every tick (MONITOR_TICK_NS). A worker that is not parked and has not
  * started a task since the last look has been running one task for at least
  * a tick; if it holds ready work it is marked stuck and an idle worker is
  * woken to search. Searchers rescue what a stuck worker holds (worker.c):

@@ -311,6 +311,24 @@ static bool sqe_taken(mag__worker_t *owner, const mag__op_t *target)
     return (int32_t)(head - target->sq_pos) > 0;
 }
 
+/* IORING_REGISTER_SYNC_CANCEL on ring_fd for the request whose user_data is
+ * addr, or (flags IORING_ASYNC_CANCEL_FD | _ALL) every request on fd. It
+ * waits for no running request (a zero timeout; -1 would be for ever).
+ * The raw call on the ring's own descriptor: liburing may use a registered
+ * ring index, which belongs to the owner's thread. 0 or a negative errno. */
+static int register_sync_cancel(int ring_fd, uint64_t addr, int fd, uint32_t flags)
+{
+    struct io_uring_sync_cancel_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.addr = addr;
+    reg.fd = fd;
+    reg.flags = flags;
+    reg.timeout.tv_sec = 0;
+    reg.timeout.tv_nsec = 0;
+    long rc = syscall(__NR_io_uring_register, ring_fd, IORING_REGISTER_SYNC_CANCEL, &reg, 1);
+    return rc < 0 ? -errno : 0;
+}
+
 /* Cancels c on owner's ring with IORING_REGISTER_SYNC_CANCEL (Linux 6.0),
  * from a thread that is not the owner's, while the owner is inside a task:
  * it drains its mailbox only once that task suspends, and a task that
@@ -336,16 +354,14 @@ static bool sync_cancel(mag__worker_t *owner, mag__cancel_t *c)
     if (!atomic_load_explicit(&owner->in_task, memory_order_relaxed) ||
         atomic_load_explicit(&mag__ring_no_sync_cancel, memory_order_relaxed))
         return false;
-    struct io_uring_sync_cancel_reg reg;
-    memset(&reg, 0, sizeof reg);
+    int err;
     if (c->target) {
         if (!sqe_taken(owner, c->target)) {
             mag__ring_rescue_submit(owner);
             if (!sqe_taken(owner, c->target))
                 return false;
         }
-        reg.addr = (uint64_t)(uintptr_t)c->target;
-        reg.fd = -1;
+        err = register_sync_cancel(owner->ring.ring_fd, (uint64_t)(uintptr_t)c->target, -1, 0);
     } else {
         /* Every request on the descriptor prepared before the call was
          * committed (commit_sqes): once the SQ is empty, the kernel has
@@ -353,16 +369,9 @@ static bool sync_cancel(mag__worker_t *owner, mag__cancel_t *c)
         mag__ring_rescue_submit(owner);
         if (sqes_waiting(owner))
             return false;
-        reg.fd = c->fd;
-        reg.flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
+        err = register_sync_cancel(owner->ring.ring_fd, 0, c->fd,
+                                   IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL);
     }
-    reg.timeout.tv_sec = 0;
-    reg.timeout.tv_nsec = 0;
-    /* The raw call on the ring's own descriptor: liburing may use a
-     * registered ring index, which belongs to the owner's thread. */
-    long rc = syscall(__NR_io_uring_register, owner->ring.ring_fd, IORING_REGISTER_SYNC_CANCEL,
-                      &reg, 1);
-    int err = rc < 0 ? -errno : 0;
     /* 0 (or a count, for every request on a descriptor): cancelled.
      * -ENOENT: nothing to cancel: the request completed, and its CQE is
      * posted or on its way. -ETIME: it was running and has been signalled:
@@ -389,12 +398,8 @@ static void probe_sync_cancel(mag__worker_t *w)
     /* relaxed: one-way flags; two rings probing at once answer alike. */
     if (atomic_exchange_explicit(&probed, true, memory_order_relaxed))
         return;
-    struct io_uring_sync_cancel_reg reg;
-    memset(&reg, 0, sizeof reg);
-    reg.addr = 1; /* no request carries it */
-    reg.fd = -1;
-    long rc = syscall(__NR_io_uring_register, w->ring.ring_fd, IORING_REGISTER_SYNC_CANCEL, &reg, 1);
-    if (!(rc < 0 && errno == ENOENT))
+    /* user_data 1: no request carries it. */
+    if (register_sync_cancel(w->ring.ring_fd, 1, -1, 0) != -ENOENT)
         atomic_store_explicit(&mag__ring_no_sync_cancel, true, memory_order_relaxed);
 }
 
@@ -630,7 +635,8 @@ int mag__ring_setup(mag__worker_t *w)
     static const unsigned multi_flags[] = {IORING_SETUP_SUBMIT_ALL, 0};
     bool multi = w->rt->nworkers > 1;
     const unsigned *flag_sets = multi ? multi_flags : loop_flags;
-    unsigned nsets = multi ? 2 : 3;
+    unsigned nsets = multi ? sizeof multi_flags / sizeof *multi_flags
+                           : sizeof loop_flags / sizeof *loop_flags;
     int rc = -EINVAL;
     for (unsigned i = 0; i < nsets; i++) {
         memset(&p, 0, sizeof p);
