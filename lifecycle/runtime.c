@@ -17,6 +17,7 @@
 #include "observe/observe.h"
 #include "procpool/procpool.h"
 #include "runtime/blocking.h"
+#include "runtime/hooks.h"
 #include "runtime/monitor.h"
 #include "runtime/sched.h"
 
@@ -185,6 +186,8 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     if (cfg.debug)
         mag__debug_any = true;
     mag__observe_start(rt);
+    if (mag__test_hooks && !rt->hooks) /* before any worker thread exists */
+        mag__hooks_install(rt, mag__test_hooks, NULL);
 
     if (rt->nworkers > 1) {
         struct start_report rep = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};

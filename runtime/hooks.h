@@ -62,5 +62,10 @@ typedef struct mag__hooks {
 MAG_HIDDEN void mag__hooks_install(mag_runtime_t *rt, const mag__hooks_t *hooks, void *ctx);
 /* The context installed with the hooks, or NULL. */
 MAG_HIDDEN void *mag__hooks_ctx(const mag_runtime_t *rt);
+/* Tests only: when set, a runtime created without observability's hooks
+ * gets this table (with a NULL context), so that a test can act at the
+ * scheduler's own points (test/rt_stranded stalls a worker there). Set and
+ * cleared by the thread that creates the runtime, before it does. */
+MAG_HIDDEN extern const mag__hooks_t *mag__test_hooks;
 
 #endif /* MAGPIE_RUNTIME_HOOKS_H */

@@ -5,15 +5,26 @@
  * A task that computes without suspending keeps its worker from the
  * scheduler: the task in its LIFO slot, the I/O prepared for its ring and
  * not yet submitted, the completions in its ring and the timers on its wheel
- * would wait for the task to end. One thread per multi-worker runtime
- * looks at the workers every tick (MONITOR_TICK_NS). A worker that is not parked and has not
- * started a task since the last look has been running one task for at least
- * a tick; if it holds ready work it is marked stuck and an idle worker is
- * woken to search. Searchers rescue what a stuck worker holds (worker.c):
- * they take its LIFO slot, submit the I/O its tasks prepared, make the
- * cancels in its mailbox, reap its ring (ring.c) and expire its timers, and
- * the woken tasks run on the rescuer. The owner clears the mark when its
- * task returns to the scheduler or switches straight to another (worker.c).
+ * would wait for the task to end. They wait as well behind a worker kept
+ * in its scheduler: preempted there on a machine whose cores are all taken
+ * (the kernel can leave it off the CPU for milliseconds), or blocked.
+ *
+ * One thread per multi-worker runtime looks at the workers every tick
+ * (MONITOR_TICK_NS). A worker that is not parked and has not started a
+ * task since the last look has been running one task for at least a tick,
+ * or, if it was out of any task at the last look too and has neither
+ * parked nor woken since, its scheduler. If it holds ready work it is
+ * marked stuck and an idle worker is woken to search. Searchers rescue what
+ * a stuck worker holds (worker.c): they take its LIFO slot, reap its ring
+ * (ring.c) and expire its timers, and, if it is in a task, submit the I/O
+ * its tasks prepared and make the cancels in its mailbox (in its scheduler
+ * it does those itself); the woken tasks run on the rescuer. Of the ring of
+ * a worker in its scheduler, a rescuer finds what was posted before it lost
+ * the CPU, or while it was blocked: the kernel posts the completions of the
+ * requests it submitted through task work on its own thread, which a
+ * worker off the CPU does not run. The owner clears the mark when its task
+ * returns to the scheduler or switches straight to another, and when it
+ * parks (worker.c).
  *
  * A worker that runs flat out (no park between two looks) with tasks
  * queued at both has a backlog it is not working off: an idle worker is
@@ -40,9 +51,11 @@
 struct mag__monitor {
     mag_runtime_t *rt;
     pthread_t thread;
-    uint64_t *last_polls; /* per worker: its task count at the last look */
-    uint64_t *last_parks; /* per worker: its park count at the last look */
-    bool *had_backlog;    /* per worker: tasks were queued at the last look */
+    uint64_t *last_polls;   /* per worker: its task count at the last look */
+    uint64_t *last_parks;   /* per worker: its park count at the last look */
+    uint64_t *last_unparks; /* per worker: its unpark count at the last look */
+    bool *had_backlog;      /* per worker: tasks were queued at the last look */
+    bool *was_in_sched;     /* per worker: awake and out of any task then */
 };
 
 /* Waits on the monitor word while it still holds seen, at most ns (0:
@@ -53,18 +66,26 @@ static void monitor_sleep(mag_runtime_t *rt, uint32_t seen, uint64_t ns)
     syscall(SYS_futex, &rt->monitor_word, FUTEX_WAIT_PRIVATE, seen, ns ? &ts : NULL, NULL, 0);
 }
 
-/* Work on w that only w's scheduler would run: its LIFO slot, its local
- * queue (stealable, but only by a searcher), completions in its ring, I/O
- * prepared but not submitted, cancels in its mailbox, and timers that are
- * due. */
-static bool holds_ready_work(mag__worker_t *w, uint64_t now)
+/* Work on w that only w's scheduler would run, and that a rescuer can
+ * take while w is in its scheduler: its LIFO slot, its local queue
+ * (stealable, but only by a searcher), completions in its ring ahead of the
+ * doorbell's (ring.c, reap), and timers that are due. */
+static bool holds_rescuable_work(mag__worker_t *w, uint64_t now)
 {
     /* relaxed: a hint; whoever acts on it takes the work with the
      * operations that own it (exchange, deque CAS, ring lock, wheel lock). */
     return atomic_load_explicit(&w->lifo, memory_order_relaxed) != NULL ||
-           mag__deque_len(&w->deque) != 0 || mag__ring_ready(w) ||
-           mag__ring_sqes_waiting(w) || mag__ring_cancels_waiting(w) ||
+           mag__deque_len(&w->deque) != 0 || mag__ring_ready_past_doorbell(w) ||
            mag__wheel_next(&w->wheel) <= now;
+}
+
+/* What a rescuer can take while w is inside a task: all of the above, any
+ * completion, I/O prepared but not submitted, and cancels in its mailbox
+ * (in its scheduler, w submits its own). */
+static bool holds_ready_work(mag__worker_t *w, uint64_t now)
+{
+    return holds_rescuable_work(w, now) || mag__ring_ready(w) || mag__ring_sqes_waiting(w) ||
+           mag__ring_cancels_waiting(w);
 }
 
 /* One look at every worker. Returns false when every worker is parked;
@@ -80,29 +101,45 @@ static bool look(struct mag__monitor *m, bool *parked_since)
         mag__worker_t *w = rt->workers[i];
         /* relaxed: counters the owner bumps; a stale value only delays. */
         uint64_t polls = atomic_load_explicit(&w->stats.polls, memory_order_relaxed);
+        uint64_t parks = atomic_load_explicit(&w->stats.parks, memory_order_relaxed);
+        uint64_t unparks = atomic_load_explicit(&w->stats.unparks, memory_order_relaxed);
         bool parked = atomic_load_explicit(&w->stats.park_start_ns, memory_order_relaxed) != 0;
+        /* relaxed: a hint (see in_task in sched.h). */
+        bool in_task = !parked && atomic_load_explicit(&w->in_task, memory_order_relaxed);
+        /* No task started since the last look (polls counts starts). */
+        bool started_none = polls == m->last_polls[i];
+        /* ... and none parked or woke either (parks counts a park's start,
+         * unparks its end), out of a task at both looks: in its scheduler
+         * all along. There it is preempted, or blocked. (A worker made
+         * runnable by its wake-up but still off the CPU is inside its park,
+         * and what it holds only posts once it runs: task work.) */
+        bool in_sched_all_along = started_none && !in_task && m->was_in_sched[i] &&
+                                  parks == m->last_parks[i] && unparks == m->last_unparks[i];
         if (!parked) {
             any_awake = true;
-            /* relaxed: a hint (see in_task in sched.h). */
-            if (polls == m->last_polls[i] &&
-                atomic_load_explicit(&w->in_task, memory_order_relaxed) &&
-                holds_ready_work(w, now)) {
-                /* release: pairs with the acquire load in the rescuers'
-                 * check (worker.c). */
-                atomic_store_explicit(&w->stuck, 1, memory_order_release);
+            if ((in_task && started_none && holds_ready_work(w, now)) ||
+                (in_sched_all_along && holds_rescuable_work(w, now))) {
+                /* relaxed: the mark publishes nothing; rescuers take the
+                 * work with the operations that own it. */
+                atomic_store_explicit(&w->stuck, 1, memory_order_relaxed);
                 stuck = true;
             }
+        } else if (atomic_load_explicit(&w->stuck, memory_order_relaxed)) {
+            /* A mark that landed after its park cleared it: searchers would
+             * go on rescuing a sleeping worker for nothing. */
+            atomic_store_explicit(&w->stuck, 0, memory_order_relaxed);
         }
         /* Queued at two looks in a row, without a park between them: a
          * backlog its worker has not worked off in a tick of running
          * flat out, which a searcher may steal. (The scheduler shares only
          * large batches at once, queue.c; a worker that parks keeps up.) */
-        uint64_t parks = atomic_load_explicit(&w->stats.parks, memory_order_relaxed);
         *parked_since &= parks == m->last_parks[i];
         bool queued = !parked && mag__deque_len(&w->deque) != 0;
         backlog |= queued && m->had_backlog[i] && parks == m->last_parks[i];
         m->had_backlog[i] = queued;
+        m->was_in_sched[i] = !parked && !in_task;
         m->last_parks[i] = parks;
+        m->last_unparks[i] = unparks;
         m->last_polls[i] = polls;
     }
     if (stuck || backlog)
@@ -145,6 +182,16 @@ static void *monitor_main(void *arg)
     return NULL;
 }
 
+static void monitor_free(struct mag__monitor *m)
+{
+    free(m->last_polls);
+    free(m->last_parks);
+    free(m->had_backlog);
+    free(m->last_unparks);
+    free(m->was_in_sched);
+    free(m);
+}
+
 int mag__monitor_start(mag_runtime_t *rt)
 {
     struct mag__monitor *m = calloc(1, sizeof *m);
@@ -154,21 +201,18 @@ int mag__monitor_start(mag_runtime_t *rt)
     m->last_polls = calloc(rt->nworkers, sizeof *m->last_polls);
     m->last_parks = calloc(rt->nworkers, sizeof *m->last_parks);
     m->had_backlog = calloc(rt->nworkers, sizeof *m->had_backlog);
-    if (!m->last_polls || !m->last_parks || !m->had_backlog) {
-        free(m->last_polls);
-        free(m->last_parks);
-        free(m->had_backlog);
-        free(m);
+    m->last_unparks = calloc(rt->nworkers, sizeof *m->last_unparks);
+    m->was_in_sched = calloc(rt->nworkers, sizeof *m->was_in_sched);
+    if (!m->last_polls || !m->last_parks || !m->had_backlog || !m->last_unparks ||
+        !m->was_in_sched) {
+        monitor_free(m);
         return -ENOMEM;
     }
     for (unsigned i = 0; i < rt->nworkers; i++)
         m->last_polls[i] = UINT64_MAX; /* nothing is stuck at the first look */
     int e = mag__thread_start(&m->thread, monitor_main, m);
     if (e) {
-        free(m->last_polls);
-        free(m->last_parks);
-        free(m->had_backlog);
-        free(m);
+        monitor_free(m);
         return e;
     }
     rt->monitor = m;
@@ -196,8 +240,5 @@ void mag__monitor_stop(mag_runtime_t *rt)
     mag__futex_wake(&rt->monitor_word, 1);
     pthread_join(m->thread, NULL);
     rt->monitor = NULL;
-    free(m->last_polls);
-    free(m->last_parks);
-    free(m->had_backlog);
-    free(m);
+    monitor_free(m);
 }

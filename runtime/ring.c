@@ -160,21 +160,28 @@ static bool foreign_cqe(const struct io_uring_cqe *cqe)
  * tasks they wake are queued on the calling worker. Returns the CQEs taken. */
 static unsigned reap(mag__worker_t *w, bool rescue)
 {
-    if (!rescue) {
+    if (!rescue)
         mag__lock(&w->cq_lock);
-    } else if (!mag__trylock(&w->cq_lock)) {
+    else if (!mag__trylock(&w->cq_lock))
         return 0;
-    } else if (!atomic_load_explicit(&w->in_task, memory_order_relaxed)) {
-        /* The owner is back in its scheduler and reaps its own ring: its
-         * re-arm of the doorbell (arm_wake_read) reads wake_armed after
-         * its own reap, never while a rescuer's callbacks are running. */
-        mag__unlock(&w->cq_lock);
-        return 0;
-    }
+    /* A rescuer of an owner in its scheduler (preempted or blocked there)
+     * leaves the doorbell's CQE, and every CQE after it, to the owner: the
+     * owner re-arms the doorbell (arm_wake_read) when its own reap has
+     * cleared wake_armed, and reads that flag outside this lock, so a
+     * rescuer must not clear it under an owner that may be about to sleep.
+     * An owner inside a task reads it only after its next reap, which waits
+     * for this one. relaxed is enough for in_task: the owner stores 0 before
+     * a reap of its own under this lock, and passes through such a reap on
+     * every path from a task to arm_wake_read (park); so once that reap has
+     * let the lock go, our acquire of it makes the 0 (or a later task's 1,
+     * itself followed by such a reap) the value we read. */
+    bool keep_doorbell = rescue && !atomic_load_explicit(&w->in_task, memory_order_relaxed);
     struct io_uring_cqe *cqe;
     unsigned head, n = 0, finished = 0;
     io_uring_for_each_cqe(&w->ring, head, cqe)
     {
+        if (keep_doorbell && io_uring_cqe_get_data(cqe) == &w->wake_op)
+            break;
         n++;
         if (foreign_cqe(cqe))
             continue;
@@ -203,6 +210,19 @@ static unsigned reap(mag__worker_t *w, bool rescue)
             mag__stat_inc(&me->stats.io_completed, n);
     }
     return n;
+}
+
+bool mag__ring_ready_past_doorbell(mag__worker_t *w)
+{
+    /* As mag__ring_ready, and the CQE at the head is not the doorbell's: a
+     * rescuer of an owner in its scheduler stops there (reap). A peek at a
+     * slot the kernel may be writing: a hint, as the rest. */
+    unsigned head = __atomic_load_n(w->ring.cq.khead, __ATOMIC_RELAXED);
+    unsigned tail = __atomic_load_n(w->ring.cq.ktail, __ATOMIC_ACQUIRE);
+    if (head == tail)
+        return false;
+    const struct io_uring_cqe *cqe = &w->ring.cq.cqes[head & w->ring.cq.ring_mask];
+    return __atomic_load_n(&cqe->user_data, __ATOMIC_RELAXED) != (uintptr_t)&w->wake_op;
 }
 
 bool mag__ring_ready(mag__worker_t *w)

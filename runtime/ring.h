@@ -29,6 +29,9 @@ MAG_HIDDEN void mag__ring_wait(mag__worker_t *w, uint64_t deadline_ns);
 MAG_HIDDEN void mag__ring_sleep_end(mag__worker_t *w);
 /* Whether w's completion queue holds CQEs: a hint, from any thread. */
 MAG_HIDDEN bool mag__ring_ready(mag__worker_t *w);
+/* The same, and the first of them is not the doorbell's: what a rescuer of
+ * an owner outside any task can reap (ring.c, reap). */
+MAG_HIDDEN bool mag__ring_ready_past_doorbell(mag__worker_t *w);
 /* From another worker, while w is stuck in a task (monitor.c): reaps w's
  * ring here, unless someone else is reaping it. The woken tasks are queued on
  * the calling worker. Returns the CQEs taken. */

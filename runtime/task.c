@@ -107,6 +107,8 @@ void mag__task_release(mag_task_t *t)
         task_free(t);
 }
 
+const mag__hooks_t *mag__test_hooks;
+
 void mag__hooks_install(mag_runtime_t *rt, const mag__hooks_t *hooks, void *ctx)
 {
     rt->hooks = hooks;

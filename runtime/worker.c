@@ -343,16 +343,19 @@ static mag_task_t *next_local(mag__worker_t *w)
     return NULL;
 }
 
-/* v is stuck in a task (monitor.c): take over what only its scheduler
- * would run. Its LIFO task comes here; the I/O its tasks prepared is
- * submitted and the cancels in its mailbox are made from here; the
- * completions in its ring and its due timers wake their tasks onto this
- * worker. Returns a task to run. */
+/* v is stuck in a task or in its scheduler (monitor.c): take over what
+ * only its scheduler would run. Its LIFO task comes here; the completions
+ * in its ring and its due timers wake their tasks onto this worker; if it
+ * is in a task, the I/O its tasks prepared is submitted and the cancels in
+ * its mailbox are made from here (each checks). Returns a task to run. */
 static mag_task_t *rescue(mag__worker_t *w, mag__worker_t *v)
 {
     mag_task_t *t = mag__lifo_take(v);
-    mag__ring_rescue_submit(v);
-    mag__ring_rescue_cancels(v);
+    /* relaxed: a hint; both calls check again. */
+    if (atomic_load_explicit(&v->in_task, memory_order_relaxed)) {
+        mag__ring_rescue_submit(v);
+        mag__ring_rescue_cancels(v);
+    }
     mag__ring_rescue(v);
     if (atomic_load_explicit(&v->wheel.count, memory_order_relaxed))
         mag__wheel_expire(&v->wheel, mag__now());
@@ -378,8 +381,9 @@ static mag_task_t *steal(mag__worker_t *w)
         mag__worker_t *v = rt->workers[(start + i) % rt->nworkers];
         if (v == w)
             continue;
-        /* acquire: pairs with the monitor's release store. */
-        if (MAG_UNLIKELY(atomic_load_explicit(&v->stuck, memory_order_acquire))) {
+        /* relaxed: the mark is a hint; what a rescue takes, it takes with
+         * the operations that own it (rescue). */
+        if (MAG_UNLIKELY(atomic_load_explicit(&v->stuck, memory_order_relaxed))) {
             mag_task_t *t = rescue(w, v);
             if (t)
                 return t;

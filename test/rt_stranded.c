@@ -4,13 +4,17 @@
  * task whose timer is due on a worker's wheel, and a task whose read on that
  * ring passed its deadline, was cancelled or had its descriptor closed each
  * resume elsewhere while that worker runs a task that computes without
- * suspending. The bound
+ * suspending; and a task whose read completed resumes elsewhere while its
+ * worker is held in its scheduler, not in any task. The bound
  * asserted (STRANDED_BOUND_NS) is generous for a loaded machine under
  * sanitizers; the figure measured is printed, and the benchmark suite
  * reports it. */
 #include "test/test.h"
 
 #include <stdatomic.h>
+#include <time.h>
+
+#include "runtime/sched.h" /* the park hook and a worker's park gauge */
 
 #define STRANDED_BOUND_NS (50 * MAG_MS)
 /* The hog gives up after this long, so that a failure ends the test. */
@@ -324,6 +328,155 @@ static int close_case(void *arg)
     return 0;
 }
 
+/* ---- a worker held in its scheduler ----------------------------------------- */
+
+/* A worker can be kept from its work outside any task: preempted in its
+ * scheduler when every core is taken, or blocked there. The park hook holds
+ * one there, the reader's worker, until the reader has resumed elsewhere.
+ * Two ways: AFTER_REAP, the reader's completion wakes that worker, which
+ * reaps it and stops right after its park with the reader queued on it;
+ * IN_RING, the worker stops when its park ends (a helper's timer), and only
+ * then is the byte written, so the completion is posted into its ring while
+ * it is held (the kernel runs the read's task work in the blocked thread). */
+typedef enum { AFTER_REAP, IN_RING } stall_t;
+
+static stall_t stall_how;
+static mag__worker_t *_Atomic stall_worker;
+static _Atomic int stall_armed;
+static _Atomic int stalling;
+static _Atomic int reader_elsewhere;
+
+static void sleep_ms(void)
+{
+    struct timespec ms = {0, 1000 * 1000};
+    nanosleep(&ms, NULL);
+}
+
+static void stall_after_park(void *ctx, mag__worker_t *w, uint64_t t0, uint64_t t1)
+{
+    (void)ctx;
+    (void)t0;
+    (void)t1;
+    if (w != atomic_load(&stall_worker) || !atomic_exchange(&stall_armed, 0))
+        return;
+    atomic_store(&stalling, 1);
+    uint64_t start = mag_now();
+    while (!atomic_load(&victim_resumed) && mag_now() - start < HOG_LIMIT_NS)
+        sleep_ms();
+    sleep_ms(); /* a little longer, as the hog */
+    sleep_ms();
+    atomic_store(&hog_ended_ns, mag_now());
+}
+
+static const mag__hooks_t stall_hooks = {.park = stall_after_park};
+
+/* IN_RING: wakes the reader's worker from its park, where the hook holds
+ * it. */
+static int stall_timer(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(mag_sleep(30 * MAG_MS), 0);
+    return 0;
+}
+
+static int stall_reader(void *arg)
+{
+    (void)arg;
+    mag_task_t *h = NULL;
+    atomic_store(&stall_worker, mag__worker_current());
+    if (stall_how == IN_RING) {
+        /* In this worker's LIFO slot: it runs, and sleeps, once the read
+         * below has parked this task; the worker then parks too. */
+        h = mag_spawn(stall_timer, NULL);
+        ASSERT_PTR_NE(h, NULL);
+        atomic_store(&stall_armed, 1);
+    }
+    atomic_store(&hog_started, 1); /* "ready": the writer waits for it */
+    char c;
+    ASSERT_EQ(mag_read(pipe_fds[0], &c, 1, -1), 1);
+    victim_resume();
+    atomic_store(&reader_elsewhere, mag__worker_current() != atomic_load(&stall_worker));
+    ASSERT_EQ(c, 's');
+    if (h)
+        ASSERT_EQ(mag_join(h, NULL), 0);
+    return 0;
+}
+
+/* An OS thread, so that no task of this case runs on the reader's worker.
+ * AFTER_REAP: once that worker is parked (its read submitted), arm the
+ * stall and write the byte, which wakes it through the read's completion.
+ * IN_RING: write once the worker is held. */
+static void *stall_writer(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&hog_started))
+        sleep_ms();
+    if (stall_how == AFTER_REAP) {
+        mag__worker_t *w = atomic_load(&stall_worker);
+        for (int parked_ms = 0; parked_ms < 5;) {
+            sleep_ms();
+            /* relaxed: a gauge; the worker sets it just before it sleeps. */
+            bool parked =
+                atomic_load_explicit(&w->stats.park_start_ns, memory_order_relaxed) != 0;
+            parked_ms = parked ? parked_ms + 1 : 0;
+        }
+        atomic_store(&stall_armed, 1);
+    } else {
+        while (!atomic_load(&stalling))
+            sleep_ms();
+    }
+    atomic_store(&written_ns, mag_now());
+    char byte = 's';
+    if (write(pipe_fds[1], &byte, 1) != 1)
+        abort();
+    return NULL;
+}
+
+static void stall_case(stall_t how, const char *what)
+{
+    /* Observability (MAG_DEBUG, MAG_STATS, MAG_TRACE) takes the hooks. */
+    if (mag__worker_current()->rt->hooks != &stall_hooks) {
+        printf("%s: not run, observability holds the hooks\n", what);
+        return;
+    }
+    reset();
+    stall_how = how;
+    atomic_store(&stall_worker, NULL);
+    atomic_store(&stall_armed, 0);
+    atomic_store(&stalling, 0);
+    atomic_store(&reader_elsewhere, 0);
+    ASSERT_EQ(pipe(pipe_fds), 0);
+    mag_task_t *r = mag_spawn(stall_reader, NULL);
+    ASSERT_PTR_NE(r, NULL);
+    pthread_t writer;
+    ASSERT_EQ(pthread_create(&writer, NULL, stall_writer, NULL), 0);
+    ASSERT_EQ(mag_join(r, NULL), 0);
+    ASSERT_EQ(pthread_join(writer, NULL), 0);
+    /* The stall happened (the hook disarmed itself), and the reader ran on
+     * another worker while it lasted. */
+    ASSERT_EQ(atomic_load(&stall_armed), 0);
+    ASSERT_TRUE(atomic_load(&reader_elsewhere));
+    while (!atomic_load(&hog_ended_ns))
+        ASSERT_EQ(mag_sleep(MAG_MS), 0);
+    check(what, atomic_load(&written_ns));
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+}
+
+static int stall_after_reap_case(void *arg)
+{
+    (void)arg;
+    stall_case(AFTER_REAP, "reaped by a worker then held in its scheduler");
+    return 0;
+}
+
+static int stall_in_ring_case(void *arg)
+{
+    (void)arg;
+    stall_case(IN_RING, "completion posted to a worker held in its scheduler");
+    return 0;
+}
+
 int main(void)
 {
     unsigned n = test_workers(8);
@@ -338,6 +491,10 @@ int main(void)
         test_run(n, deadline_case, NULL);
         test_run(n, cancel_case, NULL);
         test_run(n, close_case, NULL);
+        mag__test_hooks = &stall_hooks;
+        test_run(n, stall_after_reap_case, NULL);
+        test_run(n, stall_in_ring_case, NULL);
+        mag__test_hooks = NULL;
     }
     return 0;
 }
