@@ -52,7 +52,17 @@ static void arm_wake_read(mag__worker_t *w)
     struct io_uring_sqe *sqe = sched_sqe(w);
     io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0);
     io_uring_sqe_set_data(sqe, &w->wake_op);
+    /* Committed under cq_lock, which a rescuer's submit holds
+     * (mag__ring_rescue_submit): the doorbell is this thread's own, and a
+     * rescuer that submitted it would own its completion (task work on the
+     * rescuer's thread), so that this worker's wake-ups would wait whenever
+     * the rescuer is off the CPU. (Loop mode: commit_sqes does nothing.) */
+    bool multi = w->rt->nworkers > 1;
+    if (multi)
+        mag__lock(&w->cq_lock);
     commit_sqes(w);
+    if (multi)
+        mag__unlock(&w->cq_lock);
     atomic_store_explicit(&w->wake_armed, true, memory_order_relaxed);
 }
 
@@ -263,14 +273,21 @@ void mag__ring_rescue_submit(mag__worker_t *w)
      * requests are then this thread's as far as the kernel is concerned:
      * their completions still come to w's ring, but the kernel finishes
      * them on this thread (task work), for as long as they live (a
-     * multishot accept: until it ends). Only while the owner is in a task
-     * (relaxed: a hint, as in reap): an owner back in its scheduler
-     * submits its own, doorbell included. */
+     * multishot accept: until it ends). Only while the owner is in a task:
+     * an owner back in its scheduler submits its own, doorbell included.
+     * The doorbell's SQE is committed under cq_lock (arm_wake_read), after
+     * the owner left its task; held here, the lock keeps it out of both the
+     * count and the submit: either the owner committed it before we took
+     * the lock, and then we read in_task 0 (relaxed is enough: the owner's
+     * store of 0 comes before its lock), or it commits it after we let go.
+     * The relaxed look before the lock only spares a rescuer the lock. */
     if (!atomic_load_explicit(&w->in_task, memory_order_relaxed))
         return;
-    unsigned n = sqes_waiting(w);
+    mag__lock(&w->cq_lock);
+    unsigned n = atomic_load_explicit(&w->in_task, memory_order_relaxed) ? sqes_waiting(w) : 0;
     if (n)
         syscall(__NR_io_uring_enter, w->ring.ring_fd, n, 0, 0, NULL, 0);
+    mag__unlock(&w->cq_lock);
 }
 
 static void cancel_complete(mag__op_t *op, int res, uint32_t flags)
