@@ -52,17 +52,17 @@ static void arm_wake_read(mag__worker_t *w)
     struct io_uring_sqe *sqe = sched_sqe(w);
     io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0);
     io_uring_sqe_set_data(sqe, &w->wake_op);
-    /* Committed under cq_lock, which a rescuer's submit holds
+    /* Committed under submit_lock, which a rescuer's submit holds
      * (mag__ring_rescue_submit): the doorbell is this thread's own, and a
      * rescuer that submitted it would own its completion (task work on the
      * rescuer's thread), so that this worker's wake-ups would wait whenever
      * the rescuer is off the CPU. (Loop mode: commit_sqes does nothing.) */
     bool multi = w->rt->nworkers > 1;
     if (multi)
-        mag__lock(&w->cq_lock);
+        pthread_mutex_lock(&w->submit_lock);
     commit_sqes(w);
     if (multi)
-        mag__unlock(&w->cq_lock);
+        pthread_mutex_unlock(&w->submit_lock);
     atomic_store_explicit(&w->wake_armed, true, memory_order_relaxed);
 }
 
@@ -275,19 +275,25 @@ void mag__ring_rescue_submit(mag__worker_t *w)
      * them on this thread (task work), for as long as they live (a
      * multishot accept: until it ends). Only while the owner is in a task:
      * an owner back in its scheduler submits its own, doorbell included.
-     * The doorbell's SQE is committed under cq_lock (arm_wake_read), after
-     * the owner left its task; held here, the lock keeps it out of both the
-     * count and the submit: either the owner committed it before we took
-     * the lock, and then we read in_task 0 (relaxed is enough: the owner's
-     * store of 0 comes before its lock), or it commits it after we let go.
-     * The relaxed look before the lock only spares a rescuer the lock. */
+     * The doorbell's SQE is committed under submit_lock (arm_wake_read),
+     * after the owner left its task; held here across the call (the kernel
+     * reads the tail itself), the lock keeps it out of both the count and
+     * the submit: either the owner committed it before we took the lock,
+     * and then we read in_task 0 (relaxed is enough: the owner's store of 0
+     * comes before its lock), or it commits it after we let go. A mutex,
+     * not a spinlock: the call may run requests inline or sleep on the
+     * ring's own lock, and only the owner's park ever waits for it. (Should
+     * the owner's own submits in its park fall short, -EBUSY, its doorbell
+     * stays committed into its next task, where a rescuer may submit it: a
+     * slower wake-up, never a lost one.) The relaxed look before the lock
+     * only spares a rescuer the lock. */
     if (!atomic_load_explicit(&w->in_task, memory_order_relaxed))
         return;
-    mag__lock(&w->cq_lock);
+    pthread_mutex_lock(&w->submit_lock);
     unsigned n = atomic_load_explicit(&w->in_task, memory_order_relaxed) ? sqes_waiting(w) : 0;
     if (n)
         syscall(__NR_io_uring_enter, w->ring.ring_fd, n, 0, 0, NULL, 0);
-    mag__unlock(&w->cq_lock);
+    pthread_mutex_unlock(&w->submit_lock);
 }
 
 static void cancel_complete(mag__op_t *op, int res, uint32_t flags)
@@ -701,6 +707,7 @@ int mag__ring_setup(mag__worker_t *w)
     }
     w->wake_op.complete = wake_complete;
     w->wake_op.worker = w;
+    pthread_mutex_init(&w->submit_lock, NULL);
     if (multi)
         probe_sync_cancel(w);
     w->ring_ready = true;
@@ -713,5 +720,6 @@ void mag__ring_teardown(mag__worker_t *w)
         return;
     io_uring_queue_exit(&w->ring);
     close(w->wake_fd);
+    pthread_mutex_destroy(&w->submit_lock);
     w->ring_ready = false;
 }

@@ -386,6 +386,7 @@ typedef struct mag__worker {
     _Atomic unsigned sqe_epoch;    /* submitted, published (release) for rescuers */
     _Atomic unsigned reaped;       /* ... and completed: written under cq_lock */
     mag__lock_t cq_lock;           /* whoever reaps the ring: the owner, or a rescuer */
+    pthread_mutex_t submit_lock;   /* a rescuer's submit, and the doorbell's commit */
     _Atomic uint32_t stuck;        /* set by the monitor, cleared by the owner */
     _Atomic uint32_t in_task;      /* 1 while the owner runs a task (relaxed hint) */
     bool sq_starved;               /* a task found the SQ full and yielded */
