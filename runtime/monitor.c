@@ -69,22 +69,24 @@ static void monitor_sleep(mag_runtime_t *rt, uint32_t seen, uint64_t ns)
 /* Work on w that only w's scheduler would run, and that a rescuer can
  * take while w is in its scheduler: its LIFO slot, its local queue
  * (stealable, but only by a searcher), completions in its ring ahead of the
- * doorbell's (ring.c, reap), and timers that are due. */
-static bool holds_rescuable_work(mag__worker_t *w, uint64_t now)
+ * doorbell's (ring.c, reap; any completion when in_task), and timers that
+ * are due. */
+static bool holds_rescuable_work(mag__worker_t *w, uint64_t now, bool in_task)
 {
     /* relaxed: a hint; whoever acts on it takes the work with the
      * operations that own it (exchange, deque CAS, ring lock, wheel lock). */
     return atomic_load_explicit(&w->lifo, memory_order_relaxed) != NULL ||
-           mag__deque_len(&w->deque) != 0 || mag__ring_ready_past_doorbell(w) ||
+           mag__deque_len(&w->deque) != 0 ||
+           (in_task ? mag__ring_ready(w) : mag__ring_ready_past_doorbell(w)) ||
            mag__wheel_next(&w->wheel) <= now;
 }
 
-/* What a rescuer can take while w is inside a task: all of the above, any
- * completion, I/O prepared but not submitted, and cancels in its mailbox
- * (in its scheduler, w submits its own). */
+/* What a rescuer can take while w is inside a task: all of the above, I/O
+ * prepared but not submitted, and cancels in its mailbox (in its
+ * scheduler, w submits its own). */
 static bool holds_ready_work(mag__worker_t *w, uint64_t now)
 {
-    return holds_rescuable_work(w, now) || mag__ring_ready(w) || mag__ring_sqes_waiting(w) ||
+    return holds_rescuable_work(w, now, true) || mag__ring_sqes_waiting(w) ||
            mag__ring_cancels_waiting(w);
 }
 
@@ -118,7 +120,7 @@ static bool look(struct mag__monitor *m, bool *parked_since)
         if (!parked) {
             any_awake = true;
             if ((in_task && started_none && holds_ready_work(w, now)) ||
-                (in_sched_all_along && holds_rescuable_work(w, now))) {
+                (in_sched_all_along && holds_rescuable_work(w, now, false))) {
                 /* relaxed: the mark publishes nothing; rescuers take the
                  * work with the operations that own it. */
                 atomic_store_explicit(&w->stuck, 1, memory_order_relaxed);

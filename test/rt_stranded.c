@@ -337,7 +337,8 @@ static int close_case(void *arg)
  * reaps it and stops right after its park with the reader queued on it;
  * IN_RING, the worker stops when its park ends (a helper's timer), and only
  * then is the byte written, so the completion is posted into its ring while
- * it is held (the kernel runs the read's task work in the blocked thread). */
+ * it is held (the kernel interrupts the held thread to run the read's task
+ * work). */
 typedef enum { AFTER_REAP, IN_RING } stall_t;
 
 static stall_t stall_how;
@@ -360,12 +361,7 @@ static void stall_after_park(void *ctx, mag__worker_t *w, uint64_t t0, uint64_t 
     if (w != atomic_load(&stall_worker) || !atomic_exchange(&stall_armed, 0))
         return;
     atomic_store(&stalling, 1);
-    uint64_t start = mag_now();
-    while (!atomic_load(&victim_resumed) && mag_now() - start < HOG_LIMIT_NS)
-        sleep_ms();
-    sleep_ms(); /* a little longer, as the hog */
-    sleep_ms();
-    atomic_store(&hog_ended_ns, mag_now());
+    hog(); /* here, in the scheduler: the worker is in no task */
 }
 
 static const mag__hooks_t stall_hooks = {.park = stall_after_park};
