@@ -104,12 +104,13 @@ static inline mag_task_t *mag__deque_take_alone(mag__deque_t *q, uint64_t *left)
     return task;
 }
 
-/* The task at the top, which the owner's next take returns; the caller
- * knows the queue is not empty (loop mode: nobody else takes). */
-static inline mag_task_t *mag__deque_first(mag__deque_t *q)
+/* The task i places from the top (0: the one the owner's next take
+ * returns); the caller knows the queue holds more than i (loop mode: nobody
+ * else takes). */
+static inline mag_task_t *mag__deque_peek(mag__deque_t *q, uint64_t i)
 {
     uint64_t t = atomic_load_explicit(&q->top, memory_order_relaxed);
-    return atomic_load_explicit(&q->slots[t & MAG__DEQUE_MASK], memory_order_relaxed);
+    return atomic_load_explicit(&q->slots[(t + i) & MAG__DEQUE_MASK], memory_order_relaxed);
 }
 
 #endif /* MAGPIE_RUNTIME_DEQUE_H */

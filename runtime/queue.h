@@ -21,11 +21,11 @@ static inline size_t mag__spill_len(mag__worker_t *w)
 {
     return atomic_load_explicit(&w->spill_len, memory_order_relaxed);
 }
-/* What mag__spill_take would return next, or NULL (the owner's look, for a
- * prefetch). */
-static inline mag_task_t *mag__spill_peek(mag__worker_t *w)
+/* What the (i+1)th mag__spill_take from now would return, or NULL (the
+ * owner's look, for a prefetch). */
+static inline mag_task_t *mag__spill_peek(mag__worker_t *w, size_t i)
 {
-    return mag__spill_len(w) ? w->spill[w->spill_head] : NULL;
+    return mag__spill_len(w) > i ? w->spill[(w->spill_head + i) % w->spill_cap] : NULL;
 }
 /* Any queued work on any worker or in the inject queue (seq_cst loads: the
  * last look of a worker about to park, see mag__notify_parked). */
