@@ -252,6 +252,18 @@ static void push_free(mag__stack_t *s)
     c->free = s;
 }
 
+/* Stacks whose pages went back (mag__stack_return), to their free lists. */
+static void carved_back(mag__stack_t *list)
+{
+    pthread_mutex_lock(&carve_lock);
+    while (list) {
+        mag__stack_t *next = list->next;
+        push_free(list);
+        list = next;
+    }
+    pthread_mutex_unlock(&carve_lock);
+}
+
 static void carved_free(mag__stack_t *s)
 {
     pthread_mutex_lock(&carve_lock);
@@ -264,20 +276,11 @@ static void carved_free(mag__stack_t *s)
     if (keep)
         return;
     /* Its pages go back, the guard stays (carved stacks have no canary),
-     * with a batch of others (stack_pages.c). This must come before the
-     * stacks are on the free list: once there, another thread may take one
-     * and run a task on it, and a DONTNEED then would zero that task's live
-     * frames (its parked context, the timers linked from them). */
-    mag__stack_t *back = mag__stack_return(s);
-    if (!back)
-        return;
-    pthread_mutex_lock(&carve_lock);
-    while (back) {
-        mag__stack_t *next = back->next;
-        push_free(back);
-        back = next;
-    }
-    pthread_mutex_unlock(&carve_lock);
+     * with a batch of others (stack_pages.c), before the stacks are on the
+     * free list: once there, another thread may take one and run a task on
+     * it, and a DONTNEED then would zero that task's live frames (its
+     * parked context, the timers linked from them). */
+    mag__stack_return(s, carved_back);
 }
 
 mag__stack_t *mag__stack_alloc(size_t size)

@@ -8,9 +8,9 @@
  * flush is an interrupt to the other core each time, and it was most of the
  * time a million cancelled tasks took to end. Here the guard regions of a
  * new mapping go in with one process_madvise, and freed stacks gather in a
- * batch whose pages go back together: adjacent stacks (freed in the order
- * they were carved, as a burst's are) as one range, guard regions included,
- * which survive MADV_DONTNEED.
+ * batch whose pages go back together, on a thread of their own: adjacent
+ * stacks (freed in the order they were carved, as a burst's are) as one
+ * range, guard regions included, which survive MADV_DONTNEED.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -91,11 +91,26 @@ void mag__stacks_populate_tops(char *base, unsigned n, size_t map, size_t page)
     (void)mag__advise_ranges(ranges, n, MADV_POPULATE_WRITE);
 }
 
-/* ---- freed stacks, given back in batches ---------------------------------- */
+/* ---- freed stacks, given back in batches -----------------------------------
+ * A full batch goes to a thread of its own, the returner, which gives its
+ * pages back and only then hands the stacks to the free lists: the system
+ * call and its TLB flush (a tenth of a millisecond for a batch, and a third
+ * of the time a million cancelled tasks took to end at one worker) leave
+ * the worker that freed the last stack, as Go's scavenger leaves its
+ * goroutines. Where the thread cannot start, the freeing thread does it. */
 
 static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
 static mag__stack_t *batch[MAG__STACK_RETURN_BATCH]; /* under batch_lock */
 static unsigned batch_len;                           /* under batch_lock */
+
+/* Full batches for the returner, linked by next, MAG__STACK_RETURN_BATCH
+ * stacks after another; and whether the returner runs, and who takes the
+ * stacks once their pages are back. All under queue_lock. */
+static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
+static mag__stack_t *queued;
+static bool returner_runs;
+static mag__stacks_back_fn *queued_back;
 
 static int by_address(const void *a, const void *b)
 {
@@ -103,20 +118,10 @@ static int by_address(const void *a, const void *b)
     return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
-mag__stack_t *mag__stack_return(mag__stack_t *s)
+/* Gives the pages of a full batch back and links its stacks by next (the
+ * first returned). */
+static mag__stack_t *give_back(mag__stack_t **full)
 {
-    mag__stack_t *full[MAG__STACK_RETURN_BATCH];
-    pthread_mutex_lock(&batch_lock);
-    batch[batch_len++] = s;
-    if (batch_len < MAG__STACK_RETURN_BATCH) {
-        pthread_mutex_unlock(&batch_lock);
-        return NULL;
-    }
-    for (unsigned i = 0; i < MAG__STACK_RETURN_BATCH; i++)
-        full[i] = batch[i];
-    batch_len = 0;
-    pthread_mutex_unlock(&batch_lock);
-
     /* By address, so that neighbours in one mapping make one range: from
      * the lowest usable byte of the first to the top of the last, the
      * guard regions between included (they survive MADV_DONTNEED). No
@@ -142,4 +147,100 @@ mag__stack_t *mag__stack_return(mag__stack_t *s)
         full[i]->next = full[i + 1];
     full[MAG__STACK_RETURN_BATCH - 1]->next = NULL;
     return full[0];
+}
+
+static void *returner(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&queue_lock);
+    for (;;) {
+        while (!queued)
+            pthread_cond_wait(&queue_cond, &queue_lock);
+        mag__stack_t *list = queued;
+        mag__stacks_back_fn *back = queued_back;
+        queued = NULL;
+        pthread_mutex_unlock(&queue_lock);
+        while (list) {
+            mag__stack_t *full[MAG__STACK_RETURN_BATCH];
+            for (unsigned i = 0; i < MAG__STACK_RETURN_BATCH; i++) {
+                full[i] = list;
+                list = list->next;
+            }
+            back(give_back(full));
+        }
+        pthread_mutex_lock(&queue_lock);
+    }
+    return NULL;
+}
+
+/* A child of fork has no returner (only the forking thread goes on), and
+ * must not find queue_lock held by one: the lock is taken across the fork,
+ * and the child starts its own returner if it ever needs one. The batches
+ * queued at the fork stay resident in the child, never reused. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&queue_lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&queue_lock);
+}
+
+static void fork_child(void)
+{
+    queued = NULL;
+    returner_runs = false;
+    pthread_mutex_unlock(&queue_lock);
+}
+
+static void register_atfork(void)
+{
+    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* Queues the batch (linked by next, first to last) for the returner,
+ * starting it the first time. False if it cannot start. */
+static bool queue_batch(mag__stack_t *first, mag__stack_t *last, mag__stacks_back_fn *back)
+{
+    static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+    /* Before the thread exists, and outside the lock its handlers take. */
+    (void)pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&queue_lock);
+    if (!returner_runs) {
+        pthread_t th;
+        if (mag__thread_start(&th, returner, NULL) != 0) {
+            pthread_mutex_unlock(&queue_lock);
+            return false;
+        }
+        pthread_detach(th);
+        pthread_setname_np(th, "magpie-stackret");
+        returner_runs = true;
+    }
+    last->next = queued;
+    queued = first;
+    queued_back = back;
+    pthread_cond_signal(&queue_cond);
+    pthread_mutex_unlock(&queue_lock);
+    return true;
+}
+
+void mag__stack_return(mag__stack_t *s, mag__stacks_back_fn *back)
+{
+    mag__stack_t *full[MAG__STACK_RETURN_BATCH];
+    pthread_mutex_lock(&batch_lock);
+    batch[batch_len++] = s;
+    if (batch_len < MAG__STACK_RETURN_BATCH) {
+        pthread_mutex_unlock(&batch_lock);
+        return;
+    }
+    for (unsigned i = 0; i < MAG__STACK_RETURN_BATCH; i++)
+        full[i] = batch[i];
+    batch_len = 0;
+    pthread_mutex_unlock(&batch_lock);
+
+    for (unsigned i = 0; i + 1 < MAG__STACK_RETURN_BATCH; i++)
+        full[i]->next = full[i + 1];
+    if (!queue_batch(full[0], full[MAG__STACK_RETURN_BATCH - 1], back))
+        back(give_back(full));
 }

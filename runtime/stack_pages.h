@@ -34,12 +34,15 @@ MAG_HIDDEN void mag__stacks_populate_tops(char *base, unsigned n, size_t map, si
 
 /* A freed carved stack whose pages are to go back to the kernel (its guard
  * region stays). Stacks gather until MAG__STACK_RETURN_BATCH have come;
- * that call gives all their pages back together, adjacent stacks as one
- * range, so that the batch costs one system call and one TLB flush instead
- * of one each, and returns them, linked by next, for the caller to put on
- * its free lists. NULL while the batch fills: s is held here until then
- * (at most MAG__STACK_RETURN_BATCH - 1 stacks wait, resident). Any thread. */
+ * then all their pages go back together, adjacent stacks as one range, so
+ * that the batch costs one system call and one TLB flush instead of one
+ * each, on a thread of the runtime's own (or, should it not start, on the
+ * caller's), which then passes them, linked by next, to back: the stacks
+ * reach the free lists only once their pages are back. Until the batch
+ * fills, s is held here (at most MAG__STACK_RETURN_BATCH - 1 stacks wait,
+ * resident). Any thread. */
 #define MAG__STACK_RETURN_BATCH 64u
-MAG_HIDDEN mag__stack_t *mag__stack_return(mag__stack_t *s);
+typedef void mag__stacks_back_fn(mag__stack_t *list);
+MAG_HIDDEN void mag__stack_return(mag__stack_t *s, mag__stacks_back_fn *back);
 
 #endif /* MAGPIE_RUNTIME_STACK_PAGES_H */
