@@ -84,6 +84,8 @@ typedef struct conn {
 
 static void put(out_t *o, const char *s, size_t n)
 {
+    if (n == 0)
+        return; /* s may be NULL then (an empty echo), which memcpy must not get */
     memcpy(o->buf + o->len, s, n);
     o->len += n;
 }

@@ -2,7 +2,7 @@
  * kv_server - a key-value server that speaks the Redis protocol (RESP2), on
  * mag_serve.
  *
- *   kv_server [--port P] [--workers N]
+ *   kv_server [--port P] [--workers N] [--send-timeout-ms MS]
  *
  * PING [msg], ECHO msg, GET key, SET key value, DEL key..., EXISTS key...,
  * INCR key, MGET key..., QUIT; names in any case. Requests are RESP arrays
@@ -14,8 +14,13 @@
  *
  * Each connection reads into a heap buffer, answers every complete request
  * in it (pipelining) into an output buffer, and sends that with one send
- * (earlier past FLUSH_AT bytes). Limits, so that a client cannot make the
- * server allocate without bound: a bulk string MAX_BULK bytes (512 MiB, as
+ * (earlier past FLUSH_AT bytes, between requests and between the values of
+ * one MGET, so that the buffer holds at most FLUSH_AT bytes and one value).
+ * A send that takes no data for the send timeout (60 s, as nginx's
+ * send_timeout; 0: none) cuts the connection: a client that sends and never
+ * reads cannot keep its descriptor for ever. Limits, so that a client
+ * cannot make the server allocate without bound: a bulk string MAX_BULK
+ * bytes (512 MiB, as
  * Redis), an array MAX_ARGS elements (1,048,576, as Redis before AUTH), an
  * inline request MAX_INLINE bytes (64 KiB, as Redis), a whole request
  * MAX_QUERY bytes (1 GiB, Redis's client-query-buffer-limit). Buffers grow
@@ -52,6 +57,8 @@
 #define BUF_START 16384 /* input and output buffers, at first */
 #define FLUSH_AT 65536
 #define KEEP_MAX (1u << 20) /* buffers above this shrink back once empty */
+#define ARGS_START 16
+#define ARGS_KEEP 4096 /* an argument array above this shrinks back */
 #define PROTO(why) "-ERR Protocol error: " why "\r\n"
 #define QUERY_BIG PROTO("request over the 1 GiB query limit")
 #define NO_MEMORY "-ERR out of memory\r\n"
@@ -315,11 +322,17 @@ static int cmd_get(conn_t *c)
     return reply_value(c, arg(c, 1), c->args[1].len);
 }
 
+/* One request of a few bytes a key can ask for the same large value many
+ * times over: what is answered goes out before the next value is looked up
+ * (outside the shard's lock), not after the last. */
 static int cmd_mget(conn_t *c)
 {
     int rc = put_num(c, '*', (long long)(c->nargs - 1));
-    for (size_t i = 1; i < c->nargs && rc == 0; i++)
+    for (size_t i = 1; i < c->nargs && rc == 0; i++) {
+        if (c->out_len >= FLUSH_AT && (rc = flush(c)) < 0)
+            break;
         rc = reply_value(c, arg(c, i), c->args[i].len);
+    }
     return rc;
 }
 
@@ -662,6 +675,15 @@ static int answer_batch(conn_t *c)
     c->in_len -= pos;
     if (c->in_len == 0)
         shrink(&c->in, &c->in_cap);
+    /* A request of a million arguments left an array of 16 MiB: back to
+     * its first size once no frame is being parsed. */
+    if (c->args_cap > ARGS_KEEP && c->nargs == 0) {
+        arg_t *p = realloc(c->args, ARGS_START * sizeof *p);
+        if (p) {
+            c->args = p;
+            c->args_cap = ARGS_START;
+        }
+    }
     return rc;
 }
 
@@ -696,7 +718,7 @@ static int kv_conn(int fd, void *ctx)
     conn_t *c = malloc(sizeof *c);
     if (!c)
         return -ENOMEM;
-    *c = (conn_t){.fd = fd, .in_cap = BUF_START, .out_cap = BUF_START, .args_cap = 16};
+    *c = (conn_t){.fd = fd, .in_cap = BUF_START, .out_cap = BUF_START, .args_cap = ARGS_START};
     c->in = malloc(BUF_START);
     c->out = malloc(BUF_START);
     c->args = malloc(c->args_cap * sizeof *c->args);
@@ -720,7 +742,8 @@ static int kv_conn(int fd, void *ctx)
 
 /* ---- start-up ---------------------------------------------------------- */
 
-static long opt_port, opt_workers; /* --port, --workers */
+static long opt_port, opt_workers;       /* --port, --workers */
+static long opt_send_timeout_ms = 60000; /* --send-timeout-ms */
 
 /* SIGINT or SIGTERM cancels the serving task: mag_serve stops accepting,
  * cancels the connections, and the program exits 0. */
@@ -746,7 +769,8 @@ static int serve_main(void *arg)
     printf("listening on %d\n", mag_local_port(lfd));
     fflush(stdout);
     mag_detach(mag_spawn(on_signal, mag_self())); /* shutdown cancels it */
-    int rc = mag_serve(lfd, kv_conn, NULL);
+    mag_serve_opts_t sopts = {.send_timeout_ns = (uint64_t)opt_send_timeout_ms * MAG_MS};
+    int rc = mag_serve_ex(lfd, kv_conn, NULL, &sopts);
     mag_close(lfd);
     return rc == -ECANCELED ? 0 : rc;
 }
@@ -771,8 +795,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--workers"))
             opt_workers =
                 parse_num("--workers", i + 1 < argc ? argv[++i] : NULL, 1, MAG_MAX_WORKERS);
+        else if (!strcmp(argv[i], "--send-timeout-ms"))
+            opt_send_timeout_ms =
+                parse_num("--send-timeout-ms", i + 1 < argc ? argv[++i] : NULL, 0, 86400000);
         else {
-            fprintf(stderr, "usage: kv_server [--port P] [--workers N]\n");
+            fprintf(stderr, "usage: kv_server [--port P] [--workers N] [--send-timeout-ms MS]\n");
             return 2;
         }
     }

@@ -520,7 +520,10 @@ static int parse_response(cursor_t *c, unsigned flags, mag_http_response_t *resp
         resp->framing = MAG_HTTP_BODY_CLOSE;
     bool keep = resp->minor_version >= 1 ? !(hd.conn & CONN_CLOSE)
                                          : (hd.conn & CONN_KEEP_ALIVE) && !(hd.conn & CONN_CLOSE);
-    if (keep && resp->framing != MAG_HTTP_BODY_CLOSE)
+    /* After a 101 the connection speaks another protocol: no HTTP response
+     * can follow on it, and a client that reused it would send its next
+     * request into that protocol. */
+    if (keep && resp->framing != MAG_HTTP_BODY_CLOSE && s != 101)
         resp->flags |= MAG_HTTP_KEEP_ALIVE;
     return 0;
 }

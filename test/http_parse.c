@@ -588,8 +588,9 @@ static void check_response(void)
         {"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n", 0, 304, MAG_HTTP_BODY_NONE, 99,
          true},
         {"HTTP/1.1 100 Continue\r\n\r\n", 0, 100, MAG_HTTP_BODY_NONE, 0, true},
+        /* After a 101 the connection is another protocol's: not reusable. */
         {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", 0, 101, MAG_HTTP_BODY_NONE, 0,
-         true},
+         false},
         {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", MAG_HTTP_RESPONSE_TO_HEAD, 200,
          MAG_HTTP_BODY_NONE, 5, true},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", MAG_HTTP_RESPONSE_TO_HEAD, 200,

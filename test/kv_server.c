@@ -4,7 +4,10 @@
  * inside, INCR on a non-integer and past the largest integer, concurrent
  * INCRs from many connections, malformed and truncated frames (an error
  * reply, then the connection closes), declared lengths far beyond what is
- * sent (the server's memory must not grow), QUIT; and, where redis-cli is
+ * sent (the server's memory must not grow), an MGET that names one large
+ * value a hundred times, a request of a million arguments (the server's
+ * memory must not keep either), a client that never reads (cut after the
+ * send timeout), QUIT; and, where redis-cli is
  * installed, a few commands through it. The server must stay up throughout. */
 #include <errno.h>
 #include <limits.h>
@@ -409,6 +412,149 @@ static void huge_lengths(void)
     }
 }
 
+/* SET key to n bytes of 'v', in one request, on fd. */
+static void set_big(int fd, const char *key, size_t n)
+{
+    char head[128];
+    int h = snprintf(head, sizeof head, "*3\r\n$3\r\nSET\r\n$%zu\r\n%s\r\n$%zu\r\n", strlen(key),
+                     key, n);
+    send_bytes(fd, head, (size_t)h);
+    char *v = malloc(n);
+    ASSERT_TRUE(v != NULL);
+    memset(v, 'v', n);
+    send_bytes(fd, v, n);
+    free(v);
+    send_str(fd, "\r\n");
+    expect(fd, "+OK\r\n");
+}
+
+/* Sends MGET key, times times over (a few bytes a key). */
+static void send_mget(int fd, const char *key, int times)
+{
+    size_t klen = strlen(key), cap = 64 + (size_t)times * (klen + 16), len = 0;
+    char *req = malloc(cap);
+    ASSERT_TRUE(req != NULL);
+    len += (size_t)snprintf(req + len, cap - len, "*%d\r\n$4\r\nMGET\r\n", times + 1);
+    for (int i = 0; i < times; i++)
+        len += (size_t)snprintf(req + len, cap - len, "$%zu\r\n%s\r\n", klen, key);
+    send_bytes(fd, req, len);
+    free(req);
+}
+
+/* Reads until the peer closes or resets (or the deadline, a failure);
+ * returns the bytes read and checks that each is in allowed. */
+static size_t drain(int fd, const char *allowed)
+{
+    static char buf[1 << 16];
+    size_t got = 0;
+    uint64_t tok = mag_deadline_push(mag_now() + 60 * MAG_SEC);
+    for (;;) {
+        ssize_t r = mag_recv(fd, buf, sizeof buf, 0);
+        if (r == 0 || r == -ECONNRESET)
+            break;
+        if (r < 0)
+            TEST_FAIL("recv after %zu bytes: %zd", got, r);
+        for (ssize_t i = 0; i < r; i++)
+            if (!strchr(allowed, buf[i]))
+                TEST_FAIL("byte %zu: 0x%02x, not part of the reply", got + (size_t)i,
+                          (unsigned char)buf[i]);
+        got += (size_t)r;
+    }
+    mag_deadline_pop(tok);
+    return got;
+}
+
+/* One MGET of a few bytes a key that names one large value many times:
+ * the server sends the reply as it builds it, so that its memory holds a
+ * value or two, not the whole 128 MiB, while the client reads nothing. */
+static void amplified_reply(void)
+{
+    enum { VALUE = 1 << 20, TIMES = 128 };
+    int fd = conn();
+    set_big(fd, "t:big", VALUE);
+    long rss = server_kib("VmRSS"), peak = rss;
+    send_mget(fd, "t:big", TIMES);
+    for (int i = 0; i < 10; i++) { /* half a second, the client reading nothing */
+        mag_sleep(50 * MAG_MS);
+        long now = server_kib("VmRSS");
+        peak = now > peak ? now : peak;
+    }
+    printf("server memory during a %d MiB MGET reply: %ld -> %ld KiB\n", TIMES * (VALUE >> 20), rss,
+           peak);
+    ASSERT_LT(peak - rss, 64 * 1024);
+    /* All of it arrives, in order. */
+    char head[32];
+    snprintf(head, sizeof head, "*%d\r\n", TIMES);
+    expect(fd, head);
+    snprintf(head, sizeof head, "$%d\r\n", VALUE);
+    static char value[VALUE];
+    memset(value, 'v', VALUE);
+    for (int i = 0; i < TIMES; i++) {
+        expect(fd, head);
+        expect_bytes(fd, value, VALUE);
+        expect(fd, "\r\n");
+    }
+    CMD(fd, ":1\r\n", "DEL", "t:big");
+    mag_close(fd);
+}
+
+/* A request of a million arguments needs an array of 16 MiB to parse: the
+ * connection gives it back once answered, not when it closes. */
+static void large_request_memory(void)
+{
+    enum { CONNS = 4, ARGS = 1000000 };
+    size_t cap = 64 + (size_t)ARGS * 6, len = 0;
+    char *req = malloc(cap);
+    ASSERT_TRUE(req != NULL);
+    len += (size_t)snprintf(req, cap, "*%d\r\n$6\r\nEXISTS\r\n", ARGS + 1);
+    for (int i = 0; i < ARGS; i++, len += 6)
+        memcpy(req + len, "$0\r\n\r\n", 6);
+    long rss = server_kib("VmRSS");
+    int fds[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        fds[i] = conn();
+        send_bytes(fds[i], req, len);
+        expect(fds[i], ":0\r\n");
+    }
+    free(req);
+    mag_sleep(100 * MAG_MS);
+    long after = server_kib("VmRSS");
+    printf("server memory after %d idle connections' million-argument requests: %ld -> %ld KiB\n",
+           CONNS, rss, after);
+    ASSERT_LT(after - rss, 32 * 1024); /* 16 MiB each were kept */
+    for (int i = 0; i < CONNS; i++) {
+        CMD(fds[i], "+PONG\r\n", "PING");
+        mag_close(fds[i]);
+    }
+}
+
+/* A client that asks for much and reads nothing is cut after the send
+ * timeout (a server of its own, with a short one): it cannot hold its
+ * descriptor for ever, and the server goes on serving. */
+static void send_timeout(void)
+{
+    enum { VALUE = 1 << 20, TIMES = 32 };
+    static const char *const args[] = {"--port", "0", "--workers", "2", "--send-timeout-ms", "300",
+                                       NULL};
+    pid_t pid;
+    uint16_t p = test_start_server("examples/kv_server", args, NULL, NULL, &pid);
+    int fd = mag_tcp_connect("127.0.0.1", p);
+    ASSERT_GE(fd, 0);
+    set_big(fd, "t:big", VALUE);
+    send_mget(fd, "t:big", TIMES);
+    mag_sleep(2 * MAG_SEC); /* reading nothing */
+    size_t got = drain(fd, "*$0123456789\r\nv");
+    printf("a client that read nothing for 2 s: cut after %zu of %d bytes\n", got,
+           TIMES * (VALUE + 11) + 5);
+    ASSERT_LT(got, (size_t)TIMES * VALUE);
+    mag_close(fd);
+    fd = mag_tcp_connect("127.0.0.1", p);
+    ASSERT_GE(fd, 0);
+    CMD(fd, "+PONG\r\n", "PING");
+    mag_close(fd);
+    ASSERT_TRUE(test_stop_server(pid));
+}
+
 static void quit(void)
 {
     int fd = conn();
@@ -478,6 +624,9 @@ static int main_task(void *arg)
     malformed();
     truncated();
     huge_lengths();
+    amplified_reply();
+    large_request_memory();
+    send_timeout();
     quit();
     concurrent_incr();
     commands(); /* still serving */

@@ -114,9 +114,11 @@ typedef struct mag_http_response {
  * close-delimited; else a Content-Length gives the length; else the body
  * runs until the server closes. MAG_HTTP_KEEP_ALIVE is clear when the
  * connection cannot carry another response (Connection: close, HTTP/1.0
- * without keep-alive, or a close-delimited body). A 1xx other than 101 is
- * interim: the final response follows on the same connection. A 2xx to
- * CONNECT and a 101 switch protocols; that is the caller's to notice.
+ * without keep-alive, a close-delimited body, or a 101, after which the
+ * connection speaks another protocol). A 1xx other than 101 is interim: the
+ * final response follows on the same connection. A 2xx to CONNECT switches
+ * to a tunnel too, which only the caller can know: the parser does not see
+ * the request.
  * The reason phrase is accepted without the space before it ("HTTP/1.1 200").
  * Returns the head's length (> 0), 0 when incomplete, or:
  *   -EBADMSG          a malformed status line or header, a malformed or
