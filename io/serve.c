@@ -190,7 +190,10 @@ static void start_conn(serve_t *s, int fd)
 static bool wait_drained(serve_t *s, uint64_t grace_ns)
 {
     mag__timer_t tm = {0};
-    mag__timer_arm(&tm, s->task, mag_now() + grace_ns);
+    uint64_t now = mag_now();
+    /* Saturated: a grace of "for ever" (UINT64_MAX) must not wrap into the
+     * past and end the grace at once. */
+    mag__timer_arm(&tm, s->task, grace_ns > UINT64_MAX - now ? UINT64_MAX : now + grace_ns);
     while (!mag__waiter_signalled(&s->drained) && !mag__timer_fired(&tm))
         mag__park();
     mag__timer_disarm(&tm);

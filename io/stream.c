@@ -60,7 +60,9 @@ struct mag_stream {
 
 mag_stream_t *mag_stream_new_ex(int fd, size_t bufsize, unsigned flags)
 {
-    if (fd < 0 || (flags & ~MAG_STREAM_BORROW))
+    /* A buffer past what a fill may gather is a mistake (SIZE_MAX: a
+     * negative length converted), not a request to try malloc with. */
+    if (fd < 0 || (flags & ~MAG_STREAM_BORROW) || bufsize > MAG_STREAM_FILL_MAX)
         return NULL;
     if (bufsize == 0)
         bufsize = MAG_STREAM_DEFAULT_BUFSIZE;

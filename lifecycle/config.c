@@ -11,6 +11,7 @@
  * the library reads the environment; the layers below take their settings
  * from the runtime's config (rt->cfg).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -60,7 +61,9 @@ static const field_t fields[] = {
     /* 0 is a real keepalive here: idle threads exit at once. */
     NUM(blocking_keepalive_ms, "MAG_BLOCKING_KEEPALIVE_MS", FIELD_UNSIGNED, 10000, 0, UINT_MAX,
         false),
-    NUM(proc_workers, "MAG_PROC_WORKERS", FIELD_UNSIGNED, 0, 0, UINT_MAX, false),
+    /* Each is a process with two descriptors here: as many as there may be
+     * workers, not as many as the process could never open. */
+    NUM(proc_workers, "MAG_PROC_WORKERS", FIELD_UNSIGNED, 0, 0, MAG_MAX_WORKERS, false),
     /* 0 is real here: no timeout. */
     NUM(proc_timeout_ms, "MAG_PROC_TIMEOUT_MS", FIELD_UNSIGNED, 0, 0, UINT_MAX, false),
     NUM(debug, "MAG_DEBUG", FIELD_BOOL, 0, 0, 1, false),
@@ -129,16 +132,23 @@ static void describe_range(const field_t *f, char *buf, size_t cap)
         snprintf(buf, cap, "a number from %llu to %llu", f->zero_is_default ? 0 : f->min, f->max);
 }
 
-/* A whole unsigned number as strtoull reads it with base 0 (decimal, 0x..
- * hex, 0.. octal), optionally times 1024 (k) or 1024 * 1024 (m): 64k, 1m.
- * false for anything else, a sign included, or a value over 64 bits. */
+/* A whole unsigned number, decimal (leading zeros and all: 010 is ten, not
+ * octal eight) or hex after 0x, optionally times 1024 (k) or 1024 * 1024
+ * (m): 64k, 1m, 0x4000. false for anything else (a sign or a space
+ * included, which strtoull would skip or negate silently) or a value over
+ * 64 bits. */
 static bool parse_number(const char *v, unsigned long long *out)
 {
-    if (strchr(v, '-')) /* strtoull would negate it silently */
+    int base = 10;
+    if (v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) {
+        base = 16;
+        v += 2;
+    }
+    if (!isxdigit((unsigned char)v[0]) || (base == 10 && !isdigit((unsigned char)v[0])))
         return false;
     char *end;
     errno = 0;
-    unsigned long long x = strtoull(v, &end, 0);
+    unsigned long long x = strtoull(v, &end, base);
     if (errno || end == v)
         return false;
     unsigned shift = 0;

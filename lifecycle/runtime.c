@@ -26,8 +26,12 @@
 static int pools_start(mag_runtime_t *rt)
 {
     int rc = mag__blocking_create(rt, &rt->blocking);
-    if (rc == 0 && rt->cfg.proc_workers)
+    if (rc == 0 && rt->cfg.proc_workers) {
         rc = mag__procpool_start(rt, rt->cfg.proc_workers, &rt->procpool);
+        if (rc)
+            mag__warn("the process pool could not start its %u workers: %s",
+                      rt->cfg.proc_workers, strerror(-rc));
+    }
     if (rc) {
         mag__blocking_destroy(rt->blocking);
         rt->blocking = NULL;
@@ -243,7 +247,8 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
 static int claim_loop(mag_runtime_t *rt)
 {
     mag__worker_t *w = rt->workers[0];
-    if (rt->loop_owned)
+    /* acquire: pairs with the release below; loop_owner is then set. */
+    if (atomic_load_explicit(&rt->loop_owned, memory_order_acquire))
         return pthread_equal(rt->loop_owner, pthread_self()) ? 0 : -EPERM;
     mag__fiber_thread_init();
     record_thread_stack(w);
@@ -251,7 +256,8 @@ static int claim_loop(mag_runtime_t *rt)
     if (rc)
         return rc;
     rt->loop_owner = pthread_self();
-    rt->loop_owned = true;
+    /* release: publishes loop_owner to mag__loop_thread_outside. */
+    atomic_store_explicit(&rt->loop_owned, true, memory_order_release);
     return 0;
 }
 

@@ -137,6 +137,10 @@ static int zygote_request(zygote_ref_t *z, char cmd, int fds[2], pid_t *pid)
     if (n != (ssize_t)sizeof m)
         return -EPIPE; /* EOF, a reset, or a message no zygote sends */
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    /* Descriptors cut off on their way in: this process has no room for
+     * them (the kernel closes them), which -ECHILD would misname. */
+    if (!m.err && (msg.msg_flags & MSG_CTRUNC))
+        return -EMFILE;
     if (m.err || !cm || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(2 * sizeof(int)))
         return m.err ? m.err : -ECHILD;
     memcpy(fds, CMSG_DATA(cm), 2 * sizeof(int));

@@ -430,7 +430,7 @@ struct mag_runtime {
     struct mag__fd_rings *fd_rings; /* fd_rings.c */
     uint64_t start_ns;         /* mag__now() at create (metrics) */
     pthread_t loop_owner;      /* loop mode: the block_on thread */
-    bool loop_owned;
+    _Atomic bool loop_owned;   /* loop_owner is set (release, after it) */
     bool draining;             /* loop mode shutdown: run until live == 0 ... */
     uint64_t drain_until_ns;   /* ... or until this mag__now() time, if not 0 */
     uint64_t shutdown_ns;      /* lifecycle/: when shutdown first cancelled every task */
@@ -461,6 +461,12 @@ struct mag_runtime {
 };
 
 MAG_HIDDEN extern _Thread_local mag__worker_t *mag__tls_worker MAG_TLS_FAST;
+
+/* Loop mode, before a plain thread waits for a task of rt (what names the
+ * call, for the message): -EDEADLK when the thread is the loop's own,
+ * outside mag_runtime_block_on, where the wait could never end; else 0,
+ * saying once per process when no thread has run the loop yet. */
+MAG_HIDDEN int mag__loop_wait_check(mag_runtime_t *rt, const char *what);
 
 MAG_HIDDEN void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new);
 MAG_HIDDEN void mag__inject_push(mag_runtime_t *rt, mag_task_t *first, mag_task_t *last, size_t n);

@@ -79,6 +79,27 @@ void mag__wake(mag_task_t *t)
         mag__schedule(t->rt, t, false);
 }
 
+/* ---- loop mode: waits that could never end --------------------------------- */
+
+int mag__loop_wait_check(mag_runtime_t *rt, const char *what)
+{
+    /* Loop mode runs tasks only inside mag_runtime_block_on, on the thread
+     * that first called it. acquire: pairs with claim_loop's release of
+     * loop_owned, after loop_owner. */
+    bool owned = atomic_load_explicit(&rt->loop_owned, memory_order_acquire);
+    if (owned && pthread_equal(rt->loop_owner, pthread_self()) && !mag__worker_current())
+        return -EDEADLK;
+    /* Before any thread has run the loop, the wait ends only once one does:
+     * most likely the same mistake, so said once. relaxed: only the message
+     * is at stake. */
+    static _Atomic bool told;
+    if (!owned && !atomic_exchange_explicit(&told, true, memory_order_relaxed))
+        mag__warn("%s: a loop-mode runtime runs its tasks only inside mag_runtime_block_on, "
+                  "which no thread has called yet: this thread waits until one does",
+                  what);
+    return 0;
+}
+
 /* ---- suspension points ---------------------------------------------------- */
 
 int mag__suspend_begin(int wait_kind, const void *wait_obj)

@@ -68,7 +68,9 @@ int mag_wg_add(mag_wg_t *pub, int64_t delta)
     mag__spin_lock(&wg->q.lock);
     /* relaxed load: writes happen only under this lock. */
     int64_t c = atomic_load_explicit(&wg->count, memory_order_relaxed);
-    if ((delta < 0 && c < -delta) || (delta > 0 && c > INT64_MAX - delta)) {
+    /* c >= 0, so c + delta cannot overflow for a negative delta (whose
+     * negation could: INT64_MIN). */
+    if ((delta < 0 && c + delta < 0) || (delta > 0 && c > INT64_MAX - delta)) {
         mag__spin_unlock(&wg->q.lock);
         return -EINVAL;
     }

@@ -157,6 +157,13 @@ static void valid_values(void)
     ASSERT_EQ(cfg.stack_guards, 100);
     ASSERT_EQ(cfg.workers, 1024);
 
+    /* Decimal whatever its leading zeros: 010 is ten, not octal eight. */
+    ASSERT_EQ(setenv("MAG_WORKERS", "010", 1), 0);
+    ASSERT_EQ(setenv("MAG_RING_ENTRIES", "0X40", 1), 0);
+    init_quiet(&cfg);
+    ASSERT_EQ(cfg.workers, 10);
+    ASSERT_EQ(cfg.ring_entries, 64);
+
     /* Empty is the same as unset, silently. */
     ASSERT_EQ(setenv("MAG_STATS", "", 1), 0);
     ASSERT_EQ(setenv("MAG_WORKERS", "", 1), 0);
@@ -177,7 +184,15 @@ static void ignored_values(void)
     check_ignored("MAG_WORKERS", "-1", workers, &cfg);
     check_ignored("MAG_WORKERS", "4x", workers, &cfg);
     check_ignored("MAG_WORKERS", "2k", workers, &cfg);
+    /* Spaces either side, and a 0x with no digit, are not numbers. */
+    check_ignored("MAG_WORKERS", " 2", workers, &cfg);
+    check_ignored("MAG_WORKERS", "2 ", workers, &cfg);
+    check_ignored("MAG_WORKERS", "0x", workers, &cfg);
+    check_ignored("MAG_WORKERS", "+2", workers, &cfg);
     ASSERT_EQ(cfg.workers, 0);
+    /* Each process-pool worker is a process: no more than workers. */
+    check_ignored("MAG_PROC_WORKERS", "100000", "a number from 0 to 1024", &cfg);
+    ASSERT_EQ(cfg.proc_workers, 0);
 
     const char *stack = "0 (the default) or a number from 16384 to 1073741824";
     check_ignored("MAG_STACK_SIZE", "1", stack, &cfg);
@@ -257,6 +272,10 @@ static void all_guards(mag_config_t *c)
 {
     c->stack_guards = UINT_MAX;
 }
+static void many_processes(mag_config_t *c)
+{
+    c->proc_workers = 100000;
+}
 
 static void refused_fields(void)
 {
@@ -266,6 +285,7 @@ static void refused_fields(void)
     check_refused("ring_entries", "1073741824", "a number from 0 to 32768", huge_ring);
     check_refused("trace_events", "67108865", "a number from 0 to 67108864", long_trace);
     check_refused("stack_guards", "4294967295", "a number from 0 to 2147483647", all_guards);
+    check_refused("proc_workers", "100000", "a number from 0 to 1024", many_processes);
 }
 
 static int nothing(void *arg)

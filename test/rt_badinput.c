@@ -56,6 +56,7 @@ int main(void)
     mag_config_t cfg;
     mag_config_init(&cfg);
     mag_runtime_t *rt;
+    int st0 = 0;
     cfg.workers = 100000;
     ASSERT_EQ(mag_runtime_create(&cfg, &rt), -EINVAL);
     mag_config_init(&cfg);
@@ -82,6 +83,23 @@ int main(void)
         cfg.workers = w;
         test_run_cfg(&cfg, main_task, NULL);
     }
+    /* Loop mode: the loop's thread, outside mag_runtime_block_on, joining a
+     * task that has not run: only that thread could run it, so the join
+     * would wait for ever. Refused; the handle stays valid, and the loop
+     * runs it at the next block_on. */
+    mag_config_init(&cfg);
+    cfg.workers = 1;
+    ASSERT_EQ(mag_runtime_create(&cfg, &rt), 0);
+    ASSERT_EQ(mag_runtime_block_on(rt, nothing, NULL, &st0), 0);
+    mag_task_t *later = mag_runtime_spawn(rt, nothing, NULL);
+    ASSERT_TRUE(later != NULL);
+    ASSERT_EQ(mag_join(later, &st0), -EDEADLK);
+    ASSERT_EQ(mag_runtime_block_on(rt, nothing, NULL, &st0), 0);
+    st0 = 0;
+    ASSERT_EQ(mag_join(later, &st0), 0); /* finished now: joined at once */
+    ASSERT_EQ(st0, 3);
+    ASSERT_EQ(mag_runtime_shutdown(rt), 0);
+
     /* Spawning into a runtime that has shut down is refused. */
     mag_config_init(&cfg);
     cfg.workers = 2;

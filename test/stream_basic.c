@@ -18,6 +18,10 @@ static void lines_and_limits(void)
 {
     int sv[2];
     pair(sv);
+    /* A buffer size past the fill limit (SIZE_MAX: a negative length
+     * converted) is refused, not handed to malloc. */
+    ASSERT_TRUE(mag_stream_new(sv[0], SIZE_MAX) == NULL);
+    ASSERT_TRUE(mag_stream_new_ex(sv[0], MAG_STREAM_FILL_MAX + 1, MAG_STREAM_BORROW) == NULL);
     mag_stream_t *s = mag_stream_new(sv[0], 0); /* 0: the default size */
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(mag_stream_fd(s), sv[0]);

@@ -54,6 +54,10 @@ static void bad_inputs(bool thread)
     ASSERT_EQ(mag_wg_done(&wg), -EINVAL); /* would go negative */
     ASSERT_EQ(mag_wg_add(&wg, 2), 0);
     ASSERT_EQ(mag_wg_add(&wg, -3), -EINVAL);
+    /* The most negative delta, whose negation overflows: refused too, and
+     * the counter unchanged. */
+    ASSERT_EQ(mag_wg_add(&wg, INT64_MIN), -EINVAL);
+    ASSERT_EQ(mag_wg_add(&wg, INT64_MAX), -EINVAL); /* 2 + INT64_MAX overflows */
     ASSERT_EQ(mag_wg_add(&wg, -2), 0);
     ASSERT_EQ(mag_wg_wait(&wg), 0);
 

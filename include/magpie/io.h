@@ -420,12 +420,14 @@ typedef struct mag_stream mag_stream_t;
 /* The most bytes mag_stream_fill gathers in the read buffer (16 MiB). */
 #define MAG_STREAM_FILL_MAX ((size_t)16 << 20)
 
-/* A stream that owns fd. bufsize 0 means MAG_STREAM_DEFAULT_BUFSIZE. NULL
- * when fd < 0 or out of memory. Does not suspend. */
+/* A stream that owns fd. bufsize 0 means MAG_STREAM_DEFAULT_BUFSIZE, and at
+ * most MAG_STREAM_FILL_MAX. NULL when fd < 0, bufsize is over that, or out
+ * of memory. Does not suspend. */
 MAG_API mag_stream_t *mag_stream_new(int fd, size_t bufsize);
 /* mag_stream_new with flags: 0 (owns fd, as mag_stream_new) or
- * MAG_STREAM_BORROW (borrows it). NULL when fd < 0, for an unknown flag, or
- * out of memory. Does not suspend. */
+ * MAG_STREAM_BORROW (borrows it). NULL when fd < 0, bufsize is over
+ * MAG_STREAM_FILL_MAX, for an unknown flag, or out of memory. Does not
+ * suspend. */
 MAG_API mag_stream_t *mag_stream_new_ex(int fd, size_t bufsize, unsigned flags);
 /* The stream's descriptor. */
 MAG_API int mag_stream_fd(const mag_stream_t *s);

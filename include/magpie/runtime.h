@@ -57,7 +57,7 @@ typedef struct mag_config {
     unsigned ring_entries;          /* SQ entries per worker ring (rounded up to a power of 2) */
     unsigned max_blocking_threads;  /* blocking pool cap, default 512 */
     unsigned blocking_keepalive_ms; /* idle blocking thread exits after this, default 10000 */
-    unsigned proc_workers;          /* process pool size; 0 = no process pool */
+    unsigned proc_workers;          /* process pool size (at most 1024); 0 = no pool */
     bool debug;                     /* slow-task warnings, leak reports */
     unsigned slow_task_ms;          /* debug: warn when a task runs this long without suspending */
     /* Serve metrics and task dumps on this Unix socket; NULL = no stats
@@ -91,8 +91,8 @@ typedef struct mag_config {
  * MAG_PROC_WORKERS, MAG_DEBUG, MAG_SLOW_TASK_MS, MAG_STATS (stats_path),
  * MAG_TRACE (trace_path), MAG_TRACE_EVENTS, MAG_STACK_GUARDS and
  * MAG_PROC_TIMEOUT_MS from the
- * environment, each to the field of the same name. Numbers may end in k or m
- * (times 1024, 1024 * 1024). A malformed or out-of-range variable is ignored
+ * environment, each to the field of the same name. Numbers are decimal (010
+ * is ten) or hex after 0x, and may end in k or m (times 1024, 1024 * 1024). A malformed or out-of-range variable is ignored
  * with a one-line message on stderr naming the allowed range. stats_path and
  * trace_path point into the environment: they stay valid until the variable
  * is changed or removed (mag_runtime_create takes its own copy).
@@ -184,7 +184,10 @@ MAG_API int mag_spawn_ex(mag_task_t **out, mag_fn fn, void *arg, const mag_spawn
  * later); -ESRCH for a stale handle: already joined, or detached (whether or
  * not a newer task reuses its memory; *status is left alone); -EINVAL for
  * NULL, for a value that is not a handle (with a message), and while another
- * caller is joining the same handle; -EDEADLK when a task joins itself. */
+ * caller is joining the same handle; -EDEADLK when a task joins itself, and
+ * in loop mode when the loop's own thread joins an unfinished task outside
+ * mag_runtime_block_on (only that thread runs the loop, and only inside
+ * it). */
 MAG_API int mag_join(mag_task_t *t, int *status);
 
 /* Nobody will join t: it is freed when it returns. Any thread. Detaching
