@@ -322,36 +322,42 @@ int64_t mag__io_run_kind(const mag__io_kind_t *k, int kind, const mag__io_args_t
 
 /* ---- the public operations ---------------------------------------------- */
 
-static inline int64_t norm_off(off_t off)
+/* -1 (the current position) and offsets from 0 are all there are: a more
+ * negative one is a mistake in the caller's arithmetic, as pread says. */
+static inline bool bad_off(off_t off)
 {
-    return off < 0 ? -1 : (int64_t)off;
+    return off < -1;
 }
 
 ssize_t mag_read(int fd, void *buf, size_t n, off_t off)
 {
-    mag__io_args_t a = {.fd = fd, .buf = buf, .len = clamp_len(n), .off = norm_off(off)};
+    if (bad_off(off))
+        return -EINVAL;
+    mag__io_args_t a = {.fd = fd, .buf = buf, .len = clamp_len(n), .off = (int64_t)off};
     return (ssize_t)mag__io_run(MAG__IO_READ, &a);
 }
 
 ssize_t mag_write(int fd, const void *buf, size_t n, off_t off)
 {
-    mag__io_args_t a = {.fd = fd, .buf = (void *)buf, .len = clamp_len(n), .off = norm_off(off)};
+    if (bad_off(off))
+        return -EINVAL;
+    mag__io_args_t a = {.fd = fd, .buf = (void *)buf, .len = clamp_len(n), .off = (int64_t)off};
     return (ssize_t)mag__io_run(MAG__IO_WRITE, &a);
 }
 
 ssize_t mag_readv(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    if (cnt < 0 || cnt > IOV_MAX)
+    if (cnt < 0 || cnt > IOV_MAX || bad_off(off))
         return -EINVAL;
-    mag__io_args_t a = {.fd = fd, .buf = (void *)iov, .len = (uint64_t)cnt, .off = norm_off(off)};
+    mag__io_args_t a = {.fd = fd, .buf = (void *)iov, .len = (uint64_t)cnt, .off = (int64_t)off};
     return (ssize_t)mag__io_run(MAG__IO_READV, &a);
 }
 
 ssize_t mag_writev(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    if (cnt < 0 || cnt > IOV_MAX)
+    if (cnt < 0 || cnt > IOV_MAX || bad_off(off))
         return -EINVAL;
-    mag__io_args_t a = {.fd = fd, .buf = (void *)iov, .len = (uint64_t)cnt, .off = norm_off(off)};
+    mag__io_args_t a = {.fd = fd, .buf = (void *)iov, .len = (uint64_t)cnt, .off = (int64_t)off};
     return (ssize_t)mag__io_run(MAG__IO_WRITEV, &a);
 }
 

@@ -113,6 +113,12 @@ static int main_task(void *arg)
             TEST_FAIL("chunk at %llu differs", (unsigned long long)off);
     }
     ASSERT_EQ(mag_read(fd, buf, CHUNK, -1), 0); /* EOF */
+    /* -1 is the only negative offset: others are refused. */
+    ASSERT_EQ(mag_read(fd, buf, CHUNK, -2), -EINVAL);
+    ASSERT_EQ(mag_write(fd, buf, CHUNK, INT64_MIN), -EINVAL);
+    struct iovec one = {buf, CHUNK};
+    ASSERT_EQ(mag_readv(fd, &one, 1, -5), -EINVAL);
+    ASSERT_EQ(mag_writev(fd, &one, 1, -5), -EINVAL);
     ASSERT_UEQ(h_got, h_want);
     ASSERT_EQ(mag_close(fd), 0);
     uint64_t t2 = mag_now();

@@ -46,7 +46,8 @@ extern "C" {
 
 /* read/pread. off == -1: at the file's current position (and advance it);
  * off >= 0: at that offset, the position untouched. Sockets and pipes ignore
- * off only when it is -1; pass -1 for them. Returns the count, 0 at EOF. */
+ * off only when it is -1; pass -1 for them. Returns the count, 0 at EOF;
+ * -EINVAL for an offset below -1. */
 MAG_API ssize_t mag_read(int fd, void *buf, size_t n, off_t off);
 /* write/pwrite, offsets as mag_read. On a socket whose peer is gone this is
  * write(2): it may raise SIGPIPE. Use mag_send for sockets. */
