@@ -517,7 +517,7 @@ static int exchange(struct mag__procpool *p, proc_worker_t *wk, int fn, const vo
         }
     }
     *fn_rc = rep.rc;
-    if (out) {
+    if (out && rep.rc >= 0) { /* a failed function returns no output */
         *out = buf;
         *out_len = rep.len;
     } else {
@@ -545,10 +545,8 @@ int mag_proc_call_ex(const char *name, const void *in, size_t in_len, void **out
     uint64_t timeout_ns = opts && opts->timeout_ns ? opts->timeout_ns : p->default_timeout_ns;
     if (timeout_ns == MAG_PROC_NO_TIMEOUT)
         timeout_ns = 0;
-    if (out) {
-        *out = NULL;
-        *out_len = 0;
-    }
+    /* *out and *out_len are written by a successful exchange only: a call
+     * that fails leaves them as they were, as every call does. */
     proc_worker_t *wk;
     int rc = worker_acquire(p, &wk);
     if (rc)

@@ -97,10 +97,14 @@ static int main_task(void *arg)
         free(out);
         free(in);
     }
-    void *out = NULL;
-    size_t len = 0;
+    /* A call that fails writes none of its outputs. */
+    char mine;
+    void *out = &mine;
+    size_t len = 77;
     ASSERT_EQ(mag_proc_call("fail", "x", 1, &out, &len), -EIO);
-    ASSERT_TRUE(out == NULL && len == 0);
+    ASSERT_TRUE(out == &mine && len == 77);
+    ASSERT_EQ(mag_proc_call("no-such-function", "x", 1, &out, &len), -ENOENT);
+    ASSERT_TRUE(out == &mine && len == 77);
     ASSERT_EQ(mag_proc_call("positive", "abc", 3, NULL, NULL), 1003);
     ASSERT_EQ(mag_proc_call("echo", "abc", 3, NULL, NULL), 0); /* output discarded */
 
