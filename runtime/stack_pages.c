@@ -94,10 +94,10 @@ void mag__stacks_populate_tops(char *base, unsigned n, size_t map, size_t page)
 /* ---- freed stacks, given back in batches -----------------------------------
  * A full batch goes to a thread of its own, the returner, which gives its
  * pages back and only then hands the stacks to the free lists: the system
- * call and its TLB flush (a tenth of a millisecond for a batch, and a third
- * of the time a million cancelled tasks took to end at one worker) leave
- * the worker that freed the last stack, as Go's scavenger leaves its
- * goroutines. Where the thread cannot start, the freeing thread does it. */
+ * call and its TLB flush (about 30% of the time a million cancelled tasks
+ * took to end at one worker) leave the worker that freed the last stack, as
+ * Go's scavenger leaves its goroutines. Where the thread cannot start, the
+ * freeing thread does it. */
 
 static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
 static mag__stack_t *batch[MAG__STACK_RETURN_BATCH]; /* under batch_lock */
