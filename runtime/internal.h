@@ -289,6 +289,27 @@ MAG_HIDDEN mag_runtime_t *mag__worker_runtime(struct mag__worker *w);
  *
  * begin() arms the task's deadline timer when it has one; end() disarms it. */
 MAG_HIDDEN int mag__suspend_begin(int wait_kind, const void *wait_obj);
+/* The co-operative budget (Tokio's coop): mag__coop_spend is called on
+ * entry by the waiting operations of the primitives (not their try_ forms).
+ * A task's run may complete MAG__COOP_BUDGET of them (up to twice that:
+ * below) without suspending; then one yields first, so that a loop over
+ * operations that are always ready (a select that can always send and
+ * receive) cannot keep the other tasks, the timers and the ring of its
+ * worker waiting. Does nothing outside a task.
+ *
+ * The fast path is a thread-local count down, read and written on entry,
+ * before the operation can suspend and move the task to another thread.
+ * At zero, mag__coop_refill looks: a run that began since the last refill
+ * gets a full budget (so a run's budget is between one and two of them),
+ * else the task yields. No switch path has to reset it. */
+#define MAG__COOP_BUDGET 128
+MAG_HIDDEN extern _Thread_local int mag__coop_left MAG_TLS_FAST;
+MAG_HIDDEN void mag__coop_refill(void);
+static inline void mag__coop_spend(void)
+{
+    if (MAG_UNLIKELY(--mag__coop_left < 0))
+        mag__coop_refill();
+}
 MAG_HIDDEN int mag__suspend_check(void);
 MAG_HIDDEN void mag__suspend_end(void);
 /* Switches to the scheduler until woken (maybe spuriously). Task only. */

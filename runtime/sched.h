@@ -364,6 +364,7 @@ typedef struct mag__worker {
     void *sched_sp;
     int switch_reason;
     uint64_t tick;
+    uint64_t coop_tick;   /* the run (tick) last given a budget (mag__coop_refill) */
     uint32_t rng;
     bool searching;
     bool ring_ready;

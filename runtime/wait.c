@@ -205,6 +205,30 @@ int mag_sleep(uint64_t ns)
     return mag_sleep_until(ns > UINT64_MAX - now ? UINT64_MAX : now + ns);
 }
 
+_Thread_local int mag__coop_left MAG_TLS_FAST;
+
+void mag__coop_refill(void)
+{
+    mag__worker_t *w = mag__worker_current();
+    mag__coop_left = MAG__COOP_BUDGET;
+    if (!w || !w->current)
+        return; /* a plain thread, or the scheduler: nothing to hand over */
+    /* Every run starts with a new tick: one that began since the last
+     * refill has its budget now. */
+    if (w->coop_tick != w->tick) {
+        w->coop_tick = w->tick;
+        return;
+    }
+    /* Spent within one run: a turn for the others. Its result is ignored:
+     * the operation itself looks at cancellation and deadlines, and one
+     * that need not wait succeeds whatever they say. The run after the
+     * yield has a new tick, even when nothing else was runnable (the direct
+     * switch counts that as a new run too), so the next look refills.
+     * mag__coop_left is this thread's, and the task may come back on
+     * another: that one's count goes on, which only moves its next look. */
+    (void)mag_yield();
+}
+
 int mag_yield(void)
 {
     mag__worker_t *w = mag__worker_current();

@@ -228,6 +228,7 @@ static int bcast_recv(mag_bcast_sub_t *s, void *elem, uint64_t *missed, bool blo
 
 int mag_bcast_recv(mag_bcast_sub_t *s, void *elem, uint64_t *missed)
 {
+    mag__coop_spend();
     return bcast_recv(s, elem, missed, true);
 }
 

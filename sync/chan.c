@@ -168,6 +168,8 @@ static int chan_op(mag_chan_t *c, void *elem, bool send, bool blocking)
 {
     if (!c || !elem)
         return -EINVAL;
+    if (blocking)
+        mag__coop_spend();
     mag__wake_t wk = {NULL};
     mag__wnode_t n;
     bool prepared = false;

@@ -113,6 +113,7 @@ int mag_mutex_lock(mag_mutex_t *pub)
     mag__mutex_t *m = mag__mutex_of(pub);
     if (!m)
         return -EINVAL;
+    mag__coop_spend();
     uint32_t expect = 0;
     /* acquire: pairs with the release in unlock. */
     if (MAG_LIKELY(atomic_compare_exchange_strong_explicit(

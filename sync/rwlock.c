@@ -112,6 +112,7 @@ int mag_rwlock_rdlock(mag_rwlock_t *pub)
     mag__rwlock_t *l = mag__rwlock_of(pub);
     if (!l)
         return -EINVAL;
+    mag__coop_spend();
     /* relaxed load: a guess for the CAS, which is the acquire. */
     uint32_t s = atomic_load_explicit(&l->state, memory_order_relaxed);
     if (MAG_LIKELY(!(s & (RW_WRITER | RW_WAITERS)) && (s & RW_READERS) != RW_READERS &&
@@ -126,6 +127,7 @@ int mag_rwlock_wrlock(mag_rwlock_t *pub)
     mag__rwlock_t *l = mag__rwlock_of(pub);
     if (!l)
         return -EINVAL;
+    mag__coop_spend();
     uint32_t s = 0;
     /* acquire: pairs with the release of the last unlock. */
     if (MAG_LIKELY(atomic_compare_exchange_strong_explicit(

@@ -218,6 +218,7 @@ static int select_impl(mag_select_case_t *cases, size_t n, bool blocking)
 
 int mag_select(mag_select_case_t *cases, size_t n)
 {
+    mag__coop_spend();
     return select_impl(cases, n, true);
 }
 

@@ -58,6 +58,7 @@ int mag_sem_acquire(mag_sem_t *pub)
     mag__sem_t *s = mag__sem_of(pub);
     if (!s)
         return -EINVAL;
+    mag__coop_spend();
     if (MAG_LIKELY(mag_sem_tryacquire(pub) == 0))
         return 0;
 
