@@ -247,17 +247,29 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
 static int claim_loop(mag_runtime_t *rt)
 {
     mag__worker_t *w = rt->workers[0];
-    /* acquire: pairs with the release below; loop_owner is then set. */
-    if (atomic_load_explicit(&rt->loop_owned, memory_order_acquire))
-        return pthread_equal(rt->loop_owner, pthread_self()) ? 0 : -EPERM;
+    /* One claimer at a time: two threads whose first block_on calls meet
+     * must not both set the loop up. acquire, both: pairs with the release
+     * stores below (loop_owner is set once OWNED is seen). */
+    for (;;) {
+        uint32_t st = MAG__LOOP_FREE;
+        if (atomic_compare_exchange_strong_explicit(&rt->loop_owned, &st, MAG__LOOP_CLAIMING,
+                                                    memory_order_acquire, memory_order_acquire))
+            break;
+        if (st == MAG__LOOP_OWNED)
+            return pthread_equal(rt->loop_owner, pthread_self()) ? 0 : -EPERM;
+        sched_yield(); /* another thread is setting the loop up */
+    }
     mag__fiber_thread_init();
     record_thread_stack(w);
     int rc = mag__worker_setup(w);
-    if (rc)
+    if (rc) {
+        /* release: nothing published; the next claimer starts afresh. */
+        atomic_store_explicit(&rt->loop_owned, MAG__LOOP_FREE, memory_order_release);
         return rc;
+    }
     rt->loop_owner = pthread_self();
-    /* release: publishes loop_owner to mag__loop_thread_outside. */
-    atomic_store_explicit(&rt->loop_owned, true, memory_order_release);
+    /* release: publishes loop_owner to the acquire loads of loop_owned. */
+    atomic_store_explicit(&rt->loop_owned, MAG__LOOP_OWNED, memory_order_release);
     return 0;
 }
 

@@ -222,10 +222,31 @@ static mag__stack_t *carve(stack_class_t *c, size_t page, char **fresh, unsigned
     return &recs[0];
 }
 
+/* A child of fork must not inherit carve_lock held, by a worker or by the
+ * stacks' returner (stack_pages.c): it is taken across the fork. It never
+ * nests with the returner's locks, so the handlers' order is free. */
+static void carve_fork_prepare(void)
+{
+    pthread_mutex_lock(&carve_lock);
+}
+
+static void carve_fork_release(void)
+{
+    pthread_mutex_unlock(&carve_lock);
+}
+
+static void carve_register_atfork(void)
+{
+    (void)pthread_atfork(carve_fork_prepare, carve_fork_release, carve_fork_release);
+}
+
 static mag__stack_t *carved_alloc(size_t map, size_t page)
 {
     char *fresh = NULL;
     unsigned nfresh = 0;
+    /* Before the first carve, and outside the lock its handlers take. */
+    static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+    (void)pthread_once(&atfork_once, carve_register_atfork);
     pthread_mutex_lock(&carve_lock);
     stack_class_t *c = stack_class(map);
     mag__stack_t *s = NULL;

@@ -418,6 +418,10 @@ typedef struct mag__worker {
  * cache lines of its own: a spawn or a finish on one worker must not pull
  * the line another worker is reading in its loop (the runtime record is
  * allocated aligned to a line, lifecycle/runtime.c). */
+/* Loop mode's claim on the loop (claim_loop): free, being claimed by the
+ * first block_on thread (its ring being set up), or owned by it. */
+enum { MAG__LOOP_FREE, MAG__LOOP_CLAIMING, MAG__LOOP_OWNED };
+
 struct mag_runtime {
     /* Read-mostly: set at create (or at shutdown). */
     mag_config_t cfg;
@@ -431,7 +435,7 @@ struct mag_runtime {
     struct mag__fd_rings *fd_rings; /* fd_rings.c */
     uint64_t start_ns;         /* mag__now() at create (metrics) */
     pthread_t loop_owner;      /* loop mode: the block_on thread */
-    _Atomic bool loop_owned;   /* loop_owner is set (release, after it) */
+    _Atomic uint32_t loop_owned; /* MAG__LOOP_*: OWNED once loop_owner is set */
     bool draining;             /* loop mode shutdown: run until live == 0 ... */
     uint64_t drain_until_ns;   /* ... or until this mag__now() time, if not 0 */
     uint64_t shutdown_ns;      /* lifecycle/: when shutdown first cancelled every task */

@@ -174,24 +174,32 @@ static void *returner(void *arg)
 }
 
 /* A child of fork has no returner (only the forking thread goes on), and
- * must not find queue_lock held by one: the lock is taken across the fork,
- * and the child starts its own returner if it ever needs one. The batches
- * queued at the fork stay resident in the child, never reused. */
+ * must not find a lock held by one: batch_lock and queue_lock are taken
+ * across the fork (they never nest, so in any order), and fiber.c takes
+ * carve_lock, which the returner takes to hand stacks back. The child
+ * starts its own returner if it ever needs one; the batches queued at the
+ * fork stay resident in it, never reused. Its condition variable is made
+ * anew: the parent's still counts the parent's returner as a waiter, and a
+ * signal in the child would wait for ever for it to wake (glibc). */
 static void fork_prepare(void)
 {
+    pthread_mutex_lock(&batch_lock);
     pthread_mutex_lock(&queue_lock);
 }
 
 static void fork_parent(void)
 {
     pthread_mutex_unlock(&queue_lock);
+    pthread_mutex_unlock(&batch_lock);
 }
 
 static void fork_child(void)
 {
     queued = NULL;
     returner_runs = false;
+    pthread_cond_init(&queue_cond, NULL);
     pthread_mutex_unlock(&queue_lock);
+    pthread_mutex_unlock(&batch_lock);
 }
 
 static void register_atfork(void)

@@ -545,7 +545,10 @@ static int join_wait(mag_task_t *t, bool interruptible)
     mag__waiter_t w;
     mag__waiter_init(&w);
     int rc = 0;
-    if (!w.task && t->rt->nworkers == 1 && (rc = mag__loop_wait_check(t->rt, "mag_join")))
+    /* A blocking job (its id's top bit set, blocking.c) ends on a pool
+     * thread, without the loop: it may be joined from anywhere. */
+    bool on_loop = t->rt->nworkers == 1 && !(t->id >> 63);
+    if (!w.task && on_loop && (rc = mag__loop_wait_check(t->rt, "mag_join")))
         return rc;
     if (w.task && interruptible && (rc = mag__suspend_begin(MAG__WAIT_JOIN, t)))
         return rc;

@@ -86,14 +86,15 @@ int mag__loop_wait_check(mag_runtime_t *rt, const char *what)
     /* Loop mode runs tasks only inside mag_runtime_block_on, on the thread
      * that first called it. acquire: pairs with claim_loop's release of
      * loop_owned, after loop_owner. */
-    bool owned = atomic_load_explicit(&rt->loop_owned, memory_order_acquire);
+    uint32_t state = atomic_load_explicit(&rt->loop_owned, memory_order_acquire);
+    bool owned = state == MAG__LOOP_OWNED;
     if (owned && pthread_equal(rt->loop_owner, pthread_self()) && !mag__worker_current())
         return -EDEADLK;
     /* Before any thread has run the loop, the wait ends only once one does:
      * most likely the same mistake, so said once. relaxed: only the message
      * is at stake. */
     static _Atomic bool told;
-    if (!owned && !atomic_exchange_explicit(&told, true, memory_order_relaxed))
+    if (state == MAG__LOOP_FREE && !atomic_exchange_explicit(&told, true, memory_order_relaxed))
         mag__warn("%s: a loop-mode runtime runs its tasks only inside mag_runtime_block_on, "
                   "which no thread has called yet: this thread waits until one does",
                   what);
