@@ -289,9 +289,17 @@ MAG_HIDDEN mag_runtime_t *mag__worker_runtime(struct mag__worker *w);
  *
  * begin() arms the task's deadline timer when it has one; end() disarms it. */
 MAG_HIDDEN int mag__suspend_begin(int wait_kind, const void *wait_obj);
-/* The co-operative budget (Tokio's coop): mag__coop_spend is called on
- * entry by the waiting operations of the primitives (not their try_ forms).
- * A task's run may complete MAG__COOP_BUDGET of them (up to twice that:
+MAG_HIDDEN int mag__suspend_check(void);
+MAG_HIDDEN void mag__suspend_end(void);
+/* Switches to the scheduler until woken (maybe spuriously). Task only. */
+MAG_HIDDEN void mag__park(void);
+/* Makes t runnable if it is parked, or notified if it is running. Any thread. */
+MAG_HIDDEN void mag__wake(mag_task_t *t);
+
+/* ---- the co-operative budget (Tokio's coop) -----------------------------
+ * mag__coop_spend is called on entry by the waiting operations of the
+ * primitives (not their try_ forms). A task's run may complete
+ * MAG__COOP_BUDGET of them (up to twice that:
  * below) without suspending; then one yields first, so that a loop over
  * operations that are always ready (a select that can always send and
  * receive) cannot keep the other tasks, the timers and the ring of its
@@ -310,12 +318,6 @@ static inline void mag__coop_spend(void)
     if (MAG_UNLIKELY(--mag__coop_left < 0))
         mag__coop_refill();
 }
-MAG_HIDDEN int mag__suspend_check(void);
-MAG_HIDDEN void mag__suspend_end(void);
-/* Switches to the scheduler until woken (maybe spuriously). Task only. */
-MAG_HIDDEN void mag__park(void);
-/* Makes t runnable if it is parked, or notified if it is running. Any thread. */
-MAG_HIDDEN void mag__wake(mag_task_t *t);
 
 /* ---- waiters: one parked task or one blocked OS thread ------------------ */
 typedef struct mag__waiter {
