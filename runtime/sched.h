@@ -228,7 +228,7 @@ MAG_HIDDEN int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn,
                                  const mag_spawn_opts_t *opts, mag__task_hook_t *hook);
 /* The admission protocol every new record goes through (tasks and blocking
  * jobs): counted live against shutdown, then a record from w's cache (w
- * NULL: the global pool) initialised by mag__task_init. 0 and *out, or
+ * NULL: the global pool) initialised for fn and arg. 0 and *out, or
  * -ESHUTDOWN (shutdown started) or -ENOMEM, with nothing left counted. The
  * caller sets what its kind needs, then calls mag__task_register. */
 MAG_HIDDEN int mag__task_admit(mag_runtime_t *rt, struct mag__worker *w, mag_fn fn, void *arg,
@@ -279,8 +279,10 @@ MAG_HIDDEN bool mag__task_handle_take_gen(mag_task_t *t, uint64_t gen, bool hook
  * records whose records are all free has its pages given back to the kernel
  * (they read as zeros after that: state FREE, generation 0), so a late wake
  * or a stale handle may always read a record, never a mapping that is gone. */
-/* A free record: from w's cache (w NULL: the global pool). NULL: no memory. */
-MAG_HIDDEN mag_task_t *mag__task_alloc(struct mag__worker *w);
+/* A free record: from w's cache (w NULL: the global pool). NULL: no memory.
+ * mag__task_alloc, inline below the worker's record: the cache's hit is on
+ * every spawn; this is the rest, which refills the cache. */
+MAG_HIDDEN mag_task_t *mag__task_alloc_refill(struct mag__worker *w);
 /* Returns a free record to w's cache, or to the global pool when the cache
  * is full or w is NULL. */
 MAG_HIDDEN void mag__task_recycle(struct mag__worker *w, mag_task_t *t);
@@ -314,8 +316,6 @@ MAG_HIDDEN bool mag__task_handle_take(mag_task_t *t);
  * spawned with a hook is born with its handle claimed: mag_join and
  * mag_detach refuse it). */
 MAG_HIDDEN void mag__task_owner_release(mag_task_t *t);
-MAG_HIDDEN void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg,
-                               bool joinable);
 /* Tasks admitted and not finished: 0 only when, at some moment during the
  * call, none was. For shutdown and metrics; reads every worker's census. */
 MAG_HIDDEN uint64_t mag__tasks_live(mag_runtime_t *rt);
@@ -364,6 +364,10 @@ typedef struct mag__worker {
     void *sched_sp;
     int switch_reason;
     uint64_t tick;
+    /* tick % FAIRNESS_INTERVAL, kept beside it: the scheduler's turn comes
+     * when it wraps to 0, and a direct switch tests it on every switch
+     * without a division (worker.c). */
+    unsigned fair_pos;
     uint64_t coop_tick;   /* the run (tick) last given a budget (mag__coop_refill) */
     uint32_t rng;
     bool searching;
@@ -412,6 +416,20 @@ typedef struct mag__worker {
     const void *asan_stack_bottom; /* this thread's own stack, for ASan */
     size_t asan_stack_size;
 } mag__worker_t;
+
+/* A free record: the most recently freed one in w's cache (w NULL: the
+ * global pool), or mag__task_alloc_refill's. NULL: no memory. */
+static inline mag_task_t *mag__task_alloc(mag__worker_t *w)
+{
+    if (MAG_LIKELY(w && w->free_count)) {
+        mag_task_t *t = w->free_tasks[--w->free_count];
+        /* The next spawn's record, while this one is filled. */
+        if (w->free_count)
+            mag__task_prefetch_write(w->free_tasks[w->free_count - 1]);
+        return t;
+    }
+    return mag__task_alloc_refill(w);
+}
 
 /* ---- the runtime (runtime.c) -------------------------------------------- */
 /* The fields are grouped by who writes them and how often, each group on

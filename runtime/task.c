@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/census.h"
 #include "runtime/fiber.h"
 #include "runtime/sched.h"
 
@@ -133,7 +134,7 @@ void *mag__hooks_ctx(const mag_runtime_t *rt)
  * copies, as a seqlock reader checks the sequence:
  *
  *   a use of the record, generation g:   task_free (of the use before):
- *     mag__task_init writes the fields      state = FREE
+ *     task_init writes the fields           state = FREE
  *     spawn writes id, name                 life = g+1 (release)
  *     register: state = RUNNABLE (release)  release fence
  *     ... runs, DONE ...
@@ -237,8 +238,9 @@ int mag__spawn(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
 
 /* A fresh record as a runnable task not yet started: its first two lines;
  * the rest a free record already holds (struct mag_task). The caller then
- * sets its id, stack size, name and membership. */
-void mag__task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool joinable)
+ * sets its id, stack size, name and membership. Inline, as the admission
+ * and the spawn below: one function for a spawn's whole path. */
+static inline void task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *arg, bool joinable)
 {
     /* The first two lines only: the rest is as a free record has it (see
      * struct mag_task). */
@@ -284,122 +286,41 @@ void mag__task_set_name(mag_task_t *t, const char *name)
     t->named = true;
 }
 
-/* ---- the task census ---------------------------------------------------------
- * Shutdown must know when no task is left, and spawns and finishes are the
- * hottest paths there are: one shared counter would put a locked instruction
- * on each, on a line every worker pulls. So each worker counts the tasks
- * admitted by tasks running on it (tasks_in) and the tasks that finish on it
- * (tasks_out): plain release stores by their one writer. Plain threads (a
- * mag_runtime_spawn, a blocking job finishing on a pool thread), rare, share
- * two atomic counters. mag__tasks_live reads every out first, then every in,
- * all with acquire, and returns ins less outs:
- *   - No task counts as out without its in: a task's admission is counted
- *     before it is queued, so before it runs and finishes, and the release
- *     store of the finisher's out, read with acquire, makes every store that
- *     came before it visible, that in included.
- *   - A task alive when the outs have been read counts one or more: its in
- *     may not be visible yet, but then the task that admitted it is not
- *     counted out either (its out would have carried the in along), and so
- *     on down to the first task, admitted by a plain thread's seq_cst
- *     read-modify-write. Each task counts 0 or 1, never -1.
- * So 0 means that, once the outs were read, nothing was alive. Nothing can
- * then be admitted but by a plain thread, and those check closing (Dekker's
- * pattern, below). A worker thread outside any task counts as a plain
- * thread: nothing alive vouches for what it admits. */
-
-/* The census counters of the calling thread, or NULL: a plain thread's. */
-static mag__worker_t *census_worker(mag_runtime_t *rt, bool admitting)
+static inline int task_admit(mag_runtime_t *rt, mag__worker_t *w, mag_fn fn, void *arg,
+                             bool joinable, mag_task_t **out)
 {
-    mag__worker_t *w = mag__tls_worker;
-    if (!w || w->rt != rt || (admitting && !w->current))
-        return NULL;
-    return w;
-}
-
-/* One more on the owner's counter: a release store, no locked instruction.
- * release: pairs with the acquire loads in mag__tasks_live. */
-static void census_add(_Atomic uint64_t *c)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_release);
-}
-
-uint64_t mag__tasks_live(mag_runtime_t *rt)
-{
-    uint64_t out = 0, in = 0;
-    /* seq_cst: after the caller's seq_cst store of closing, pairs with the
-     * plain threads' seq_cst increments of foreign_in (see mag__task_admit). */
-    out += atomic_load_explicit(&rt->foreign_out, memory_order_seq_cst);
-    for (unsigned i = 0; i < rt->nworkers; i++) /* acquire: pairs with census_add */
-        out += atomic_load_explicit(&rt->workers[i]->tasks_out, memory_order_acquire);
-    in += atomic_load_explicit(&rt->foreign_in, memory_order_seq_cst);
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        in += atomic_load_explicit(&rt->workers[i]->tasks_in, memory_order_acquire);
-    return in > out ? in - out : 0;
-}
-
-void mag__tasks_counted(mag_runtime_t *rt, uint64_t *admitted, uint64_t *finished)
-{
-    uint64_t out = atomic_load_explicit(&rt->foreign_out, memory_order_relaxed);
-    uint64_t in = atomic_load_explicit(&rt->foreign_in, memory_order_relaxed);
-    for (unsigned i = 0; i < rt->nworkers; i++) { /* relaxed: figures for metrics */
-        out += atomic_load_explicit(&rt->workers[i]->tasks_out, memory_order_relaxed);
-        in += atomic_load_explicit(&rt->workers[i]->tasks_in, memory_order_relaxed);
-    }
-    *admitted = in;
-    *finished = out;
-}
-
-/* An admission that did not happen counts out on the counter it counted in
- * on, so that both stay monotonic. */
-static void census_undo(mag_runtime_t *rt, mag__worker_t *cw)
-{
-    if (cw)
-        census_add(&cw->tasks_out);
-    else /* seq_cst: as foreign_in's increments */
-        atomic_fetch_add_explicit(&rt->foreign_out, 1, memory_order_seq_cst);
-}
-
-/* One task fewer: it finished, on this thread. */
-static void census_finish(mag_runtime_t *rt)
-{
-    /* Shutdown polls the census (lifecycle/runtime.c): nobody is woken. */
-    mag__worker_t *w = census_worker(rt, false);
-    if (w)
-        census_add(&w->tasks_out);
-    else /* seq_cst: as foreign_in's increments */
-        atomic_fetch_add_explicit(&rt->foreign_out, 1, memory_order_seq_cst);
-}
-
-int mag__task_admit(mag_runtime_t *rt, mag__worker_t *w, mag_fn fn, void *arg, bool joinable,
-                    mag_task_t **out)
-{
-    mag__worker_t *cw = census_worker(rt, true);
+    mag__worker_t *cw = mag__census_worker(rt, true);
     if (cw) {
         /* From a task: it is alive, and vouches for this one (see the
          * census); closing is only looked at to refuse early. relaxed: no
          * ordering is needed for that. */
         if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
             return -ESHUTDOWN;
-        census_add(&cw->tasks_in);
+        mag__census_add(&cw->tasks_in);
     } else {
         /* seq_cst both: against shutdown's seq_cst store of closing and its
          * seq_cst load of foreign_in, either shutdown counts this task (and
          * waits for it, cancelling it), or we see closing and refuse. */
         atomic_fetch_add_explicit(&rt->foreign_in, 1, memory_order_seq_cst);
         if (atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
-            census_undo(rt, cw);
+            mag__census_undo(rt, cw);
             return -ESHUTDOWN;
         }
     }
     mag_task_t *t = mag__task_alloc(w);
     if (!t) {
-        census_undo(rt, cw);
+        mag__census_undo(rt, cw);
         return -ENOMEM;
     }
-    mag__task_init(t, rt, fn, arg, joinable);
+    task_init(t, rt, fn, arg, joinable);
     *out = t;
     return 0;
+}
+
+int mag__task_admit(mag_runtime_t *rt, mag__worker_t *w, mag_fn fn, void *arg, bool joinable,
+                    mag_task_t **out)
+{
+    return task_admit(rt, w, fn, arg, joinable, out);
 }
 
 void mag__task_register(mag_runtime_t *rt, mag__worker_t *w, mag_task_t *t)
@@ -408,22 +329,18 @@ void mag__task_register(mag_runtime_t *rt, mag__worker_t *w, mag_task_t *t)
     mag__state_publish(&t->state);
 }
 
-int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
-                      const mag_spawn_opts_t *opts, mag__task_hook_t *hook)
+/* w: the calling thread's worker when it is one of rt's, else NULL. */
+static inline int spawn_task(mag_runtime_t *rt, mag__worker_t *w, mag_task_t **out, mag_fn fn,
+                             void *arg, const mag_spawn_opts_t *opts, mag__task_hook_t *hook)
 {
-    if (!fn || !rt)
-        return -EINVAL;
     size_t stack = rt->cfg.stack_size;
     if (opts && opts->stack_size) {
         if (opts->stack_size < MAG_STACK_MIN || opts->stack_size > MAG_STACK_MAX)
             return -EINVAL;
         stack = opts->stack_size;
     }
-    mag__worker_t *w = mag__tls_worker;
-    if (w && w->rt != rt)
-        w = NULL;
     mag_task_t *t;
-    int rc = mag__task_admit(rt, w, fn, arg, out != NULL || hook != NULL, &t);
+    int rc = task_admit(rt, w, fn, arg, out != NULL || hook != NULL, &t);
     if (rc)
         return rc;
     t->stack_size = stack;
@@ -434,7 +351,7 @@ int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
          * born claimed, so that mag_join and mag_detach on it (through
          * mag_self, say) refuse it instead of releasing what the owner will
          * release (mag__task_owner_release). relaxed: published with the
-         * record by the queue, as mag__task_init's store. */
+         * record by the queue, as task_init's store. */
         uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
         atomic_store_explicit(&t->life, life | MAG__HANDLE_JOINING, memory_order_relaxed);
     }
@@ -450,6 +367,15 @@ int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
     return 0;
 }
 
+int mag__spawn_hooked(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *arg,
+                      const mag_spawn_opts_t *opts, mag__task_hook_t *hook)
+{
+    if (!fn || !rt)
+        return -EINVAL;
+    mag__worker_t *w = mag__tls_worker;
+    return spawn_task(rt, w && w->rt == rt ? w : NULL, out, fn, arg, opts, hook);
+}
+
 int mag_spawn_ex(mag_task_t **out, mag_fn fn, void *arg, const mag_spawn_opts_t *opts)
 {
     if (!out || !fn)
@@ -457,13 +383,16 @@ int mag_spawn_ex(mag_task_t **out, mag_fn fn, void *arg, const mag_spawn_opts_t 
     mag__worker_t *w = mag__worker_current();
     if (!w)
         return -EPERM;
-    return mag__spawn(w->rt, out, fn, arg, opts);
+    return spawn_task(w->rt, w, out, fn, arg, opts, NULL);
 }
 
 mag_task_t *mag_spawn(mag_fn fn, void *arg)
 {
+    mag__worker_t *w = mag__worker_current();
     mag_task_t *t = NULL;
-    return mag_spawn_ex(&t, fn, arg, NULL) == 0 ? t : NULL;
+    if (!fn || !w)
+        return NULL;
+    return spawn_task(w->rt, w, &t, fn, arg, NULL, NULL) == 0 ? t : NULL;
 }
 
 mag_task_t *mag_runtime_spawn(mag_runtime_t *rt, mag_fn fn, void *arg)
@@ -493,7 +422,7 @@ void mag__task_finish(mag_task_t *t)
      * follows still touches the runtime (the hook, the registry), but it
      * runs on a worker or a pool thread, which shutdown joins before it
      * frees anything, however soon it then reads no task live. */
-    census_finish(t->rt);
+    mag__census_finish(t->rt);
     mag__state_set_done(&t->state);
     if (t->hook)
         t->hook->done(t->hook, t);

@@ -369,15 +369,8 @@ uint64_t mag__task_pool_trim(void)
 
 /* ---- records ---------------------------------------------------------------- */
 
-mag_task_t *mag__task_alloc(mag__worker_t *w)
+mag_task_t *mag__task_alloc_refill(mag__worker_t *w)
 {
-    if (w && w->free_count) {
-        mag_task_t *t = w->free_tasks[--w->free_count];
-        /* The next spawn's record, while this one is filled. */
-        if (w->free_count)
-            mag__task_prefetch_write(w->free_tasks[w->free_count - 1]);
-        return t;
-    }
     /* An empty cache takes a few records at once: one lock for REFILL
      * spawns, and no record read (their slots are bits in the slab). */
     mag_task_t *t = NULL;

@@ -230,7 +230,7 @@ bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t)
     mag_runtime_t *rt = w->rt;
     /* The scheduler's turns, and what only it handles. relaxed: stopping is
      * seen by the scheduler at its next turn, within FAIRNESS_INTERVAL runs. */
-    if ((w->tick + 1) % FAIRNESS_INTERVAL == 0 || w->sq_starved || rt->draining ||
+    if (w->fair_pos == FAIRNESS_INTERVAL - 1 || w->sq_starved || rt->draining ||
         atomic_load_explicit(&rt->stopping, memory_order_relaxed))
         return false;
     /* The task a loop waits for ends through the scheduler, which returns. */
@@ -239,10 +239,11 @@ bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t)
     /* The run about to start is counted (as the scheduler loop does) only
      * if it starts here. */
     w->tick++;
+    w->fair_pos++; /* below FAIRNESS_INTERVAL - 1 before: no wrap */
     mag_task_t *n = next_local(w);
-    if (!n)
-        w->tick--;
     if (!n) {
+        w->tick--;
+        w->fair_pos--;
         /* A yield with nothing else to run here: the scheduler would
          * requeue t and take it straight back, so t goes on, as a new run
          * (for the hooks' watchdog and traces). Unless another worker is
@@ -253,6 +254,7 @@ bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t)
             (rt->nworkers > 1 && !mag__idle_all_busy(rt)))
             return false;
         w->tick++;
+        w->fair_pos++; /* at most FAIRNESS_INTERVAL - 1: the turn comes next */
         void *sp_now = __builtin_frame_address(0);
         if (MAG_UNLIKELY(!t->stack->guarded && !mag__stack_intact(t->stack, sp_now)))
             mag__fiber_overflow_abort(t);
@@ -307,7 +309,7 @@ static mag_task_t *next_local(mag__worker_t *w)
 {
     mag_task_t *t;
     size_t n;
-    if (w->tick % FAIRNESS_INTERVAL == 0) {
+    if (w->fair_pos == 0) {
         if ((t = mag__inject_take(w->rt, 1, &n)))
             return t;
     }
@@ -530,7 +532,9 @@ void mag__worker_loop(mag__worker_t *w, mag_task_t *until_handle)
                         drain_over(w->rt))
             break;
         w->tick++;
-        if (w->tick % FAIRNESS_INTERVAL == 0) {
+        if (++w->fair_pos == FAIRNESS_INTERVAL)
+            w->fair_pos = 0;
+        if (w->fair_pos == 0) {
             mag__ring_poll(w);
             poll_timers(w);
         }
