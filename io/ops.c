@@ -7,10 +7,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "io/internal.h"
+#include "runtime/ready.h"
 #include "runtime/sched.h" /* mag_task.fn: is the caller a connection task? */
 
 /* The kernel clamps read/write counts to this (MAX_RW_COUNT); so do we, so
@@ -291,11 +293,66 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
     return mag__io_run_kind(&mag__io_kinds[kind], kind, a);
 }
 
+/* A receive by readiness (runtime/ready.h): the socket first, without
+ * waiting; when it is empty, a wait for readiness and again. -ENOSYS: not
+ * served this way (not a socket, or another task waits on it), the ring's. */
+static int64_t recv_ready(const mag__io_args_t *a, mag__conn_t *conn, int kind)
+{
+    int timed = 0; /* a connection's wait word, from the first wait to the end */
+    int64_t res;
+    for (;;) {
+        ssize_t r = recv(a->fd, a->buf, a->len, a->flags | MSG_DONTWAIT);
+        if (r >= 0) {
+            res = r;
+            break;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == ENOTSOCK && !timed)
+            return -ENOSYS; /* a pipe, say: the ring's */
+        if (errno != EAGAIN || (a->flags & MSG_DONTWAIT)) {
+            res = -errno;
+            break;
+        }
+        if (!timed && conn)
+            timed = mag__serve_wait_begin(conn, kind, a);
+        int rc = mag__ready_wait(a->fd, EPOLLIN);
+        if (rc == -ENOSYS) { /* the ring's after all, which times its own wait */
+            if (timed)
+                mag__serve_wait_end(conn, timed, 0);
+            return rc;
+        }
+        if (rc) {
+            res = rc;
+            break;
+        }
+    }
+    if (timed)
+        mag__serve_wait_end(conn, timed, res);
+    return res;
+}
+
 int64_t mag__io_run_kind(const mag__io_kind_t *k, int kind, const mag__io_args_t *a)
 {
     mag_task_t *self = mag__task_current();
     if (!self)
         return k->sys(a);
+    if (mag__ready_on(self->rt)) {
+        if (kind == MAG__IO_RECV) {
+            mag__conn_t *c = MAG_UNLIKELY(self->fn == mag__serve_conn_main) ? self->arg : NULL;
+            int64_t r = recv_ready(a, c, kind);
+            if (r != -ENOSYS)
+                return r;
+        } else if (kind == MAG__IO_SEND || kind == MAG__IO_SENDMSG) {
+            /* At once while the socket has room (a short send is a send's
+             * right); the ring only to wait for room. */
+            mag__io_args_t now = *a;
+            now.flags |= MSG_DONTWAIT;
+            int64_t r = k->sys(&now);
+            if (r != -ENOTSOCK && (r != -EAGAIN || (a->flags & MSG_DONTWAIT)))
+                return r;
+        }
+    }
     int rc = mag__suspend_begin(MAG__WAIT_IO, k);
     if (rc)
         return rc;
@@ -517,6 +574,7 @@ int mag_close(int fd)
         return (int)sys_close(&a);
     /* First nothing of magpie's may wait on the file any more, on any
      * worker; only then may the number be released for reuse. */
+    mag__ready_close(mag__task_current()->rt, fd);
     if (mag__ring_cancel_fd(fd) == -EINVAL)
         wake_socket_waiters(fd);
     return close_through_ring(fd);

@@ -67,6 +67,7 @@ static const field_t fields[] = {
     /* 0 is real here: no timeout. */
     NUM(proc_timeout_ms, "MAG_PROC_TIMEOUT_MS", FIELD_UNSIGNED, 0, 0, UINT_MAX, false),
     NUM(debug, "MAG_DEBUG", FIELD_BOOL, 0, 0, 1, false),
+    NUM(ring_sockets, "MAG_RING_SOCKETS", FIELD_BOOL, 0, 0, 1, false),
     NUM(slow_task_ms, "MAG_SLOW_TASK_MS", FIELD_UNSIGNED, 100, 1, UINT_MAX, true),
     PATH(stats_path, "MAG_STATS"),
     PATH(trace_path, "MAG_TRACE"),

@@ -19,6 +19,7 @@
 #include "runtime/blocking.h"
 #include "runtime/hooks.h"
 #include "runtime/monitor.h"
+#include "runtime/ready.h"
 #include "runtime/sched.h"
 
 /* Before any thread exists: the process pool forks its zygote here. 0 or a
@@ -122,6 +123,7 @@ static void free_runtime(mag_runtime_t *rt)
     }
     free(rt->sleepers);
     mag__fd_rings_free(rt);
+    mag__ready_free(rt);
     pthread_mutex_destroy(&rt->inject_lock);
     pthread_mutex_destroy(&rt->idle_lock);
     mag__config_free(&rt->cfg);
@@ -157,6 +159,10 @@ int mag_runtime_create(const mag_config_t *cfg_in, mag_runtime_t **out)
     if (mag__fd_rings_init(rt)) {
         free_runtime(rt);
         return -ENOMEM;
+    }
+    if ((rc = mag__ready_init(rt))) {
+        free_runtime(rt);
+        return rc;
     }
     rt->workers = calloc(rt->nworkers, sizeof *rt->workers);
     rt->sleepers = calloc(rt->nworkers, sizeof *rt->sleepers);

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "runtime/monitor.h"
+#include "runtime/ready.h"
 #include "runtime/ring.h"
 
 /* The detection delay is between one and two ticks. */
@@ -119,6 +120,14 @@ static bool look(struct mag__monitor *m, bool *parked_since)
                                   parks == m->last_parks[i] && unparks == m->last_unparks[i];
         if (!parked) {
             any_awake = true;
+            /* The readiness poller, busy since the last look with its poll
+             * of the epoll spent (a direct switch from the task that waited
+             * into a long one: no turn of its scheduler re-armed it): no
+             * ring holds the news, so the monitor takes it itself. relaxed:
+             * a hint; the waiters' slots order what matters. */
+            if (i == 0 && mag__ready_on(rt) && started_none &&
+                !atomic_load_explicit(&w->ready_armed, memory_order_relaxed))
+                mag__ready_drain(rt);
             if ((in_task && started_none && holds_ready_work(w, now)) ||
                 (in_sched_all_along && holds_rescuable_work(w, now, false))) {
                 /* relaxed: the mark publishes nothing; rescuers take the

@@ -5,12 +5,14 @@
  * eventfd whose read is always armed on the ring).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "runtime/ready.h"
 #include "runtime/ring.h"
 
 void mag__worker_wake(mag__worker_t *w)
@@ -64,6 +66,30 @@ static void arm_wake_read(mag__worker_t *w)
     if (multi)
         pthread_mutex_unlock(&w->submit_lock);
     atomic_store_explicit(&w->wake_armed, true, memory_order_relaxed);
+}
+
+/* The poll of the runtime's readiness epoll (ready.c), on the first
+ * worker's ring only: one poller, as Tokio's one driver, for a poll on
+ * every ring woke every parked worker for each batch of events, and all but
+ * one found nothing (at 2 workers on HTTP c50 that doubled the switches per
+ * request and cost a third of the requests/s). Should the first worker be
+ * held in a task or in its scheduler, the monitor's rescuers reap its ring,
+ * this poll's completion with the rest, and drain the epoll where they run
+ * (monitor.c). As the doorbell it is this thread's own, committed under
+ * submit_lock. One-shot: its completion drains the epoll, and the next turn
+ * arms it again. */
+void mag__ready_arm(mag__worker_t *w)
+{
+    if (w->rt->ready_fd < 0 || w->index != 0 ||
+        atomic_load_explicit(&w->ready_armed, memory_order_relaxed))
+        return;
+    struct io_uring_sqe *sqe = sched_sqe(w);
+    io_uring_prep_poll_add(sqe, w->rt->ready_fd, POLLIN);
+    io_uring_sqe_set_data(sqe, &w->ready_op); /* its fields are set up once */
+    pthread_mutex_lock(&w->submit_lock);
+    commit_sqes(w);
+    pthread_mutex_unlock(&w->submit_lock);
+    atomic_store_explicit(&w->ready_armed, true, memory_order_relaxed);
 }
 
 static struct io_uring_sqe *take_sqe(mag__worker_t *w)
@@ -575,6 +601,7 @@ void mag__ring_flush(mag__worker_t *w)
 unsigned mag__ring_poll(mag__worker_t *w)
 {
     drain_cancels(w);
+    mag__ready_arm(w);
     unsigned inflight = w->submitted - atomic_load_explicit(&w->reaped, memory_order_relaxed);
     bool doorbell = atomic_load_explicit(&w->wake_armed, memory_order_relaxed);
     unsigned busy = inflight > (doorbell ? 1u : 0u) ? inflight - (doorbell ? 1u : 0u) : 0;
@@ -589,6 +616,7 @@ unsigned mag__ring_poll(mag__worker_t *w)
 
 void mag__ring_sleep_begin(mag__worker_t *w)
 {
+    mag__ready_arm(w);
     arm_wake_read(w);
     /* seq_cst: pairs with mag__worker_wake's exchange (see there). */
     atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
@@ -707,6 +735,8 @@ int mag__ring_setup(mag__worker_t *w)
     }
     w->wake_op.complete = wake_complete;
     w->wake_op.worker = w;
+    w->ready_op.complete = mag__ready_complete;
+    w->ready_op.worker = w;
     pthread_mutex_init(&w->submit_lock, NULL);
     if (multi)
         probe_sync_cancel(w);

@@ -385,6 +385,8 @@ typedef struct mag__worker {
     uint64_t wake_buf;
     mag__op_t wake_op;
     _Atomic bool wake_armed;       /* cleared by the completion, maybe a rescuer's */
+    mag__op_t ready_op;            /* a poll of rt->ready_fd on this ring (ready.c) */
+    _Atomic bool ready_armed;      /* cleared by its completion, maybe a rescuer's */
     _Atomic uint32_t sleeping;     /* 1 while parked in the ring */
     _Atomic(mag__cancel_t *) cancels; /* MPSC stack of forwarded cancels */
     unsigned submitted;            /* ring ops prepared (owner only) */
@@ -451,6 +453,11 @@ struct mag_runtime {
     const mag__hooks_t *hooks; /* NULL: none installed (hooks.h) */
     void *hook_ctx;
     struct mag__fd_rings *fd_rings; /* fd_rings.c */
+    /* Shared socket readiness (ready.c): an epoll any worker drains, and
+     * the task waiting on each descriptor. ready_fd -1: none (loop mode). */
+    int ready_fd;
+    struct mag__ready_waiter *_Atomic *ready_slots;
+    unsigned ready_nslots;
     uint64_t start_ns;         /* mag__now() at create (metrics) */
     pthread_t loop_owner;      /* loop mode: the block_on thread */
     _Atomic uint32_t loop_owned; /* MAG__LOOP_*: OWNED once loop_owner is set */

@@ -48,9 +48,10 @@ static void check_result(int kind, int st)
         ASSERT_EQ(st, -EBADF);
         return;
     }
-    /* shutdown(2) wakes them with the socket's own answers. */
+    /* shutdown(2) wakes them with the socket's own answers; a receive
+     * waiting for readiness (several workers) is woken by mag_close itself. */
     if (kind == RECV)
-        ASSERT_EQ(st, 0);
+        ASSERT_TRUE(st == 0 || st == -EBADF);
     else if (kind == ACCEPT)
         ASSERT_TRUE(st == -EINVAL || st == -EBADF || st == -ECONNABORTED);
     else

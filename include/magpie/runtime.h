@@ -84,13 +84,21 @@ typedef struct mag_config {
      * replaced, and the call returns -ETIMEDOUT (mag_proc_call_ex can set
      * another per call). 0 = no timeout (the default). */
     unsigned proc_timeout_ms;
+    /* A runtime of several workers waits for its sockets' input on one
+     * epoll that every worker polls, so that whichever worker runs first
+     * takes any connection's data (a worker's own ring completes only on
+     * that worker's thread: one kept off the CPU would hold its
+     * connections), and tries each send at once before it waits. true:
+     * sockets use each worker's ring for these too, as loop mode always
+     * does. Default false. */
+    bool ring_sockets;
 } mag_config_t;
 
 /* Fills *cfg with defaults, then applies MAG_WORKERS, MAG_STACK_SIZE,
  * MAG_RING_ENTRIES, MAG_MAX_BLOCKING_THREADS, MAG_BLOCKING_KEEPALIVE_MS,
  * MAG_PROC_WORKERS, MAG_DEBUG, MAG_SLOW_TASK_MS, MAG_STATS (stats_path),
- * MAG_TRACE (trace_path), MAG_TRACE_EVENTS, MAG_STACK_GUARDS and
- * MAG_PROC_TIMEOUT_MS from the
+ * MAG_TRACE (trace_path), MAG_TRACE_EVENTS, MAG_STACK_GUARDS,
+ * MAG_PROC_TIMEOUT_MS and MAG_RING_SOCKETS (0 or 1) from the
  * environment, each to the field of the same name. Numbers are decimal (010
  * is ten) or hex after 0x, and may end in k or m (times 1024, 1024 * 1024). A malformed or out-of-range variable is ignored
  * with a one-line message on stderr naming the allowed range. stats_path and

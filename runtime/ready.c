@@ -1,0 +1,153 @@
+/*
+ * runtime/ready.c - shared socket readiness (ready.h): one epoll per
+ * runtime, a one-shot registration per wait, and the waiter of each
+ * descriptor in a table indexed by it.
+ *
+ * The protocol, per descriptor slot:
+ *   waiter:  CAS slot NULL -> me (release), then arm (epoll_ctl MOD or
+ *            ADD, EPOLLONESHOT), then park until done;
+ *   drainer: exchange slot -> NULL (acquire); if it took a waiter, sets
+ *            its done (release) and wakes its task.
+ * Whoever takes the slot owns the waiter's wake: a waiter that gives up
+ * (cancel, deadline) takes it back with the same exchange, and if a drainer
+ * got there first it waits for that drainer's done, so that no drainer
+ * touches a frame that is gone. An event nobody waits for any more finds
+ * the slot empty, or finds a later waiter, who is woken early and retries:
+ * the callers loop on EAGAIN, so an early wake costs a receive, never data.
+ * The one-shot arm is made after the slot is set, and epoll_ctl looks at
+ * the descriptor then: data that came before it still raises an event.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "runtime/ready.h"
+
+struct mag__ready_waiter {
+    mag_task_t *task;
+    int res; /* 0: an event; -EBADF: mag_close (set before done) */
+    _Atomic uint32_t done;
+};
+
+/* Takes the waiter out of fd's slot, if one is there, and wakes it with res. */
+static void wake_slot(mag_runtime_t *rt, unsigned fd, int res)
+{
+    /* acquire: pairs with the waiter's release CAS; its record is written
+     * before. */
+    struct mag__ready_waiter *wt =
+        atomic_exchange_explicit(&rt->ready_slots[fd], NULL, memory_order_acquire);
+    if (!wt)
+        return;
+    mag_task_t *task = wt->task;
+    wt->res = res;
+    /* release: pairs with the waiter's acquire; after it the frame may be
+     * gone. */
+    atomic_store_explicit(&wt->done, 1, memory_order_release);
+    mag__wake(task);
+}
+
+/* Descriptors past this go through the ring (their waits are rare). */
+#define READY_SLOTS 65536u
+#define DRAIN_BATCH 64
+
+int mag__ready_init(mag_runtime_t *rt)
+{
+    rt->ready_fd = -1;
+    if (rt->nworkers < 2 || rt->cfg.ring_sockets)
+        return 0;
+    rt->ready_slots = calloc(READY_SLOTS, sizeof *rt->ready_slots);
+    if (!rt->ready_slots)
+        return -ENOMEM;
+    rt->ready_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (rt->ready_fd < 0) {
+        int e = -errno;
+        free(rt->ready_slots);
+        rt->ready_slots = NULL;
+        return e;
+    }
+    rt->ready_nslots = READY_SLOTS;
+    return 0;
+}
+
+void mag__ready_free(mag_runtime_t *rt)
+{
+    if (!rt->ready_slots) /* never made (rt->ready_fd may read 0 then) */
+        return;
+    close(rt->ready_fd);
+    rt->ready_fd = -1;
+    free(rt->ready_slots);
+    rt->ready_slots = NULL;
+}
+
+/* The poll of the epoll fired on w's ring (on w's thread or a rescuer's):
+ * takes the events there are and wakes their waiters here. */
+void mag__ready_complete(mag__op_t *op, int res, uint32_t flags)
+{
+    (void)res;
+    (void)flags;
+    mag__worker_t *w = (mag__worker_t *)((char *)op - offsetof(mag__worker_t, ready_op));
+    mag_runtime_t *rt = w->rt;
+    /* relaxed: the owner reads it, to re-arm (as wake_armed), and the
+     * monitor, as a hint. */
+    atomic_store_explicit(&w->ready_armed, false, memory_order_relaxed);
+    mag__ready_drain(rt);
+}
+
+void mag__ready_drain(mag_runtime_t *rt)
+{
+    struct epoll_event ev[DRAIN_BATCH];
+    int n = epoll_wait(rt->ready_fd, ev, DRAIN_BATCH, 0);
+    for (int i = 0; i < n; i++)
+        wake_slot(rt, ev[i].data.u32, 0);
+}
+
+void mag__ready_close(mag_runtime_t *rt, int fd)
+{
+    if (mag__ready_on(rt) && fd >= 0 && (unsigned)fd < rt->ready_nslots)
+        wake_slot(rt, (unsigned)fd, -EBADF);
+}
+
+int mag__ready_wait(int fd, uint32_t events)
+{
+    mag_task_t *self = mag__task_current();
+    mag_runtime_t *rt = self->rt;
+    if (fd < 0 || (unsigned)fd >= rt->ready_nslots)
+        return -ENOSYS;
+    struct mag__ready_waiter wt = {.task = self};
+    int rc = mag__suspend_begin(MAG__WAIT_IO, &wt);
+    if (rc)
+        return rc;
+    struct mag__ready_waiter *expect = NULL;
+    /* release: the record before it is seen by a drainer (acquire). */
+    if (!atomic_compare_exchange_strong_explicit(&rt->ready_slots[fd], &expect, &wt,
+                                                 memory_order_release, memory_order_relaxed)) {
+        mag__suspend_end();
+        return -ENOSYS; /* another task waits on it: that one keeps the slot */
+    }
+    struct epoll_event ev = {.events = events | EPOLLRDHUP | EPOLLONESHOT, .data.u64 = (unsigned)fd};
+    if (epoll_ctl(rt->ready_fd, EPOLL_CTL_MOD, fd, &ev) < 0 &&
+        (errno != ENOENT || epoll_ctl(rt->ready_fd, EPOLL_CTL_ADD, fd, &ev) < 0)) {
+        /* Not pollable this way (a regular file, say): the ring's, then. */
+        rc = -ENOSYS;
+        if (atomic_exchange_explicit(&rt->ready_slots[fd], NULL, memory_order_acquire) == &wt) {
+            mag__suspend_end();
+            return rc;
+        }
+        /* A drainer took it (a stale event): wait for its done below. */
+    }
+    int interrupted = 0;
+    /* acquire: pairs with the drainer's release of done. */
+    while (!atomic_load_explicit(&wt.done, memory_order_acquire)) {
+        if (!interrupted && !rc && (interrupted = mag__suspend_check()) != 0) {
+            if (atomic_exchange_explicit(&rt->ready_slots[fd], NULL, memory_order_acquire) == &wt)
+                break; /* nobody will wake us: ours again */
+            continue;  /* a drainer has us: its wake is coming */
+        }
+        mag__park();
+    }
+    mag__suspend_end();
+    if (interrupted)
+        return interrupted;
+    return rc ? rc : wt.res;
+}

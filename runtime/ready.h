@@ -1,0 +1,43 @@
+/*
+ * runtime/ready.h - shared socket readiness for a multi-worker runtime
+ * (ready.c). Private to runtime/ and io/.
+ *
+ * A receive on a worker's ring completes only on the thread that submitted
+ * it: the kernel posts it through task work on that thread. When that
+ * worker is off the CPU, its connections wait for it while the others idle.
+ * A task that finds a socket empty instead waits for readiness on one epoll
+ * (the first worker polls it from its ring; rescuers drain it when that
+ * worker is held), and receives on whichever worker resumes it: the woken
+ * tasks are stolen like any other, so no connection is tied to a thread.
+ */
+#ifndef MAGPIE_RUNTIME_READY_H
+#define MAGPIE_RUNTIME_READY_H
+
+#include "runtime/sched.h"
+
+/* The epoll and the waiter table, when rt has several workers and readiness
+ * is on; 0 or -errno. Leaves rt->ready_fd -1 when off. */
+MAG_HIDDEN int mag__ready_init(mag_runtime_t *rt);
+MAG_HIDDEN void mag__ready_free(mag_runtime_t *rt);
+/* The completion of w's poll of the epoll (ring.c arms it). */
+MAG_HIDDEN void mag__ready_complete(mag__op_t *op, int res, uint32_t flags);
+/* Takes the events there are (a batch) and wakes their waiters, from a
+ * worker or from the monitor (whose wakes go through the inject queue). */
+MAG_HIDDEN void mag__ready_drain(mag_runtime_t *rt);
+/* The scheduler's: arms w's poll of the epoll if w is the poller and its
+ * poll is not armed (ring.c). */
+MAG_HIDDEN void mag__ready_arm(mag__worker_t *w);
+/* From a task: waits until fd may be read (events: EPOLLIN) or written
+ * (EPOLLOUT). 0 when it may (or spuriously: the caller retries), -ECANCELED
+ * or -ETIMEDOUT, -EBADF when mag_close closed fd meanwhile, or -ENOSYS when readiness cannot serve this descriptor
+ * (the caller then uses the ring). */
+MAG_HIDDEN int mag__ready_wait(int fd, uint32_t events);
+/* mag_close of fd: a task waiting for it returns -EBADF. */
+MAG_HIDDEN void mag__ready_close(mag_runtime_t *rt, int fd);
+/* Whether rt's sockets go through readiness. */
+static inline bool mag__ready_on(const mag_runtime_t *rt)
+{
+    return rt->ready_fd >= 0;
+}
+
+#endif /* MAGPIE_RUNTIME_READY_H */

@@ -1,0 +1,288 @@
+/* io_ready: sockets at several workers wait for input on the shared
+ * readiness (runtime/ready.h) and send at once while there is room. Checked
+ * here, with the ring's way (ring_sockets) run beside it:
+ *   - many connections' round trips at once, each byte where it belongs;
+ *   - two tasks receiving on one socket (the second waits on the ring);
+ *   - a byte written by a plain thread while the runtime parks, over and
+ *     over: no wake-up is lost;
+ *   - a receive cancelled, or past its deadline, leaves the socket to the
+ *     next receive;
+ *   - a large send into a slow reader: short sends, waits for room, every
+ *     byte in order;
+ *   - mag_recv on a pipe: -ENOTSOCK, as on one worker. */
+#include "test/test.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAIRS 32
+#define TRIPS TEST_SCALE(300)
+#define PARK_ROUNDS TEST_SCALE(400)
+#define BIG (4u << 20)
+
+static void socket_pair(int sv[2])
+{
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+/* ---- round trips on many connections --------------------------------------- */
+
+static ssize_t recv_exact(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = mag_recv(fd, buf + got, len - got, 0);
+        if (n <= 0)
+            return n;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+static int echo_end(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[512];
+    ssize_t n;
+    while ((n = mag_recv(fd, buf, sizeof buf, 0)) > 0)
+        ASSERT_EQ(mag_send_all(fd, buf, (size_t)n, 0), n);
+    ASSERT_EQ(n, 0);
+    return 0;
+}
+
+/* Messages whose bytes name the pair and the trip: any byte delivered to
+ * another connection, or out of order, shows. */
+static int client_end(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char out[300], in[300];
+    for (int trip = 0; trip < TRIPS; trip++) {
+        size_t len = 1 + (size_t)((fd * 7 + trip * 13) % (int)sizeof out);
+        for (size_t i = 0; i < len; i++)
+            out[i] = (char)(fd * 31 + trip + (int)i);
+        ASSERT_EQ(mag_send_all(fd, out, len, 0), (ssize_t)len);
+        ASSERT_EQ(recv_exact(fd, in, len), (ssize_t)len);
+        ASSERT_EQ(memcmp(in, out, len), 0);
+    }
+    return 0;
+}
+
+static int many_trips(void *arg)
+{
+    int sv[PAIRS][2];
+    mag_task_t *t[2 * PAIRS];
+    for (int i = 0; i < PAIRS; i++) {
+        socket_pair(sv[i]);
+        t[2 * i] = mag_spawn(echo_end, (void *)(intptr_t)sv[i][0]);
+        t[2 * i + 1] = mag_spawn(client_end, (void *)(intptr_t)sv[i][1]);
+        ASSERT_TRUE(t[2 * i] && t[2 * i + 1]);
+    }
+    for (int i = 0; i < PAIRS; i++) {
+        ASSERT_EQ(mag_join(t[2 * i + 1], NULL), 0);
+        ASSERT_EQ(mag_shutdown(sv[i][1], SHUT_WR), 0);
+        ASSERT_EQ(mag_join(t[2 * i], NULL), 0);
+        mag_close(sv[i][0]);
+        mag_close(sv[i][1]);
+    }
+    return 0;
+}
+
+/* ---- two receivers on one socket ------------------------------------------- */
+
+static _Atomic size_t shared_got;
+
+static int shared_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[64];
+    ssize_t n;
+    while ((n = mag_recv(fd, buf, sizeof buf, 0)) > 0)
+        atomic_fetch_add(&shared_got, (size_t)n);
+    ASSERT_EQ(n, 0);
+    return 0;
+}
+
+static int two_readers(void *arg)
+{
+    int sv[2];
+    socket_pair(sv);
+    atomic_store(&shared_got, 0);
+    mag_task_t *a = mag_spawn(shared_reader, (void *)(intptr_t)sv[0]);
+    mag_task_t *b = mag_spawn(shared_reader, (void *)(intptr_t)sv[0]);
+    ASSERT_TRUE(a && b);
+    ASSERT_EQ(mag_sleep(5 * MAG_MS), 0); /* both waiting */
+    char chunk[100];
+    memset(chunk, 'q', sizeof chunk);
+    for (int i = 0; i < 200; i++) {
+        ASSERT_EQ(mag_send_all(sv[1], chunk, sizeof chunk, 0), (ssize_t)sizeof chunk);
+        if (i % 16 == 0)
+            ASSERT_EQ(mag_sleep(MAG_MS / 4), 0);
+    }
+    ASSERT_EQ(mag_shutdown(sv[1], SHUT_WR), 0); /* both see the end */
+    ASSERT_EQ(mag_join(a, NULL), 0);
+    ASSERT_EQ(mag_join(b, NULL), 0);
+    ASSERT_UEQ(atomic_load(&shared_got), 200 * sizeof chunk);
+    mag_close(sv[0]);
+    mag_close(sv[1]);
+    return 0;
+}
+
+/* ---- a plain thread's byte while the runtime parks ------------------------- */
+
+static int park_fds[2];
+
+static void *byte_writer(void *arg)
+{
+    (void)arg;
+    unsigned seed = 7;
+    for (int i = 0; i < PARK_ROUNDS; i++) {
+        /* 0-200 µs: sometimes before the reader waits, mostly after every
+         * worker parked. */
+        struct timespec ts = {0, (long)(rand_r(&seed) % 200) * 1000};
+        nanosleep(&ts, NULL);
+        char c = (char)i;
+        if (write(park_fds[1], &c, 1) != 1)
+            abort();
+        /* The reader's answer, before the next byte. */
+        if (read(park_fds[1], &c, 1) != 1 || c != (char)i)
+            abort();
+    }
+    return NULL;
+}
+
+static int parked_wakes(void *arg)
+{
+    socket_pair(park_fds);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, byte_writer, NULL), 0);
+    for (int i = 0; i < PARK_ROUNDS; i++) {
+        char c;
+        /* A lost wake-up would hang: the deadline turns it into a failure. */
+        uint64_t tok = mag_deadline_push(mag_now() + 20 * MAG_SEC);
+        ASSERT_EQ(mag_recv(park_fds[0], &c, 1, 0), 1);
+        mag_deadline_pop(tok);
+        ASSERT_EQ(c, (char)i);
+        ASSERT_EQ(mag_send(park_fds[0], &c, 1, 0), 1);
+    }
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    mag_close(park_fds[0]);
+    mag_close(park_fds[1]);
+    return 0;
+}
+
+/* ---- cancel and deadline leave the socket usable ----------------------------- */
+
+static int blocked_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char c;
+    return (int)mag_recv(fd, &c, 1, 0);
+}
+
+static int give_up_then_read(void *arg)
+{
+    int sv[2];
+    socket_pair(sv);
+    mag_task_t *t = mag_spawn(blocked_reader, (void *)(intptr_t)sv[0]);
+    ASSERT_TRUE(t != NULL);
+    ASSERT_EQ(mag_sleep(5 * MAG_MS), 0);
+    mag_cancel(t);
+    int st = 0;
+    ASSERT_EQ(mag_join(t, &st), 0);
+    ASSERT_EQ(st, -ECANCELED);
+    char c = 0;
+    uint64_t tok = mag_deadline_push(mag_now() + 5 * MAG_MS);
+    ASSERT_EQ(mag_recv(sv[0], &c, 1, 0), -ETIMEDOUT);
+    mag_deadline_pop(tok);
+    /* The socket is free for the next receive, on any worker. */
+    t = mag_spawn(blocked_reader, (void *)(intptr_t)sv[0]);
+    ASSERT_TRUE(t != NULL);
+    ASSERT_EQ(mag_sleep(2 * MAG_MS), 0);
+    ASSERT_EQ(mag_send(sv[1], "k", 1, 0), 1);
+    ASSERT_EQ(mag_join(t, &st), 0);
+    ASSERT_EQ(st, 1);
+    mag_close(sv[0]);
+    mag_close(sv[1]);
+    return 0;
+}
+
+/* ---- a large send into a slow reader ----------------------------------------- */
+
+static int slow_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    static char buf[8192];
+    size_t got = 0;
+    while (got < BIG) {
+        ssize_t n = mag_recv(fd, buf, sizeof buf, 0);
+        ASSERT_GT(n, 0);
+        for (ssize_t i = 0; i < n; i++)
+            ASSERT_EQ((unsigned char)buf[i], (unsigned char)((got + (size_t)i) * 131 >> 8));
+        got += (size_t)n;
+        if ((got / sizeof buf) % 64 == 0)
+            ASSERT_EQ(mag_sleep(MAG_MS / 2), 0);
+    }
+    return 0;
+}
+
+static int big_send(void *arg)
+{
+    int sv[2];
+    socket_pair(sv);
+    char *data = malloc(BIG);
+    ASSERT_TRUE(data != NULL);
+    for (size_t i = 0; i < BIG; i++)
+        data[i] = (char)(i * 131 >> 8);
+    mag_task_t *r = mag_spawn(slow_reader, (void *)(intptr_t)sv[0]);
+    ASSERT_TRUE(r != NULL);
+    ASSERT_EQ(mag_send_all(sv[1], data, BIG, 0), (ssize_t)BIG);
+    ASSERT_EQ(mag_join(r, NULL), 0);
+    free(data);
+    mag_close(sv[0]);
+    mag_close(sv[1]);
+    return 0;
+}
+
+/* ---- not a socket ------------------------------------------------------------ */
+
+static int pipe_recv(void *arg)
+{
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    char c;
+    ASSERT_EQ(mag_recv(p[0], &c, 1, 0), -ENOTSOCK);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+static void run_all(unsigned workers, bool ring_sockets)
+{
+    mag_config_t cfg;
+    mag_config_init(&cfg);
+    cfg.workers = workers;
+    cfg.ring_sockets = ring_sockets;
+    printf("%u workers, %s\n", workers, ring_sockets ? "ring sockets" : "readiness");
+    test_run_cfg(&cfg, many_trips, NULL);
+    test_run_cfg(&cfg, two_readers, NULL);
+    test_run_cfg(&cfg, parked_wakes, NULL);
+    test_run_cfg(&cfg, give_up_then_read, NULL);
+    test_run_cfg(&cfg, big_send, NULL);
+    test_run_cfg(&cfg, pipe_recv, NULL);
+}
+
+int main(void)
+{
+    unsigned n = test_workers(8);
+    run_all(n, false);
+    if (n != 2)
+        run_all(2, false);
+    run_all(n, true);
+    run_all(1, false);
+    return 0;
+}
