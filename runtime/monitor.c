@@ -118,16 +118,17 @@ static bool look(struct mag__monitor *m, bool *parked_since)
          * and what it holds only posts once it runs: task work.) */
         bool in_sched_all_along = started_none && !in_task && m->was_in_sched[i] &&
                                   parks == m->last_parks[i] && unparks == m->last_unparks[i];
+        /* The readiness poller (ready.h) started no task since the last
+         * look: it may be in a long task with its poll of the epoll spent
+         * (no turn of its scheduler re-armed it), held in its scheduler, or
+         * woken by that poll and still off the CPU, where the poll's
+         * completion waits for it (task work). Then no ring holds the news,
+         * and the monitor takes it itself: the waiters go through the
+         * inject queue to whichever worker runs. Mostly an empty look. */
+        if (i == 0 && mag__ready_on(rt) && started_none)
+            mag__ready_drain(rt);
         if (!parked) {
             any_awake = true;
-            /* The readiness poller, busy since the last look with its poll
-             * of the epoll spent (a direct switch from the task that waited
-             * into a long one: no turn of its scheduler re-armed it): no
-             * ring holds the news, so the monitor takes it itself. relaxed:
-             * a hint; the waiters' slots order what matters. */
-            if (i == 0 && mag__ready_on(rt) && started_none &&
-                !atomic_load_explicit(&w->ready_armed, memory_order_relaxed))
-                mag__ready_drain(rt);
             if ((in_task && started_none && holds_ready_work(w, now)) ||
                 (in_sched_all_along && holds_rescuable_work(w, now, false))) {
                 /* relaxed: the mark publishes nothing; rescuers take the

@@ -42,7 +42,11 @@ extern "C" {
 /* ---- operations ----------------------------------------------------------
  * Lengths above 0x7ffff000 bytes are clamped to it, as the kernel does for
  * read(2) and write(2): a short count is then possible, as always.
- * Suspends (task) or blocks (thread) until the operation completes. */
+ * Suspends (task) or blocks (thread) until the operation completes. With
+ * several workers, mag_recv and mag_send on a socket first try the socket
+ * without waiting, and a receive that must wait waits for readiness on the
+ * runtime's one epoll, so that any worker can resume it (README, "Sockets
+ * at several workers"; ring_sockets in mag_config_t turns this off). */
 
 /* read/pread. off == -1: at the file's current position (and advance it);
  * off >= 0: at that offset, the position untouched. Sockets and pipes ignore
