@@ -294,24 +294,36 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
 }
 
 /* A receive by readiness (runtime/ready.h): the socket first, without
- * waiting; when it is empty, a wait for readiness and again. -ENOSYS: not
- * served this way (not a socket, or another task waits on it), the ring's. */
-static int64_t recv_ready(const mag__io_args_t *a, mag__conn_t *conn, int kind)
+ * waiting; when it is empty, a wait for readiness and again. Each recv(2)
+ * is guarded against a mag_close of the number since the receive began,
+ * which would otherwise let a receive woken for the old socket read the
+ * next one given that number. -ENOSYS: not served this way (not a socket,
+ * a number past the table, or another task waits on it), the ring's. */
+static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_t *conn, int kind)
 {
+    if (a->fd < 0 || (unsigned)a->fd >= rt->ready_nslots)
+        return -ENOSYS;
+    uint32_t gen = mag__ready_gen(rt, a->fd);
     int timed = 0; /* a connection's wait word, from the first wait to the end */
     int64_t res;
     for (;;) {
+        if (!mag__ready_enter(rt, a->fd, gen)) {
+            res = -EBADF; /* closed by mag_close meanwhile */
+            break;
+        }
         ssize_t r = recv(a->fd, a->buf, a->len, a->flags | MSG_DONTWAIT);
+        int e = errno;
+        mag__ready_leave(rt, a->fd);
         if (r >= 0) {
             res = r;
             break;
         }
-        if (errno == EINTR)
+        if (e == EINTR)
             continue;
-        if (errno == ENOTSOCK && !timed)
+        if (e == ENOTSOCK && !timed)
             return -ENOSYS; /* a pipe, say: the ring's */
-        if (errno != EAGAIN || (a->flags & MSG_DONTWAIT)) {
-            res = -errno;
+        if (e != EAGAIN || (a->flags & MSG_DONTWAIT)) {
+            res = -e;
             break;
         }
         if (!timed && conn)
@@ -340,7 +352,7 @@ int64_t mag__io_run_kind(const mag__io_kind_t *k, int kind, const mag__io_args_t
     if (mag__ready_on(self->rt)) {
         if (kind == MAG__IO_RECV) {
             mag__conn_t *c = MAG_UNLIKELY(self->fn == mag__serve_conn_main) ? self->arg : NULL;
-            int64_t r = recv_ready(a, c, kind);
+            int64_t r = recv_ready(self->rt, a, c, kind);
             if (r != -ENOSYS)
                 return r;
         } else if (kind == MAG__IO_SEND || kind == MAG__IO_SENDMSG) {
@@ -570,8 +582,10 @@ int mag_close(int fd)
     mag__io_args_t a = {.fd = fd};
     if (fd < 0)
         return -EBADF;
-    if (!mag__task_current())
+    if (!mag__task_current()) {
+        mag__ready_close_all(fd); /* a task of some runtime may wait on it */
         return (int)sys_close(&a);
+    }
     /* First nothing of magpie's may wait on the file any more, on any
      * worker; only then may the number be released for reuse. */
     mag__ready_close(mag__task_current()->rt, fd);

@@ -18,6 +18,8 @@
  * the descriptor then: data that came before it still raises an event.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -30,13 +32,31 @@ struct mag__ready_waiter {
     _Atomic uint32_t done;
 };
 
+/* One per descriptor number. gen and busy guard the number's reuse: a
+ * receive woken for a socket that mag_close then closes must not receive
+ * from the next socket given that number. The receiver counts itself busy
+ * around each recv(2) and checks gen, mag_close bumps gen and waits for busy
+ * to drain (Dekker's pattern, both sides seq_cst): either the receiver sees
+ * the new gen and receives nothing, or the closer sees it busy and waits
+ * until its recv on the old socket has returned. */
+struct mag__ready_slot {
+    struct mag__ready_waiter *_Atomic waiter;
+    _Atomic uint32_t gen;  /* mag_close calls on this number */
+    _Atomic uint32_t busy; /* receivers inside recv(2) on it */
+};
+
+/* Runtimes with readiness, for a mag_close from a plain thread, which
+ * belongs to none of them. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static mag_runtime_t *registry;
+
 /* Takes the waiter out of fd's slot, if one is there, and wakes it with res. */
 static void wake_slot(mag_runtime_t *rt, unsigned fd, int res)
 {
     /* acquire: pairs with the waiter's release CAS; its record is written
      * before. */
     struct mag__ready_waiter *wt =
-        atomic_exchange_explicit(&rt->ready_slots[fd], NULL, memory_order_acquire);
+        atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL, memory_order_acquire);
     if (!wt)
         return;
     mag_task_t *task = wt->task;
@@ -67,6 +87,10 @@ int mag__ready_init(mag_runtime_t *rt)
         return e;
     }
     rt->ready_nslots = READY_SLOTS;
+    pthread_mutex_lock(&registry_lock);
+    rt->ready_next = registry;
+    registry = rt;
+    pthread_mutex_unlock(&registry_lock);
     return 0;
 }
 
@@ -74,6 +98,13 @@ void mag__ready_free(mag_runtime_t *rt)
 {
     if (!rt->ready_slots) /* never made (rt->ready_fd may read 0 then) */
         return;
+    pthread_mutex_lock(&registry_lock);
+    for (mag_runtime_t **p = &registry; *p; p = &(*p)->ready_next)
+        if (*p == rt) {
+            *p = rt->ready_next;
+            break;
+        }
+    pthread_mutex_unlock(&registry_lock);
     close(rt->ready_fd);
     rt->ready_fd = -1;
     free(rt->ready_slots);
@@ -104,8 +135,51 @@ void mag__ready_drain(mag_runtime_t *rt)
 
 void mag__ready_close(mag_runtime_t *rt, int fd)
 {
-    if (mag__ready_on(rt) && fd >= 0 && (unsigned)fd < rt->ready_nslots)
-        wake_slot(rt, (unsigned)fd, -EBADF);
+    if (!mag__ready_on(rt) || fd < 0 || (unsigned)fd >= rt->ready_nslots)
+        return;
+    struct mag__ready_slot *s = &rt->ready_slots[fd];
+    /* seq_cst, both: against mag__ready_enter's (see struct mag__ready_slot). */
+    atomic_fetch_add_explicit(&s->gen, 1, memory_order_seq_cst);
+    wake_slot(rt, (unsigned)fd, -EBADF);
+    /* A receiver inside recv(2) on the old socket: a non-blocking call,
+     * soon over. */
+    while (atomic_load_explicit(&s->busy, memory_order_seq_cst)) {
+        if (mag__task_current())
+            mag_yield();
+        else
+            sched_yield();
+    }
+}
+
+void mag__ready_close_all(int fd)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (mag_runtime_t *rt = registry; rt; rt = rt->ready_next)
+        mag__ready_close(rt, fd);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+uint32_t mag__ready_gen(mag_runtime_t *rt, int fd)
+{
+    /* relaxed: mag__ready_enter's seq_cst load compares it. */
+    return atomic_load_explicit(&rt->ready_slots[fd].gen, memory_order_relaxed);
+}
+
+bool mag__ready_enter(mag_runtime_t *rt, int fd, uint32_t gen)
+{
+    struct mag__ready_slot *s = &rt->ready_slots[fd];
+    /* seq_cst, both: against mag__ready_close's (see struct mag__ready_slot). */
+    atomic_fetch_add_explicit(&s->busy, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&s->gen, memory_order_seq_cst) == gen)
+        return true;
+    atomic_fetch_sub_explicit(&s->busy, 1, memory_order_release);
+    return false;
+}
+
+void mag__ready_leave(mag_runtime_t *rt, int fd)
+{
+    /* release: the recv(2) before it, for the closer's seq_cst load. */
+    atomic_fetch_sub_explicit(&rt->ready_slots[fd].busy, 1, memory_order_release);
 }
 
 int mag__ready_wait(int fd, uint32_t events)
@@ -120,7 +194,7 @@ int mag__ready_wait(int fd, uint32_t events)
         return rc;
     struct mag__ready_waiter *expect = NULL;
     /* release: the record before it is seen by a drainer (acquire). */
-    if (!atomic_compare_exchange_strong_explicit(&rt->ready_slots[fd], &expect, &wt,
+    if (!atomic_compare_exchange_strong_explicit(&rt->ready_slots[fd].waiter, &expect, &wt,
                                                  memory_order_release, memory_order_relaxed)) {
         mag__suspend_end();
         return -ENOSYS; /* another task waits on it: that one keeps the slot */
@@ -130,7 +204,8 @@ int mag__ready_wait(int fd, uint32_t events)
         (errno != ENOENT || epoll_ctl(rt->ready_fd, EPOLL_CTL_ADD, fd, &ev) < 0)) {
         /* Not pollable this way (a regular file, say): the ring's, then. */
         rc = -ENOSYS;
-        if (atomic_exchange_explicit(&rt->ready_slots[fd], NULL, memory_order_acquire) == &wt) {
+        if (atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL, memory_order_acquire) ==
+            &wt) {
             mag__suspend_end();
             return rc;
         }
@@ -140,7 +215,8 @@ int mag__ready_wait(int fd, uint32_t events)
     /* acquire: pairs with the drainer's release of done. */
     while (!atomic_load_explicit(&wt.done, memory_order_acquire)) {
         if (!interrupted && !rc && (interrupted = mag__suspend_check()) != 0) {
-            if (atomic_exchange_explicit(&rt->ready_slots[fd], NULL, memory_order_acquire) == &wt)
+            if (atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL,
+                                         memory_order_acquire) == &wt)
                 break; /* nobody will wake us: ours again */
             continue;  /* a drainer has us: its wake is coming */
         }

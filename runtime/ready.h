@@ -32,8 +32,19 @@ MAG_HIDDEN void mag__ready_arm(mag__worker_t *w);
  * or -ETIMEDOUT, -EBADF when mag_close closed fd meanwhile, or -ENOSYS when readiness cannot serve this descriptor
  * (the caller then uses the ring). */
 MAG_HIDDEN int mag__ready_wait(int fd, uint32_t events);
-/* mag_close of fd: a task waiting for it returns -EBADF. */
+/* mag_close of fd, before the descriptor is closed: a task waiting for it
+ * returns -EBADF, and one woken for it receives nothing more from that
+ * number (it waits for a receive inside recv(2) on it to return). */
 MAG_HIDDEN void mag__ready_close(mag_runtime_t *rt, int fd);
+/* The same for every runtime with readiness: a mag_close from a plain
+ * thread. */
+MAG_HIDDEN void mag__ready_close_all(int fd);
+/* A receive on fd (below rt->ready_nslots): the number's close count at
+ * its start; then each recv(2) between enter and leave, and none when
+ * enter says the number was closed since (false). */
+MAG_HIDDEN uint32_t mag__ready_gen(mag_runtime_t *rt, int fd);
+MAG_HIDDEN bool mag__ready_enter(mag_runtime_t *rt, int fd, uint32_t gen);
+MAG_HIDDEN void mag__ready_leave(mag_runtime_t *rt, int fd);
 /* Whether rt's sockets go through readiness. */
 static inline bool mag__ready_on(const mag_runtime_t *rt)
 {

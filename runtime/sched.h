@@ -456,8 +456,9 @@ struct mag_runtime {
     /* Shared socket readiness (ready.c): an epoll any worker drains, and
      * the task waiting on each descriptor. ready_fd -1: none (loop mode). */
     int ready_fd;
-    struct mag__ready_waiter *_Atomic *ready_slots;
+    struct mag__ready_slot *ready_slots;
     unsigned ready_nslots;
+    struct mag_runtime *ready_next; /* the runtimes with readiness (ready.c) */
     uint64_t start_ns;         /* mag__now() at create (metrics) */
     pthread_t loop_owner;      /* loop mode: the block_on thread */
     _Atomic uint32_t loop_owned; /* MAG__LOOP_*: OWNED once loop_owner is set */

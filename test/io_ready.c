@@ -9,7 +9,10 @@
  *     next receive;
  *   - a large send into a slow reader: short sends, waits for room, every
  *     byte in order;
- *   - mag_recv on a pipe: -ENOTSOCK, as on one worker. */
+ *   - mag_recv on a pipe: -ENOTSOCK, as on one worker;
+ *   - mag_close from a plain thread wakes a waiting receive (-EBADF);
+ *   - a receive woken for a socket that mag_close closes before it runs,
+ *     the number then reused by a new socket: never the new socket's bytes. */
 #include "test/test.h"
 
 #include <pthread.h>
@@ -261,19 +264,123 @@ static int pipe_recv(void *arg)
     return 0;
 }
 
+/* ---- mag_close against waiting and woken receives ---------------------------- */
+
+static int close_fds[2];
+static bool readiness; /* this run's sockets wait on the shared readiness */
+
+static void *plain_closer(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    mag_close(close_fds[0]); /* a plain thread: belongs to no runtime */
+    return NULL;
+}
+
+static int closed_by_thread(void *arg)
+{
+    socket_pair(close_fds);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, plain_closer, NULL), 0);
+    char c;
+    /* The ring's way: the request keeps the file, and a plain close wakes
+     * nothing; the deadline ends it. */
+    uint64_t tok = mag_deadline_push(mag_now() + (readiness ? 20 * MAG_SEC : 100 * MAG_MS));
+    int64_t n = mag_recv(close_fds[0], &c, 1, 0);
+    mag_deadline_pop(tok);
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    ASSERT_EQ(n, readiness ? -EBADF : -ETIMEDOUT);
+    close(close_fds[1]);
+    return 0;
+}
+
+static _Atomic int reuse_go;
+static char reuse_got[16];
+static _Atomic int64_t reuse_n;
+
+static int reuse_reader(void *arg)
+{
+    (void)arg;
+    atomic_store(&reuse_n, mag_recv(close_fds[0], reuse_got, sizeof reuse_got, 0));
+    return 0;
+}
+
+static void spin_ns(uint64_t ns)
+{
+    uint64_t until = mag_now() + ns;
+    while (mag_now() < until)
+        ;
+}
+
+/* Keeps the other workers busy, so that the woken reader waits in a queue. */
+static int reuse_hog(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&reuse_go))
+        ;
+    spin_ns(40 * MAG_MS);
+    return 0;
+}
+
+static int reuse_closer(void *arg)
+{
+    (void)arg;
+    atomic_store(&reuse_go, 1);
+    ASSERT_EQ(write(close_fds[1], "OLD-CONN", 8), 8); /* wakes the reader */
+    spin_ns(10 * MAG_MS);
+    int old = close_fds[0];
+    ASSERT_EQ(mag_close(old), 0);
+    close(close_fds[1]);
+    int nv[2];
+    socket_pair(nv); /* most likely the old number again */
+    ASSERT_EQ(write(nv[1], "NEW-CONN", 8), 8);
+    ASSERT_EQ(mag_sleep(60 * MAG_MS), 0);
+    mag_close(nv[0]);
+    mag_close(nv[1]);
+    return 0;
+}
+
+static int woken_then_closed(void *arg)
+{
+    (void)arg;
+    socket_pair(close_fds);
+    atomic_store(&reuse_go, 0);
+    atomic_store(&reuse_n, -1000);
+    mag_task_t *r = mag_spawn(reuse_reader, NULL);
+    ASSERT_TRUE(r != NULL);
+    ASSERT_EQ(mag_sleep(10 * MAG_MS), 0); /* waiting */
+    mag_task_t *h = mag_spawn(reuse_hog, NULL);
+    mag_task_t *c = mag_spawn(reuse_closer, NULL);
+    ASSERT_TRUE(h && c);
+    ASSERT_EQ(mag_join(c, NULL), 0);
+    ASSERT_EQ(mag_join(h, NULL), 0);
+    ASSERT_EQ(mag_join(r, NULL), 0);
+    int64_t n = atomic_load(&reuse_n);
+    /* Its own socket's bytes if it ran before the close, else -EBADF. */
+    if (n != -EBADF) {
+        ASSERT_EQ(n, 8);
+        ASSERT_EQ(memcmp(reuse_got, "OLD-CONN", 8), 0);
+    }
+    return 0;
+}
+
 static void run_all(unsigned workers, bool ring_sockets)
 {
     mag_config_t cfg;
     mag_config_init(&cfg);
     cfg.workers = workers;
     cfg.ring_sockets = ring_sockets;
-    printf("%u workers, %s\n", workers, ring_sockets ? "ring sockets" : "readiness");
+    readiness = workers > 1 && !ring_sockets;
+    printf("%u workers, %s\n", workers, readiness ? "readiness" : "the ring's sockets");
     test_run_cfg(&cfg, many_trips, NULL);
     test_run_cfg(&cfg, two_readers, NULL);
     test_run_cfg(&cfg, parked_wakes, NULL);
     test_run_cfg(&cfg, give_up_then_read, NULL);
     test_run_cfg(&cfg, big_send, NULL);
     test_run_cfg(&cfg, pipe_recv, NULL);
+    test_run_cfg(&cfg, closed_by_thread, NULL);
+    test_run_cfg(&cfg, woken_then_closed, NULL);
 }
 
 int main(void)

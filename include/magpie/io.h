@@ -306,8 +306,10 @@ MAG_API int mag_shutdown(int fd, int how);
  * would then get -EAGAIN instead of a wait.
  *
  * close(2): not while a magpie operation waits on the descriptor (the
- * request keeps the file open, and the number may be reused under it);
- * cancel those tasks, then mag_close.
+ * request keeps the file open, and the number may be reused under it; a
+ * socket's receive waiting for readiness, with several workers, would wait
+ * until cancelled); cancel those tasks, then mag_close. mag_close, from a
+ * task or a plain thread, ends a receive waiting on the socket with -EBADF.
  *
  * Signals and fork: a signal handler may run on a worker thread; it must
  * call no magpie function (act on signals with mag_signal_wait). A fork(2)
