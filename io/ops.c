@@ -301,7 +301,9 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
  * a number past the table, or another task waits on it), the ring's. */
 static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_t *conn, int kind)
 {
-    if (a->fd < 0 || (unsigned)a->fd >= rt->ready_nslots)
+    /* MSG_WAITALL waits for the whole length, which MSG_DONTWAIT would cut
+     * short: the ring's. */
+    if (a->fd < 0 || (unsigned)a->fd >= rt->ready_nslots || (a->flags & MSG_WAITALL))
         return -ENOSYS;
     uint32_t gen = mag__ready_gen(rt, a->fd);
     int timed = 0; /* a connection's wait word, from the first wait to the end */
@@ -320,15 +322,18 @@ static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_
         }
         if (e == EINTR)
             continue;
-        if (e == ENOTSOCK && !timed)
-            return -ENOSYS; /* a pipe, say: the ring's */
+        if (e == ENOTSOCK) { /* a pipe, say: the ring's */
+            if (timed)
+                mag__serve_wait_end(conn, timed, 0);
+            return -ENOSYS;
+        }
         if (e != EAGAIN || (a->flags & MSG_DONTWAIT)) {
             res = -e;
             break;
         }
         if (!timed && conn)
             timed = mag__serve_wait_begin(conn, kind, a);
-        int rc = mag__ready_wait(a->fd, EPOLLIN);
+        int rc = mag__ready_wait(a->fd, EPOLLIN, gen);
         if (rc == -ENOSYS) { /* the ring's after all, which times its own wait */
             if (timed)
                 mag__serve_wait_end(conn, timed, 0);

@@ -119,13 +119,16 @@ static bool look(struct mag__monitor *m, bool *parked_since)
         bool in_sched_all_along = started_none && !in_task && m->was_in_sched[i] &&
                                   parks == m->last_parks[i] && unparks == m->last_unparks[i];
         /* The readiness poller (ready.h) started no task since the last
-         * look: it may be in a long task with its poll of the epoll spent
-         * (no turn of its scheduler re-armed it), held in its scheduler, or
-         * woken by that poll and still off the CPU, where the poll's
-         * completion waits for it (task work). Then no ring holds the news,
-         * and the monitor takes it itself: the waiters go through the
-         * inject queue to whichever worker runs. Mostly an empty look. */
-        if (i == 0 && mag__ready_on(rt) && started_none)
+         * look, or its poll of the epoll is spent (its scheduler re-arms it
+         * at its turns, which a run of direct switches may put off): it may
+         * be in a long task, held in its scheduler, or woken by that poll
+         * and still off the CPU, where the poll's completion waits for it
+         * (task work). Then no ring holds the news, and the monitor takes it
+         * itself: the waiters go through the inject queue to whichever
+         * worker runs. Mostly an empty look. relaxed: ready_armed is a
+         * hint. */
+        if (i == 0 && mag__ready_on(rt) &&
+            (started_none || !atomic_load_explicit(&w->ready_armed, memory_order_relaxed)))
             mag__ready_drain(rt);
         if (!parked) {
             any_awake = true;

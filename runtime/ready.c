@@ -53,10 +53,11 @@ static mag_runtime_t *registry;
 /* Takes the waiter out of fd's slot, if one is there, and wakes it with res. */
 static void wake_slot(mag_runtime_t *rt, unsigned fd, int res)
 {
-    /* acquire: pairs with the waiter's release CAS; its record is written
-     * before. */
+    /* acquire: pairs with the waiter's CAS; its record is written before.
+     * seq_cst for mag__ready_close: after its seq_cst bump of gen, against
+     * the waiter's seq_cst CAS and load of gen (mag__ready_wait). */
     struct mag__ready_waiter *wt =
-        atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL, memory_order_acquire);
+        atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL, memory_order_seq_cst);
     if (!wt)
         return;
     mag_task_t *task = wt->task;
@@ -130,7 +131,7 @@ void mag__ready_drain(mag_runtime_t *rt)
     struct epoll_event ev[DRAIN_BATCH];
     int n = epoll_wait(rt->ready_fd, ev, DRAIN_BATCH, 0);
     for (int i = 0; i < n; i++)
-        wake_slot(rt, ev[i].data.u32, 0);
+        wake_slot(rt, (unsigned)ev[i].data.fd, 0);
 }
 
 void mag__ready_close(mag_runtime_t *rt, int fd)
@@ -182,7 +183,7 @@ void mag__ready_leave(mag_runtime_t *rt, int fd)
     atomic_fetch_sub_explicit(&rt->ready_slots[fd].busy, 1, memory_order_release);
 }
 
-int mag__ready_wait(int fd, uint32_t events)
+int mag__ready_wait(int fd, uint32_t events, uint32_t gen)
 {
     mag_task_t *self = mag__task_current();
     mag_runtime_t *rt = self->rt;
@@ -193,13 +194,25 @@ int mag__ready_wait(int fd, uint32_t events)
     if (rc)
         return rc;
     struct mag__ready_waiter *expect = NULL;
-    /* release: the record before it is seen by a drainer (acquire). */
+    /* release: the record before it is seen by a drainer (acquire); seq_cst,
+     * with the load of gen below, against mag__ready_close's bump of gen
+     * and exchange of the slot: either it finds us there and wakes us, or
+     * we see that the number was closed. */
     if (!atomic_compare_exchange_strong_explicit(&rt->ready_slots[fd].waiter, &expect, &wt,
-                                                 memory_order_release, memory_order_relaxed)) {
+                                                 memory_order_seq_cst, memory_order_relaxed)) {
         mag__suspend_end();
         return -ENOSYS; /* another task waits on it: that one keeps the slot */
     }
-    struct epoll_event ev = {.events = events | EPOLLRDHUP | EPOLLONESHOT, .data.u64 = (unsigned)fd};
+    if (atomic_load_explicit(&rt->ready_slots[fd].gen, memory_order_seq_cst) != gen) {
+        rc = -EBADF; /* mag_close came first: wait for nothing on the number */
+        if (atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL, memory_order_acquire) ==
+            &wt) {
+            mag__suspend_end();
+            return rc;
+        }
+        goto wait; /* the closer (or a drainer) took us: its done is coming */
+    }
+    struct epoll_event ev = {.events = events | EPOLLRDHUP | EPOLLONESHOT, .data.fd = fd};
     if (epoll_ctl(rt->ready_fd, EPOLL_CTL_MOD, fd, &ev) < 0 &&
         (errno != ENOENT || epoll_ctl(rt->ready_fd, EPOLL_CTL_ADD, fd, &ev) < 0)) {
         /* Not pollable this way (a regular file, say): the ring's, then. */
@@ -211,6 +224,7 @@ int mag__ready_wait(int fd, uint32_t events)
         }
         /* A drainer took it (a stale event): wait for its done below. */
     }
+wait:;
     int interrupted = 0;
     /* acquire: pairs with the drainer's release of done. */
     while (!atomic_load_explicit(&wt.done, memory_order_acquire)) {

@@ -28,10 +28,10 @@ MAG_HIDDEN void mag__ready_drain(mag_runtime_t *rt);
  * poll is not armed (ring.c). */
 MAG_HIDDEN void mag__ready_arm(mag__worker_t *w);
 /* From a task: waits until fd may be read (events: EPOLLIN) or written
- * (EPOLLOUT). 0 when it may (or spuriously: the caller retries), -ECANCELED
+ * (EPOLLOUT); gen: mag__ready_gen at the start of the operation. 0 when it may (or spuriously: the caller retries), -ECANCELED
  * or -ETIMEDOUT, -EBADF when mag_close closed fd meanwhile, or -ENOSYS when readiness cannot serve this descriptor
  * (the caller then uses the ring). */
-MAG_HIDDEN int mag__ready_wait(int fd, uint32_t events);
+MAG_HIDDEN int mag__ready_wait(int fd, uint32_t events, uint32_t gen);
 /* mag_close of fd, before the descriptor is closed: a task waiting for it
  * returns -EBADF, and one woken for it receives nothing more from that
  * number (it waits for a receive inside recv(2) on it to return). */

@@ -10,6 +10,7 @@
  *   - a large send into a slow reader: short sends, waits for room, every
  *     byte in order;
  *   - mag_recv on a pipe: -ENOTSOCK, as on one worker;
+ *   - MSG_WAITALL: the whole length, not what is there;
  *   - mag_close from a plain thread wakes a waiting receive (-EBADF);
  *   - a receive woken for a socket that mag_close closes before it runs,
  *     the number then reused by a new socket: never the new socket's bytes. */
@@ -264,6 +265,33 @@ static int pipe_recv(void *arg)
     return 0;
 }
 
+static int waitall_writer(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    ASSERT_EQ(mag_send(fd, "0123456789", 10, 0), 10);
+    ASSERT_EQ(mag_sleep(5 * MAG_MS), 0);
+    char rest[90];
+    memset(rest, 'w', sizeof rest);
+    ASSERT_EQ(mag_send_all(fd, rest, sizeof rest, 0), (ssize_t)sizeof rest);
+    return 0;
+}
+
+static int wait_all(void *arg)
+{
+    int sv[2];
+    socket_pair(sv);
+    mag_task_t *w = mag_spawn(waitall_writer, (void *)(intptr_t)sv[1]);
+    ASSERT_TRUE(w != NULL);
+    char buf[100];
+    ASSERT_EQ(mag_recv(sv[0], buf, sizeof buf, MSG_WAITALL), (ssize_t)sizeof buf);
+    ASSERT_EQ(memcmp(buf, "0123456789", 10), 0);
+    ASSERT_EQ(buf[99], 'w');
+    ASSERT_EQ(mag_join(w, NULL), 0);
+    mag_close(sv[0]);
+    mag_close(sv[1]);
+    return 0;
+}
+
 /* ---- mag_close against waiting and woken receives ---------------------------- */
 
 static int close_fds[2];
@@ -379,6 +407,7 @@ static void run_all(unsigned workers, bool ring_sockets)
     test_run_cfg(&cfg, give_up_then_read, NULL);
     test_run_cfg(&cfg, big_send, NULL);
     test_run_cfg(&cfg, pipe_recv, NULL);
+    test_run_cfg(&cfg, wait_all, NULL);
     test_run_cfg(&cfg, closed_by_thread, NULL);
     test_run_cfg(&cfg, woken_then_closed, NULL);
 }
