@@ -16,6 +16,13 @@
  * the callers loop on EAGAIN, so an early wake costs a receive, never data.
  * The one-shot arm is made after the slot is set, and epoll_ctl looks at
  * the descriptor then: data that came before it still raises an event.
+ *
+ * Registrations belong to the open file: one closed while another
+ * reference to it lives (a dup, a forked child's copy) stays in the epoll
+ * under the old number until the last reference goes, and costs the next
+ * waiter on that number one early wake. A fork's child inherits the epoll
+ * with the rest of the runtime it cannot use (io.h: fork); it must not
+ * touch it.
  */
 #include <errno.h>
 #include <pthread.h>
