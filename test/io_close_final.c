@@ -77,9 +77,14 @@ static void close_under_waiter(int kind)
         ASSERT_EQ(mag_sleep(MAG_MS), 0);
     ASSERT_EQ(mag_sleep(20 * MAG_MS), 0); /* let its request reach the ring */
     if (cross) {
-        /* Yielding lets the idle worker steal us; give it many chances. */
-        for (int i = 0; i < 200000 && (void *)mag__worker_current() == atomic_load(&b.worker); i++)
+        /* Yielding lets the idle worker steal us; give it many chances,
+         * for up to 5 s (a worker awake elsewhere lets the yield go on
+         * here, without a turn of the queue to steal from). */
+        uint64_t from = mag_now(), until = from + 5 * MAG_SEC;
+        while ((void *)mag__worker_current() == atomic_load(&b.worker) && mag_now() < until)
             ASSERT_EQ(mag_yield(), 0);
+        if (mag_now() - from > 50 * MAG_MS)
+            printf("moved off the waiter's worker after %.1f ms\n", (mag_now() - from) / 1e6);
         ASSERT_PTR_NE(mag__worker_current(), atomic_load(&b.worker));
     }
 
