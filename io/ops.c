@@ -322,10 +322,9 @@ static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_
         }
         if (e == EINTR)
             continue;
-        if (e == ENOTSOCK) { /* a pipe, say: the ring's */
-            if (timed)
-                mag__serve_wait_end(conn, timed, 0);
-            return -ENOSYS;
+        if (e == ENOTSOCK) {
+            res = -ENOSYS; /* a pipe, say: the ring's */
+            break;
         }
         if (e != EAGAIN || (a->flags & MSG_DONTWAIT)) {
             res = -e;
@@ -333,18 +332,14 @@ static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_
         }
         if (!timed && conn)
             timed = mag__serve_wait_begin(conn, kind, a);
+        /* -ENOSYS: the ring's after all, which times its own wait. */
         int rc = mag__ready_wait(a->fd, EPOLLIN, gen);
-        if (rc == -ENOSYS) { /* the ring's after all, which times its own wait */
-            if (timed)
-                mag__serve_wait_end(conn, timed, 0);
-            return rc;
-        }
         if (rc) {
             res = rc;
             break;
         }
     }
-    if (timed)
+    if (timed) /* a result of no bytes (-ENOSYS too) marks no input */
         mag__serve_wait_end(conn, timed, res);
     return res;
 }

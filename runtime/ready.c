@@ -190,6 +190,14 @@ void mag__ready_leave(mag_runtime_t *rt, int fd)
     atomic_fetch_sub_explicit(&rt->ready_slots[fd].busy, 1, memory_order_release);
 }
 
+/* Takes the waiter's own record out of fd's slot: false if a drainer or
+ * the closer has it (and will set its done). acquire: more than the
+ * waiter needs, who reads nothing published through it. */
+static bool take_back(mag_runtime_t *rt, int fd, struct mag__ready_waiter *wt)
+{
+    return atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL, memory_order_acquire) == wt;
+}
+
 int mag__ready_wait(int fd, uint32_t events, uint32_t gen)
 {
     mag_task_t *self = mag__task_current();
@@ -210,34 +218,23 @@ int mag__ready_wait(int fd, uint32_t events, uint32_t gen)
         mag__suspend_end();
         return -ENOSYS; /* another task waits on it: that one keeps the slot */
     }
-    if (atomic_load_explicit(&rt->ready_slots[fd].gen, memory_order_seq_cst) != gen) {
-        rc = -EBADF; /* mag_close came first: wait for nothing on the number */
-        if (atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL, memory_order_acquire) ==
-            &wt) {
-            mag__suspend_end();
-            return rc;
-        }
-        goto wait; /* the closer (or a drainer) took us: its done is coming */
-    }
     struct epoll_event ev = {.events = events | EPOLLRDHUP | EPOLLONESHOT, .data.fd = fd};
-    if (epoll_ctl(rt->ready_fd, EPOLL_CTL_MOD, fd, &ev) < 0 &&
-        (errno != ENOENT || epoll_ctl(rt->ready_fd, EPOLL_CTL_ADD, fd, &ev) < 0)) {
-        /* Not pollable this way (a regular file, say): the ring's, then. */
-        rc = -ENOSYS;
-        if (atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL, memory_order_acquire) ==
-            &wt) {
-            mag__suspend_end();
-            return rc;
-        }
-        /* A drainer took it (a stale event): wait for its done below. */
+    if (atomic_load_explicit(&rt->ready_slots[fd].gen, memory_order_seq_cst) != gen)
+        rc = -EBADF; /* mag_close came first: wait for nothing on the number */
+    else if (epoll_ctl(rt->ready_fd, EPOLL_CTL_MOD, fd, &ev) < 0 &&
+             (errno != ENOENT || epoll_ctl(rt->ready_fd, EPOLL_CTL_ADD, fd, &ev) < 0))
+        rc = -ENOSYS; /* not pollable this way (a regular file, say): the ring's */
+    if (rc && take_back(rt, fd, &wt)) {
+        mag__suspend_end();
+        return rc;
     }
-wait:;
+    /* Otherwise the closer or a drainer (a stale event) took the record:
+     * its done is coming. */
     int interrupted = 0;
     /* acquire: pairs with the drainer's release of done. */
     while (!atomic_load_explicit(&wt.done, memory_order_acquire)) {
         if (!interrupted && !rc && (interrupted = mag__suspend_check()) != 0) {
-            if (atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL,
-                                         memory_order_acquire) == &wt)
+            if (take_back(rt, fd, &wt))
                 break; /* nobody will wake us: ours again */
             continue;  /* a drainer has us: its wake is coming */
         }
