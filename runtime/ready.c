@@ -4,8 +4,9 @@
  * descriptor in a table indexed by it.
  *
  * The protocol, per descriptor slot:
- *   waiter:  CAS slot NULL -> me (release), then arm (epoll_ctl MOD or
- *            ADD, EPOLLONESHOT), then park until done;
+ *   waiter:  CAS slot NULL -> me (seq_cst: see struct mag__ready_slot),
+ *            then arm (epoll_ctl MOD or ADD, EPOLLONESHOT), then park
+ *            until done;
  *   drainer: exchange slot -> NULL (acquire); if it took a waiter, sets
  *            its done (release) and wakes its task.
  * Whoever takes the slot owns the waiter's wake: a waiter that gives up
@@ -202,8 +203,6 @@ int mag__ready_wait(int fd, uint32_t events, uint32_t gen)
 {
     mag_task_t *self = mag__task_current();
     mag_runtime_t *rt = self->rt;
-    if (fd < 0 || (unsigned)fd >= rt->ready_nslots)
-        return -ENOSYS;
     struct mag__ready_waiter wt = {.task = self};
     int rc = mag__suspend_begin(MAG__WAIT_IO, &wt);
     if (rc)

@@ -27,10 +27,12 @@ MAG_HIDDEN void mag__ready_drain(mag_runtime_t *rt);
 /* The scheduler's: arms w's poll of the epoll if w is the poller and its
  * poll is not armed (ring.c). */
 MAG_HIDDEN void mag__ready_arm(mag__worker_t *w);
-/* From a task: waits until fd may be read (events: EPOLLIN) or written
- * (EPOLLOUT); gen: mag__ready_gen at the start of the operation. 0 when it may (or spuriously: the caller retries), -ECANCELED
- * or -ETIMEDOUT, -EBADF when mag_close closed fd meanwhile, or -ENOSYS when readiness cannot serve this descriptor
- * (the caller then uses the ring). */
+/* From a task, fd below rt->ready_nslots: waits until fd may be read
+ * (events: EPOLLIN) or written (EPOLLOUT); gen: mag__ready_gen at the start
+ * of the operation. 0 when it may (or spuriously: the caller retries),
+ * -ECANCELED or -ETIMEDOUT, -EBADF when mag_close closed fd meanwhile, or
+ * -ENOSYS when readiness cannot serve this descriptor (the caller then uses
+ * the ring). */
 MAG_HIDDEN int mag__ready_wait(int fd, uint32_t events, uint32_t gen);
 /* mag_close of fd, before the descriptor is closed: a task waiting for it
  * returns -EBADF, and one woken for it receives nothing more from that

@@ -47,6 +47,22 @@ static void commit_sqes(mag__worker_t *w);
 static unsigned sqes_waiting(mag__worker_t *w);
 static unsigned reap(mag__worker_t *w, bool rescue);
 
+/* Commits an SQE that must stay this thread's own (the doorbell, the
+ * readiness poll) under submit_lock, which a rescuer's submit holds
+ * (mag__ring_rescue_submit): a rescuer that submitted it would own its
+ * completion (task work on the rescuer's thread), so that it would wait
+ * whenever the rescuer is off the CPU. (Loop mode: commit_sqes does
+ * nothing.) */
+static void commit_own_sqes(mag__worker_t *w)
+{
+    bool multi = w->rt->nworkers > 1;
+    if (multi)
+        pthread_mutex_lock(&w->submit_lock);
+    commit_sqes(w);
+    if (multi)
+        pthread_mutex_unlock(&w->submit_lock);
+}
+
 static void arm_wake_read(mag__worker_t *w)
 {
     if (atomic_load_explicit(&w->wake_armed, memory_order_relaxed))
@@ -54,17 +70,7 @@ static void arm_wake_read(mag__worker_t *w)
     struct io_uring_sqe *sqe = sched_sqe(w);
     io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0);
     io_uring_sqe_set_data(sqe, &w->wake_op);
-    /* Committed under submit_lock, which a rescuer's submit holds
-     * (mag__ring_rescue_submit): the doorbell is this thread's own, and a
-     * rescuer that submitted it would own its completion (task work on the
-     * rescuer's thread), so that this worker's wake-ups would wait whenever
-     * the rescuer is off the CPU. (Loop mode: commit_sqes does nothing.) */
-    bool multi = w->rt->nworkers > 1;
-    if (multi)
-        pthread_mutex_lock(&w->submit_lock);
-    commit_sqes(w);
-    if (multi)
-        pthread_mutex_unlock(&w->submit_lock);
+    commit_own_sqes(w);
     atomic_store_explicit(&w->wake_armed, true, memory_order_relaxed);
 }
 
@@ -75,8 +81,8 @@ static void arm_wake_read(mag__worker_t *w)
  * request and cost a third of the requests/s). Should the first worker be
  * held in a task or in its scheduler, the monitor's rescuers reap its ring,
  * this poll's completion with the rest, and drain the epoll where they run
- * (monitor.c). As the doorbell it is this thread's own, committed under
- * submit_lock. One-shot: its completion drains the epoll, and the next turn
+ * (monitor.c). As the doorbell it is this thread's own (commit_own_sqes).
+ * One-shot: its completion drains the epoll, and the next turn
  * arms it again. */
 void mag__ready_arm(mag__worker_t *w)
 {
@@ -86,9 +92,7 @@ void mag__ready_arm(mag__worker_t *w)
     struct io_uring_sqe *sqe = sched_sqe(w);
     io_uring_prep_poll_add(sqe, w->rt->ready_fd, POLLIN);
     io_uring_sqe_set_data(sqe, &w->ready_op); /* its fields are set up once */
-    pthread_mutex_lock(&w->submit_lock);
-    commit_sqes(w);
-    pthread_mutex_unlock(&w->submit_lock);
+    commit_own_sqes(w);
     atomic_store_explicit(&w->ready_armed, true, memory_order_relaxed);
 }
 
