@@ -350,10 +350,15 @@ static void prep_cancel(struct io_uring_sqe *sqe, mag__cancel_t *c)
     io_uring_sqe_set_data(sqe, &c->op);
 }
 
-/* From the scheduler of the ring that owns c->target. */
+/* From the scheduler of the ring that owns c->target. The record was read
+ * into the SQE after sched_sqe's publish; published again, so that a
+ * rescuer that reaps the cancel's completion and lets its task return (the
+ * record is in that task's frame) has that read ordered before (the
+ * kernel orders it, publish_sqe says so to the language). */
 static void submit_cancel(mag__worker_t *w, mag__cancel_t *c)
 {
     prep_cancel(sched_sqe(w), c);
+    publish_sqe(w);
     commit_sqes(w);
 }
 
