@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "io/internal.h"
+#include "io/serve.h" /* a connection task's receives (recv_ready) */
 #include "runtime/ready.h"
 #include "runtime/sched.h" /* mag_task.fn: is the caller a connection task? */
 
@@ -298,46 +299,73 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
  * is guarded against a mag_close of the number since the receive began,
  * which would otherwise let a receive woken for the old socket read the
  * next one given that number. -ENOSYS: not served this way (not a socket,
- * a number past the table, or another task waits on it), the ring's. */
+ * a number past the table, or another task waits on it), the ring's.
+ *
+ * A mag_serve connection's task on its own descriptor (own) says so to the
+ * wait, whose registration then stands from one wait to the next. On a TCP
+ * connection it also skips the try that would find the socket empty: a
+ * plain receive that returned less than it asked for took everything
+ * there was (TCP copies until its queue is empty), so the next one waits
+ * for an event first, compared with the count read before that receive:
+ * data that came after it raised one. Not once an event said the peer
+ * ended or reset the stream (MAG__READY_GONE): the receive that took the
+ * last bytes may have taken the end too, which no event will repeat. (A
+ * receive also stops short at TCP urgent data, MSG_OOB, which only delays
+ * that peer's own connection until it sends more or its timeout cuts it.)
+ * This saves a recv(2) per request in a request-reply protocol. */
 static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_t *conn, int kind)
 {
     /* MSG_WAITALL waits for the whole length, which MSG_DONTWAIT would cut
      * short: the ring's. */
     if (a->fd < 0 || (unsigned)a->fd >= rt->ready_nslots || (a->flags & MSG_WAITALL))
         return -ENOSYS;
+    bool own = conn && conn->fd == a->fd;
+    /* Only plain receives: a peek leaves the data, MSG_DONTWAIT must not
+     * wait. */
+    bool skips = own && conn->tcp && a->flags == 0;
+    bool drained = skips && conn->drained;
     uint32_t gen = mag__ready_gen(rt, a->fd);
+    uint32_t seen = drained ? conn->drained_events : 0;
     int timed = 0; /* a connection's wait word, from the first wait to the end */
     int64_t res;
     for (;;) {
-        if (!mag__ready_enter(rt, a->fd, gen)) {
-            res = -EBADF; /* closed by mag_close meanwhile */
-            break;
+        if (!drained) {
+            seen = mag__ready_events(rt, a->fd);
+            if (!mag__ready_enter(rt, a->fd, gen)) {
+                res = -EBADF; /* closed by mag_close meanwhile */
+                break;
+            }
+            ssize_t r = recv(a->fd, a->buf, a->len, a->flags | MSG_DONTWAIT);
+            int e = errno;
+            mag__ready_leave(rt, a->fd);
+            if (r >= 0) {
+                res = r;
+                break;
+            }
+            if (e == EINTR)
+                continue;
+            if (e == ENOTSOCK) {
+                res = -ENOSYS; /* a pipe, say: the ring's */
+                break;
+            }
+            if (e != EAGAIN || (a->flags & MSG_DONTWAIT)) {
+                res = -e;
+                break;
+            }
         }
-        ssize_t r = recv(a->fd, a->buf, a->len, a->flags | MSG_DONTWAIT);
-        int e = errno;
-        mag__ready_leave(rt, a->fd);
-        if (r >= 0) {
-            res = r;
-            break;
-        }
-        if (e == EINTR)
-            continue;
-        if (e == ENOTSOCK) {
-            res = -ENOSYS; /* a pipe, say: the ring's */
-            break;
-        }
-        if (e != EAGAIN || (a->flags & MSG_DONTWAIT)) {
-            res = -e;
-            break;
-        }
+        drained = false;
         if (!timed && conn)
             timed = mag__serve_wait_begin(conn, kind, a);
         /* -ENOSYS: the ring's after all, which times its own wait. */
-        int rc = mag__ready_wait(a->fd, EPOLLIN, gen);
+        int rc = mag__ready_wait(a->fd, gen, seen, own);
         if (rc) {
             res = rc;
             break;
         }
+    }
+    if (skips) {
+        conn->drained = res > 0 && (uint64_t)res < a->len && !(seen & MAG__READY_GONE);
+        conn->drained_events = seen;
     }
     if (timed) /* a result of no bytes (-ENOSYS too) marks no input */
         mag__serve_wait_end(conn, timed, res);

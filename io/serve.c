@@ -20,6 +20,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "io/serve.h"
@@ -166,6 +168,7 @@ static void start_conn(serve_t *s, int fd)
     c->serve = s;
     c->task = NULL;
     c->fd = fd;
+    c->tcp = s->tcp;
     c->prev = NULL;
     mag__serve_conn_init(c, mag_now());
     pthread_mutex_lock(&s->clock);
@@ -183,6 +186,14 @@ static void start_conn(serve_t *s, int fd)
     }
     (void)release_conn(s, c); /* not stopping: nobody waits to be told */
     close(fd);
+}
+
+/* Whether lfd's connections are TCP streams (a getsockopt never waits). */
+static bool listens_for_tcp(int lfd)
+{
+    int proto = 0;
+    socklen_t len = sizeof proto;
+    return getsockopt(lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 && proto == IPPROTO_TCP;
 }
 
 /* Waits up to grace_ns for the drained signal, ignoring the serve task's own
@@ -406,6 +417,7 @@ int mag_serve_ex(int listen_fd, mag_conn_fn handler, void *ctx, const mag_serve_
     memset(&s, 0, sizeof s);
     s.task = mag__task_current(); /* the record: the accept's completions wake it */
     s.lfd = listen_fd;
+    s.tcp = listens_for_tcp(listen_fd);
     s.handler = handler;
     s.ctx = ctx;
     s.header_timeout_ns = opts->header_timeout_ns;

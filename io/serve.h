@@ -50,6 +50,16 @@ struct mag__conn {
     uint64_t phase_since_ns;
     uint64_t accepted_ns;
 
+    /* The connection task's receives on fd with several workers (io/ops.c,
+     * recv_ready). tcp: fd is a TCP stream, on which a receive that
+     * returns less than it asked for leaves the socket empty. drained: the
+     * last receive did, and drained_events is the readiness event count read
+     * before it; the next receive then waits for an event first instead of
+     * trying a socket that is known to be empty. */
+    bool tcp;
+    bool drained;
+    uint32_t drained_events;
+
     /* Written by the connection task (begin/end), read and cut by the serve
      * task's sweep under clock. */
     _Atomic uint64_t wait;
@@ -61,6 +71,7 @@ struct serve {
     mag__op_t op;     /* first: the multishot accept's user_data */
     mag_task_t *task; /* the serve task, woken by each accept CQE */
     int lfd;
+    bool tcp; /* lfd listens for TCP: its connections are TCP streams */
     mag_conn_fn handler;
     void *ctx;
 

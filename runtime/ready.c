@@ -1,27 +1,45 @@
 /*
  * runtime/ready.c - shared socket readiness (ready.h): one epoll per
- * runtime, a one-shot registration per wait, and the waiter of each
- * descriptor in a table indexed by it.
+ * runtime, edge-triggered registrations, and the waiter of each descriptor
+ * in a table indexed by it.
  *
  * The protocol, per descriptor slot:
  *   waiter:  CAS slot NULL -> me (seq_cst: see struct mag__ready_slot),
- *            then arm (epoll_ctl MOD or ADD, EPOLLONESHOT), then park
- *            until done;
- *   drainer: exchange slot -> NULL (acquire); if it took a waiter, sets
- *            its done (release) and wakes its task.
+ *            then arm, then park until done;
+ *   drainer: counts the event in the slot (seq_cst), then exchanges slot ->
+ *            NULL (seq_cst); if it took a waiter, sets its done (release)
+ *            and wakes its task.
  * Whoever takes the slot owns the waiter's wake: a waiter that gives up
  * (cancel, deadline) takes it back with the same exchange, and if a drainer
  * got there first it waits for that drainer's done, so that no drainer
  * touches a frame that is gone. An event nobody waits for any more finds
  * the slot empty, or finds a later waiter, who is woken early and retries:
  * the callers loop on EAGAIN, so an early wake costs a receive, never data.
- * The one-shot arm is made after the slot is set, and epoll_ctl looks at
- * the descriptor then: data that came before it still raises an event.
+ *
+ * Arming. Every registration is edge-triggered and stays (EPOLLET, no
+ * EPOLLONESHOT): each arrival of data after the last event taken raises
+ * one more. A waiter arms with epoll_ctl MOD (ADD the first time) after it
+ * is in the slot: epoll_ctl looks at the socket then, so data that came
+ * before still raises an event. A waiter on a registration it may trust
+ * (kept, below) does not call epoll_ctl at all: it compares the slot's
+ * event count with the count its caller read before the receive that found
+ * the socket empty. A difference means an event came since, and it returns
+ * at once to receive again; otherwise any data that comes later raises an
+ * event that finds it in the slot (Dekker's pattern: its CAS then its load
+ * of the count, against the drainer's count then its exchange).
+ *
+ * Trust. The kernel drops a registration when the open file goes, and the
+ * number may then name a new socket that is in no epoll. Only a close
+ * magpie makes is seen (mag_close bumps gen); a plain close(2) is not. So a
+ * registration is trusted (kept == gen + 1) only when its waiter said the
+ * number is closed by magpie alone: a mag_serve connection on its own
+ * descriptor, which mag_serve closes. Every other wait re-arms, so a number
+ * closed with close(2) and reused is armed again by its next wait.
  *
  * Registrations belong to the open file: one closed while another
  * reference to it lives (a dup, a forked child's copy) stays in the epoll
- * under the old number until the last reference goes, and costs the next
- * waiter on that number one early wake. A fork's child inherits the epoll
+ * under the old number until the last reference goes, and costs the
+ * number's next waiters early wakes. A fork's child inherits the epoll
  * with the rest of the runtime it cannot use (io.h: fork); it must not
  * touch it.
  */
@@ -49,8 +67,10 @@ struct mag__ready_waiter {
  * until its recv on the old socket has returned. */
 struct mag__ready_slot {
     struct mag__ready_waiter *_Atomic waiter;
-    _Atomic uint32_t gen;  /* mag_close calls on this number */
-    _Atomic uint32_t busy; /* receivers inside recv(2) on it */
+    _Atomic uint32_t gen;    /* mag_close calls on this number */
+    _Atomic uint32_t busy;   /* receivers inside recv(2) on it */
+    _Atomic uint32_t events; /* events taken for this number (wraps), and GONE */
+    _Atomic uint32_t kept;   /* gen + 1: its registration may be trusted */
 };
 
 /* Runtimes with readiness, for a mag_close from a plain thread, which
@@ -63,7 +83,9 @@ static void wake_slot(mag_runtime_t *rt, unsigned fd, int res)
 {
     /* acquire: pairs with the waiter's CAS; its record is written before.
      * seq_cst for mag__ready_close: after its seq_cst bump of gen, against
-     * the waiter's seq_cst CAS and load of gen (mag__ready_wait). */
+     * the waiter's seq_cst CAS and load of gen (mag__ready_wait); for the
+     * drainer: after its seq_cst count of the event, against the waiter's
+     * CAS and load of the count. */
     struct mag__ready_waiter *wt =
         atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL, memory_order_seq_cst);
     if (!wt)
@@ -138,8 +160,20 @@ void mag__ready_drain(mag_runtime_t *rt)
 {
     struct epoll_event ev[DRAIN_BATCH];
     int n = epoll_wait(rt->ready_fd, ev, DRAIN_BATCH, 0);
-    for (int i = 0; i < n; i++)
-        wake_slot(rt, (unsigned)ev[i].data.fd, 0);
+    for (int i = 0; i < n; i++) {
+        unsigned fd = (unsigned)ev[i].data.fd;
+        _Atomic uint32_t *events = &rt->ready_slots[fd].events;
+        uint32_t gone = ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? MAG__READY_GONE : 0;
+        /* relaxed: the CAS below rereads it. */
+        uint32_t old = atomic_load_explicit(events, memory_order_relaxed);
+        /* seq_cst: before the exchange in wake_slot (see mag__ready_wait);
+         * release for a receiver's acquire of the count. */
+        while (!atomic_compare_exchange_weak_explicit(
+            events, &old, ((old + 1) & ~MAG__READY_GONE) | (old & MAG__READY_GONE) | gone,
+            memory_order_seq_cst, memory_order_relaxed))
+            ;
+        wake_slot(rt, fd, 0);
+    }
 }
 
 void mag__ready_close(mag_runtime_t *rt, int fd)
@@ -149,6 +183,9 @@ void mag__ready_close(mag_runtime_t *rt, int fd)
     struct mag__ready_slot *s = &rt->ready_slots[fd];
     /* seq_cst, both: against mag__ready_enter's (see struct mag__ready_slot). */
     atomic_fetch_add_explicit(&s->gen, 1, memory_order_seq_cst);
+    /* The next socket with this number has not gone yet. relaxed: a stale
+     * GONE only costs that socket's receives a try each. */
+    atomic_fetch_and_explicit(&s->events, ~MAG__READY_GONE, memory_order_relaxed);
     wake_slot(rt, (unsigned)fd, -EBADF);
     /* A receiver inside recv(2) on the old socket: a non-blocking call,
      * soon over. */
@@ -166,6 +203,13 @@ void mag__ready_close_all(int fd)
     for (mag_runtime_t *rt = registry; rt; rt = rt->ready_next)
         mag__ready_close(rt, fd);
     pthread_mutex_unlock(&registry_lock);
+}
+
+uint32_t mag__ready_events(mag_runtime_t *rt, int fd)
+{
+    /* acquire: keeps the receive that follows after it, so that a count read
+     * here is never one taken for data that receive did not see. */
+    return atomic_load_explicit(&rt->ready_slots[fd].events, memory_order_acquire);
 }
 
 uint32_t mag__ready_gen(mag_runtime_t *rt, int fd)
@@ -199,31 +243,52 @@ static bool take_back(mag_runtime_t *rt, int fd, struct mag__ready_waiter *wt)
     return atomic_exchange_explicit(&rt->ready_slots[fd].waiter, NULL, memory_order_acquire) == wt;
 }
 
-int mag__ready_wait(int fd, uint32_t events, uint32_t gen)
+/* Registers fd edge-triggered for good (MOD, or ADD when it is in no
+ * epoll yet; a new one is usually not). false when epoll cannot watch it. */
+static bool arm(mag_runtime_t *rt, int fd, bool fresh)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.fd = fd};
+    int first = fresh ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    if (epoll_ctl(rt->ready_fd, first, fd, &ev) == 0)
+        return true;
+    if (errno != (fresh ? EEXIST : ENOENT))
+        return false;
+    return epoll_ctl(rt->ready_fd, fresh ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+int mag__ready_wait(int fd, uint32_t gen, uint32_t seen, bool magpie_closes)
 {
     mag_task_t *self = mag__task_current();
     mag_runtime_t *rt = self->rt;
+    struct mag__ready_slot *s = &rt->ready_slots[fd];
     struct mag__ready_waiter wt = {.task = self};
     int rc = mag__suspend_begin(MAG__WAIT_IO, &wt);
     if (rc)
         return rc;
     struct mag__ready_waiter *expect = NULL;
     /* release: the record before it is seen by a drainer (acquire); seq_cst,
-     * with the load of gen below, against mag__ready_close's bump of gen
-     * and exchange of the slot: either it finds us there and wakes us, or
-     * we see that the number was closed. */
-    if (!atomic_compare_exchange_strong_explicit(&rt->ready_slots[fd].waiter, &expect, &wt,
-                                                 memory_order_seq_cst, memory_order_relaxed)) {
+     * with the loads of gen and of the count below, against
+     * mag__ready_close's bump of gen and against the drainer's count, each
+     * followed by an exchange of the slot: either it finds us there and
+     * wakes us, or we see the close or the event. */
+    if (!atomic_compare_exchange_strong_explicit(&s->waiter, &expect, &wt, memory_order_seq_cst,
+                                                 memory_order_relaxed)) {
         mag__suspend_end();
         return -ENOSYS; /* another task waits on it: that one keeps the slot */
     }
-    struct epoll_event ev = {.events = events | EPOLLRDHUP | EPOLLONESHOT, .data.fd = fd};
-    if (atomic_load_explicit(&rt->ready_slots[fd].gen, memory_order_seq_cst) != gen)
+    bool early = false; /* an event came since the caller's count */
+    if (atomic_load_explicit(&s->gen, memory_order_seq_cst) != gen)
         rc = -EBADF; /* mag_close came first: wait for nothing on the number */
-    else if (epoll_ctl(rt->ready_fd, EPOLL_CTL_MOD, fd, &ev) < 0 &&
-             (errno != ENOENT || epoll_ctl(rt->ready_fd, EPOLL_CTL_ADD, fd, &ev) < 0))
+    /* relaxed: kept is written by waiters, one at a time, each in the slot,
+     * and only after an arm under the gen it names; a stale value costs an
+     * epoll_ctl. */
+    else if (atomic_load_explicit(&s->kept, memory_order_relaxed) == gen + 1)
+        early = atomic_load_explicit(&s->events, memory_order_seq_cst) != seen;
+    else if (!arm(rt, fd, magpie_closes))
         rc = -ENOSYS; /* not pollable this way (a regular file, say): the ring's */
-    if (rc && take_back(rt, fd, &wt)) {
+    else if (magpie_closes)
+        atomic_store_explicit(&s->kept, gen + 1, memory_order_relaxed);
+    if ((rc || early) && take_back(rt, fd, &wt)) {
         mag__suspend_end();
         return rc;
     }

@@ -27,13 +27,23 @@ MAG_HIDDEN void mag__ready_drain(mag_runtime_t *rt);
 /* The scheduler's: arms w's poll of the epoll if w is the poller and its
  * poll is not armed (ring.c). */
 MAG_HIDDEN void mag__ready_arm(mag__worker_t *w);
-/* From a task, fd below rt->ready_nslots: waits until fd may be read
- * (events: EPOLLIN) or written (EPOLLOUT); gen: mag__ready_gen at the start
- * of the operation. 0 when it may (or spuriously: the caller retries),
- * -ECANCELED or -ETIMEDOUT, -EBADF when mag_close closed fd meanwhile, or
- * -ENOSYS when readiness cannot serve this descriptor (the caller then uses
- * the ring). */
-MAG_HIDDEN int mag__ready_wait(int fd, uint32_t events, uint32_t gen);
+/* From a task, fd below rt->ready_nslots: waits until fd may be read.
+ * gen: mag__ready_gen at the start of the operation; seen:
+ * mag__ready_events read before the receive that found fd empty;
+ * magpie_closes: only mag_close ever closes this number while it names
+ * this socket (a mag_serve connection's own), so that its registration
+ * may be trusted from one wait to the next. 0 when it may be read (or
+ * spuriously: the caller retries), -ECANCELED or -ETIMEDOUT, -EBADF when
+ * mag_close closed fd meanwhile, or -ENOSYS when readiness cannot serve
+ * this descriptor (the caller then uses the ring). */
+MAG_HIDDEN int mag__ready_wait(int fd, uint32_t gen, uint32_t seen, bool magpie_closes);
+/* The count of events taken for fd, read before a receive on it, with
+ * MAG__READY_GONE set once an event said that the peer shut its side, hung
+ * up or failed (until mag_close of the number): the socket may then read
+ * as empty to a receive while the next one returns at once (0 or an
+ * error), and no event will say so again. */
+MAG_HIDDEN uint32_t mag__ready_events(mag_runtime_t *rt, int fd);
+#define MAG__READY_GONE 0x80000000u
 /* mag_close of fd, before the descriptor is closed: a task waiting for it
  * returns -EBADF, and one woken for it receives nothing more from that
  * number (it waits for a receive inside recv(2) on it to return). */
