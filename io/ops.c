@@ -294,12 +294,13 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
     return mag__io_run_kind(&mag__io_kinds[kind], kind, a);
 }
 
-/* A receive by readiness (runtime/ready.h): the socket first, without
- * waiting; when it is empty, a wait for readiness and again. Each recv(2)
- * is guarded against a mag_close of the number since the receive began,
- * which would otherwise let a receive woken for the old socket read the
- * next one given that number. -ENOSYS: not served this way (not a socket,
- * a number past the table, or another task waits on it), the ring's.
+/* A receive by readiness (runtime/ready.h), recv(2) or recvmsg(2) (which
+ * mag_recvfrom uses too): the socket first, without waiting; when it is
+ * empty, a wait for readiness and again. Each call is guarded against a
+ * mag_close of the number since the receive began, which would otherwise
+ * let a receive woken for the old socket read the next one given that
+ * number. -ENOSYS: not served this way (not a socket, a number past the
+ * table, or another task waits on it), the ring's.
  *
  * A mag_serve connection's task on its own descriptor (own) says so to the
  * wait, whose registration then stands from one wait to the next. On a TCP
@@ -322,7 +323,7 @@ static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_
     bool own = conn && conn->fd == a->fd;
     /* Only plain receives: a peek leaves the data, MSG_DONTWAIT must not
      * wait. */
-    bool skips = own && conn->tcp && a->flags == 0;
+    bool skips = own && conn->tcp && a->flags == 0 && kind == MAG__IO_RECV;
     bool drained = skips && conn->drained;
     uint32_t gen = mag__ready_gen(rt, a->fd);
     uint32_t seen = drained ? conn->drained_events : 0;
@@ -335,7 +336,9 @@ static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_
                 res = -EBADF; /* closed by mag_close meanwhile */
                 break;
             }
-            ssize_t r = recv(a->fd, a->buf, a->len, a->flags | MSG_DONTWAIT);
+            ssize_t r = kind == MAG__IO_RECV
+                            ? recv(a->fd, a->buf, a->len, a->flags | MSG_DONTWAIT)
+                            : recvmsg(a->fd, a->buf, a->flags | MSG_DONTWAIT);
             int e = errno;
             mag__ready_leave(rt, a->fd);
             if (r >= 0) {
@@ -378,7 +381,7 @@ int64_t mag__io_run_kind(const mag__io_kind_t *k, int kind, const mag__io_args_t
     if (!self)
         return k->sys(a);
     if (mag__ready_on(self->rt)) {
-        if (kind == MAG__IO_RECV) {
+        if (kind == MAG__IO_RECV || kind == MAG__IO_RECVMSG) {
             mag__conn_t *c = MAG_UNLIKELY(self->fn == mag__serve_conn_main) ? self->arg : NULL;
             int64_t r = recv_ready(self->rt, a, c, kind);
             if (r != -ENOSYS)

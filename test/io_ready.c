@@ -13,10 +13,13 @@
  *   - MSG_WAITALL: the whole length, not what is there;
  *   - mag_close from a plain thread wakes a waiting receive (-EBADF);
  *   - a receive woken for a socket that mag_close closes before it runs,
- *     the number then reused by a new socket: never the new socket's bytes. */
+ *     the number then reused by a new socket: never the new socket's bytes;
+ *   - datagrams through mag_recvfrom and mag_recvmsg, each whole and in
+ *     order, the reader waiting now and then. */
 #include "test/test.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -393,6 +396,54 @@ static int woken_then_closed(void *arg)
     return 0;
 }
 
+/* ---- datagrams: mag_recvfrom and mag_recvmsg wait too ------------------------ */
+
+#define DATAGRAMS TEST_SCALE(200)
+static int dgram_fds[2];
+
+static void *dgram_writer(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < DATAGRAMS; i++) {
+        if (i % 8 == 0) { /* now and then the reader waits first */
+            struct timespec ts = {0, 200 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        char msg[64];
+        int len = snprintf(msg, sizeof msg, "datagram %d", i);
+        ASSERT_EQ(send(dgram_fds[1], msg, (size_t)len, 0), len);
+    }
+    return NULL;
+}
+
+/* Every datagram whole, in order, through both calls in turn. */
+static int datagrams(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, dgram_fds), 0);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, dgram_writer, NULL), 0);
+    for (int i = 0; i < DATAGRAMS; i++) {
+        char buf[64], want[64];
+        int len = snprintf(want, sizeof want, "datagram %d", i);
+        ssize_t n;
+        if (i % 2) {
+            n = mag_recvfrom(dgram_fds[0], buf, sizeof buf, 0, NULL, NULL);
+        } else {
+            struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
+            struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+            n = mag_recvmsg(dgram_fds[0], &msg, 0);
+            ASSERT_EQ(msg.msg_flags & MSG_TRUNC, 0);
+        }
+        ASSERT_EQ(n, len);
+        ASSERT_EQ(memcmp(buf, want, (size_t)len), 0);
+    }
+    pthread_join(th, NULL);
+    mag_close(dgram_fds[0]);
+    mag_close(dgram_fds[1]);
+    return 0;
+}
+
 static void run_all(unsigned workers, bool ring_sockets)
 {
     mag_config_t cfg;
@@ -410,6 +461,7 @@ static void run_all(unsigned workers, bool ring_sockets)
     test_run_cfg(&cfg, wait_all, NULL);
     test_run_cfg(&cfg, closed_by_thread, NULL);
     test_run_cfg(&cfg, woken_then_closed, NULL);
+    test_run_cfg(&cfg, datagrams, NULL);
 }
 
 int main(void)
