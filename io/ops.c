@@ -7,7 +7,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -309,11 +312,38 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
  * there was (TCP copies until its queue is empty), so the next one waits
  * for an event first, compared with the count read before that receive:
  * data that came after it raised one. Not once an event said the peer
- * ended or reset the stream (MAG__READY_GONE): the receive that took the
- * last bytes may have taken the end too, which no event will repeat. (A
- * receive also stops short at TCP urgent data, MSG_OOB, which only delays
- * that peer's own connection until it sends more or its timeout cuts it.)
- * This saves a recv(2) per request in a request-reply protocol. */
+ * ended or reset the stream, or sent urgent data (MAG__READY_GONE): the
+ * receive that took the last bytes may have taken the end too, which no
+ * event will repeat, and one stops short at the urgent mark with the rest
+ * queued. Nor on a socket with an upper layer or a low-water mark
+ * (skip_allowed). This saves a recv(2) per request in a request-reply
+ * protocol. */
+/* Whether a short receive on conn's socket means that its queue is empty:
+ * kernel TCP as it is, without an upper layer that stops at its own
+ * boundaries and keeps the rest (kernel TLS stops at a record of another
+ * type), and with a low-water mark of one byte (a larger one would make the
+ * wait hold out for it, where a receive would return what is there).
+ * Asked of the socket once, at the connection's first short receive
+ * (getsockopt never waits); an upper layer or a mark set on the socket
+ * later than that is not seen. */
+static bool skip_allowed(mag__conn_t *conn)
+{
+    if (!conn->skip_checked) {
+        conn->skip_checked = true;
+        char ulp[16] = "";
+        socklen_t ulen = sizeof ulp;
+        int lowat = 0;
+        socklen_t llen = sizeof lowat;
+        bool no_ulp = getsockopt(conn->fd, IPPROTO_TCP, TCP_ULP, ulp, &ulen) == 0
+                          ? ulp[0] == '\0'
+                          : errno == ENOPROTOOPT; /* a kernel without upper layers */
+        conn->skip_allowed =
+            no_ulp && getsockopt(conn->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, &llen) == 0 &&
+            lowat <= 1;
+    }
+    return conn->skip_allowed;
+}
+
 static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_t *conn, int kind)
 {
     /* MSG_WAITALL waits for the whole length, which MSG_DONTWAIT would cut
@@ -322,8 +352,10 @@ static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_
         return -ENOSYS;
     bool own = conn && conn->fd == a->fd;
     /* Only plain receives: a peek leaves the data, MSG_DONTWAIT must not
-     * wait. */
+     * wait; any other receive forgets the state (below). */
     bool skips = own && conn->tcp && a->flags == 0 && kind == MAG__IO_RECV;
+    if (own && !skips)
+        conn->drained = false;
     bool drained = skips && conn->drained;
     uint32_t gen = mag__ready_gen(rt, a->fd);
     uint32_t seen = drained ? conn->drained_events : 0;
@@ -360,14 +392,15 @@ static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_
         if (!timed && conn)
             timed = mag__serve_wait_begin(conn, kind, a);
         /* -ENOSYS: the ring's after all, which times its own wait. */
-        int rc = mag__ready_wait(a->fd, gen, seen, own);
+        int rc = mag__ready_wait(a->fd, gen, seen, own ? &conn->kept : NULL);
         if (rc) {
             res = rc;
             break;
         }
     }
     if (skips) {
-        conn->drained = res > 0 && (uint64_t)res < a->len && !(seen & MAG__READY_GONE);
+        conn->drained = res > 0 && (uint64_t)res < a->len && !(seen & MAG__READY_GONE) &&
+                        skip_allowed(conn);
         conn->drained_events = seen;
     }
     if (timed) /* a result of no bytes (-ENOSYS too) marks no input */

@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 
 #include "io/internal.h"
+#include "runtime/ready.h"
 
 /* The wait word of a connection (conn_t.wait). */
 #define WAIT_NONE 0ull             /* no operation on the connection in flight */
@@ -59,6 +60,11 @@ struct mag__conn {
     bool tcp;
     bool drained;
     uint32_t drained_events;
+    /* Whether the skip may be used at all: kernel TCP as it copies, checked
+     * once, at the first short receive (io/ops.c, skip_allowed). */
+    bool skip_checked, skip_allowed;
+    /* The connection's own readiness registration (runtime/ready.h). */
+    mag__ready_kept_t kept;
 
     /* Written by the connection task (begin/end), read and cut by the serve
      * task's sweep under clock. */

@@ -68,6 +68,8 @@ void mag__serve_conn_init(conn_t *c, uint64_t now)
     c->phase = MAG_CONN_ACTIVE;
     c->got_input = false;
     c->drained = false;
+    c->skip_checked = false;
+    c->kept = (mag__ready_kept_t){0};
     c->phase_since_ns = now;
     c->accepted_ns = now;
     /* relaxed: the record reaches the sweep through clock (start_conn links

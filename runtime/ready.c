@@ -21,7 +21,7 @@
  * one more. A waiter arms with epoll_ctl MOD (ADD the first time) after it
  * is in the slot: epoll_ctl looks at the socket then, so data that came
  * before still raises an event. A waiter on a registration it may trust
- * (kept, below) does not call epoll_ctl at all: it compares the slot's
+ * (trust, below) does not call epoll_ctl at all: it compares the slot's
  * event count with the count its caller read before the receive that found
  * the socket empty. A difference means an event came since, and it returns
  * at once to receive again; otherwise any data that comes later raises an
@@ -30,11 +30,12 @@
  *
  * Trust. The kernel drops a registration when the open file goes, and the
  * number may then name a new socket that is in no epoll. Only a close
- * magpie makes is seen (mag_close bumps gen); a plain close(2) is not. So a
- * registration is trusted (kept == gen + 1) only when its waiter said the
- * number is closed by magpie alone: a mag_serve connection on its own
- * descriptor, which mag_serve closes. Every other wait re-arms, so a number
- * closed with close(2) and reused is armed again by its next wait.
+ * magpie makes is seen (mag_close bumps gen); a plain close(2) or a dup2
+ * onto the number is not. So trust is held by the owner of a descriptor
+ * whose close is magpie's alone, in its own record (mag__ready_kept_t: a
+ * mag_serve connection, which mag_serve closes), and only its own waits use
+ * it. Every other wait re-arms, so a number closed with close(2) and reused
+ * is armed again by its next wait, and a new owner starts untrusted.
  *
  * Registrations belong to the open file: one closed while another
  * reference to it lives (a dup, a forked child's copy) stays in the epoll
@@ -70,7 +71,6 @@ struct mag__ready_slot {
     _Atomic uint32_t gen;    /* mag_close calls on this number */
     _Atomic uint32_t busy;   /* receivers inside recv(2) on it */
     _Atomic uint32_t events; /* events taken for this number (wraps), and GONE */
-    _Atomic uint32_t kept;   /* gen + 1: its registration may be trusted */
 };
 
 /* Runtimes with readiness, for a mag_close from a plain thread, which
@@ -163,7 +163,8 @@ void mag__ready_drain(mag_runtime_t *rt)
     for (int i = 0; i < n; i++) {
         unsigned fd = (unsigned)ev[i].data.fd;
         _Atomic uint32_t *events = &rt->ready_slots[fd].events;
-        uint32_t gone = ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? MAG__READY_GONE : 0;
+        uint32_t gone =
+            ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI) ? MAG__READY_GONE : 0;
         /* relaxed: the CAS below rereads it. */
         uint32_t old = atomic_load_explicit(events, memory_order_relaxed);
         /* seq_cst: before the exchange in wake_slot (see mag__ready_wait);
@@ -247,7 +248,9 @@ static bool take_back(mag_runtime_t *rt, int fd, struct mag__ready_waiter *wt)
  * epoll yet; a new one is usually not). false when epoll cannot watch it. */
 static bool arm(mag_runtime_t *rt, int fd, bool fresh)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.fd = fd};
+    /* EPOLLPRI: TCP urgent data, at whose mark a receive stops short
+     * (recv_ready in io/ops.c must know). */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET, .data.fd = fd};
     int first = fresh ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
     if (epoll_ctl(rt->ready_fd, first, fd, &ev) == 0)
         return true;
@@ -256,7 +259,7 @@ static bool arm(mag_runtime_t *rt, int fd, bool fresh)
     return epoll_ctl(rt->ready_fd, fresh ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
-int mag__ready_wait(int fd, uint32_t gen, uint32_t seen, bool magpie_closes)
+int mag__ready_wait(int fd, uint32_t gen, uint32_t seen, mag__ready_kept_t *kept)
 {
     mag_task_t *self = mag__task_current();
     mag_runtime_t *rt = self->rt;
@@ -279,15 +282,12 @@ int mag__ready_wait(int fd, uint32_t gen, uint32_t seen, bool magpie_closes)
     bool early = false; /* an event came since the caller's count */
     if (atomic_load_explicit(&s->gen, memory_order_seq_cst) != gen)
         rc = -EBADF; /* mag_close came first: wait for nothing on the number */
-    /* relaxed: kept is written by waiters, one at a time, each in the slot,
-     * and only after an arm under the gen it names; a stale value costs an
-     * epoll_ctl. */
-    else if (atomic_load_explicit(&s->kept, memory_order_relaxed) == gen + 1)
+    else if (kept && kept->armed && kept->gen == gen)
         early = atomic_load_explicit(&s->events, memory_order_seq_cst) != seen;
-    else if (!arm(rt, fd, magpie_closes))
+    else if (!arm(rt, fd, kept != NULL))
         rc = -ENOSYS; /* not pollable this way (a regular file, say): the ring's */
-    else if (magpie_closes)
-        atomic_store_explicit(&s->kept, gen + 1, memory_order_relaxed);
+    else if (kept)
+        *kept = (mag__ready_kept_t){.armed = true, .gen = gen};
     if ((rc || early) && take_back(rt, fd, &wt)) {
         mag__suspend_end();
         return rc;

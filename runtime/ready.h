@@ -27,21 +27,29 @@ MAG_HIDDEN void mag__ready_drain(mag_runtime_t *rt);
 /* The scheduler's: arms w's poll of the epoll if w is the poller and its
  * poll is not armed (ring.c). */
 MAG_HIDDEN void mag__ready_arm(mag__worker_t *w);
+/* A registration its owner may trust from one wait to the next: held in
+ * the record of a descriptor that only magpie closes (a mag_serve
+ * connection's), zeroed when the descriptor is new. */
+typedef struct mag__ready_kept {
+    bool armed;   /* registered by one of the owner's waits ... */
+    uint32_t gen; /* ... under this close count of the number */
+} mag__ready_kept_t;
 /* From a task, fd below rt->ready_nslots: waits until fd may be read.
  * gen: mag__ready_gen at the start of the operation; seen:
- * mag__ready_events read before the receive that found fd empty;
- * magpie_closes: only mag_close ever closes this number while it names
- * this socket (a mag_serve connection's own), so that its registration
- * may be trusted from one wait to the next. 0 when it may be read (or
- * spuriously: the caller retries), -ECANCELED or -ETIMEDOUT, -EBADF when
- * mag_close closed fd meanwhile, or -ENOSYS when readiness cannot serve
- * this descriptor (the caller then uses the ring). */
-MAG_HIDDEN int mag__ready_wait(int fd, uint32_t gen, uint32_t seen, bool magpie_closes);
+ * mag__ready_events read before the receive that found fd empty; kept:
+ * the owner's trust when only mag_close ever closes this number while it
+ * names this socket (the caller is a mag_serve connection on its own
+ * descriptor), else NULL. 0 when it may be read (or spuriously: the caller
+ * retries), -ECANCELED or -ETIMEDOUT, -EBADF when mag_close closed fd
+ * meanwhile, or -ENOSYS when readiness cannot serve this descriptor (the
+ * caller then uses the ring). */
+MAG_HIDDEN int mag__ready_wait(int fd, uint32_t gen, uint32_t seen, mag__ready_kept_t *kept);
 /* The count of events taken for fd, read before a receive on it, with
  * MAG__READY_GONE set once an event said that the peer shut its side, hung
- * up or failed (until mag_close of the number): the socket may then read
- * as empty to a receive while the next one returns at once (0 or an
- * error), and no event will say so again. */
+ * up or failed, or sent TCP urgent data (until mag_close of the number):
+ * the socket may then read as empty to a receive (or stop short, at the
+ * urgent mark) while the next one returns at once, and no event will say
+ * so again. */
 MAG_HIDDEN uint32_t mag__ready_events(mag_runtime_t *rt, int fd);
 #define MAG__READY_GONE 0x80000000u
 /* mag_close of fd, before the descriptor is closed: a task waiting for it

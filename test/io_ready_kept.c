@@ -11,6 +11,11 @@
  *   - the end of the stream, or a reset, while the handler is busy between
  *     two receives;
  *   - a served descriptor read by a second task, then by the handler again;
+ *   - TCP urgent data among the bytes (a receive stops short at its mark,
+ *     the rest queued): the next receive still gets the rest;
+ *   - a handler that closes its own descriptor with close(2) (a misuse),
+ *     the number then reused by another task's socket: that socket's
+ *     receive is woken, not left on the connection's registration;
  *   - a socket that is not served, closed with close(2) between two
  *     receives and its number reused by a new socket: the new socket is
  *     waited on, not taken for the old one's registration.
@@ -33,7 +38,7 @@ static uint16_t port;
 
 /* ---- the server ------------------------------------------------------------ */
 
-enum mode { ECHO, COUNT_THEN_REPLY, BUSY_THEN_REPLY, HAND_OVER };
+enum mode { ECHO, COUNT_THEN_REPLY, BUSY_THEN_REPLY, HAND_OVER, URGENT, MISUSE };
 static enum mode mode;
 
 /* Echo in small pieces: a 512-byte read of a message that is rarely 512
@@ -75,6 +80,79 @@ static int first_reader(void *arg)
     return mag_send_all(fd, buf, (size_t)n, 0) == n ? 0 : -EPIPE;
 }
 
+/* A first exchange, so that the connection's registration is made and
+ * trusted, then urgent data among the bytes: a receive stops short at its
+ * mark with the rest already queued, which no event repeats. The handler
+ * reads until it has "ping2" and replies. */
+static int urgent(int fd)
+{
+    char buf[512], all[1024];
+    ssize_t n = mag_recv(fd, buf, sizeof buf, 0);
+    if (n <= 0 || mag_send_all(fd, buf, (size_t)n, 0) != n)
+        return -EPIPE;
+    mag_sleep(20 * 1000000ull); /* everything arrives before the next receive */
+    size_t have = 0;
+    while (have < sizeof all - sizeof buf && (n = mag_recv(fd, buf, sizeof buf, 0)) > 0) {
+        memcpy(all + have, buf, (size_t)n);
+        have += (size_t)n;
+        if (memmem(all, have, "ping2", 5))
+            return mag_send_all(fd, "ok", 2, 0) == 2 ? 0 : -EPIPE;
+    }
+    return -EPROTO;
+}
+
+/* ---- a misused number: the handler closes its own descriptor -------------- */
+
+static int misuse_fd; /* the other end of the socketpair that took the number */
+
+static void *misuse_writer(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    ASSERT_EQ(write(misuse_fd, "new", 3), 3);
+    return NULL;
+}
+
+static int innocent_reader(void *arg)
+{
+    char buf[8];
+    ASSERT_EQ(mag_recv((int)(intptr_t)arg, buf, sizeof buf, 0), 3);
+    return 0;
+}
+
+/* The handler closes its descriptor with close(2), which mag_serve's rule
+ * forbids and magpie cannot see; another task then receives on a new
+ * socket given that number. That socket is in no epoll: its wait must arm
+ * it, not take the connection's trust for its own. */
+static int misuse(int fd)
+{
+    char buf[64];
+    ssize_t n = mag_recv(fd, buf, sizeof buf, 0); /* trusted from here */
+    if (n <= 0 || mag_send_all(fd, buf, (size_t)n, 0) != n)
+        return -EPIPE;
+    close(fd);
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    if (sv[0] != fd && sv[1] != fd)
+        TEST_FAIL("the number %d was not reused (%d, %d)", fd, sv[0], sv[1]);
+    int reader = fd;
+    misuse_fd = sv[0] == fd ? sv[1] : sv[0];
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, misuse_writer, NULL), 0);
+    mag_task_t *t = mag_spawn(innocent_reader, (void *)(intptr_t)reader);
+    ASSERT_TRUE(t != NULL);
+    uint64_t token = mag_deadline_push(mag_now() + DEADLINE_NS);
+    int st = -1;
+    ASSERT_EQ(mag_join(t, &st), 0);
+    mag_deadline_pop(token);
+    ASSERT_EQ(st, 0);
+    pthread_join(th, NULL);
+    close(sv[0]);
+    close(sv[1]);
+    return 0;
+}
+
 static int handle(int fd)
 {
     switch (mode) {
@@ -84,6 +162,10 @@ static int handle(int fd)
         return count_then_reply(fd, false);
     case BUSY_THEN_REPLY:
         return count_then_reply(fd, true);
+    case URGENT:
+        return urgent(fd);
+    case MISUSE:
+        return misuse(fd);
     case HAND_OVER: {
         /* The first message is read by another task: its receive is not the
          * connection's own; then the handler echoes the rest itself. */
@@ -196,6 +278,34 @@ static int hand_over_client(void *arg)
     return 0;
 }
 
+static int urgent_client(void *arg)
+{
+    (void)arg;
+    int fd = connect_client();
+    char back[5];
+    ASSERT_EQ(mag_send_all(fd, "hello", 5, 0), 5);
+    ASSERT_EQ(recv_exact(fd, back, 5), 5);
+    /* Plain send(2) never waits here: a few bytes into an empty socket. */
+    ASSERT_EQ(send(fd, "ping1", 5, 0), 5);
+    ASSERT_EQ(send(fd, "X", 1, MSG_OOB), 1);
+    ASSERT_EQ(send(fd, "ping2", 5, 0), 5);
+    ASSERT_EQ(recv_exact(fd, back, 2), 2);
+    ASSERT_EQ(memcmp(back, "ok", 2), 0);
+    mag_close(fd);
+    return 0;
+}
+
+static int misuse_client(void *arg)
+{
+    (void)arg;
+    int fd = connect_client();
+    char back[5];
+    ASSERT_EQ(mag_send_all(fd, "hello", 5, 0), 5);
+    ASSERT_EQ(recv_exact(fd, back, 5), 5);
+    mag_close(fd);
+    return 0;
+}
+
 /* Runs fn in count clients (at most CLIENTS at once) against a fresh
  * serve in mode m; every handler must then return on its own (having seen
  * its connection end) before the serve is stopped, whose stop would end a
@@ -235,6 +345,8 @@ static int served_cases(void *arg)
     against_server(COUNT_THEN_REPLY, end_client, ENDS);
     against_server(BUSY_THEN_REPLY, end_client, ENDS / 4);
     against_server(HAND_OVER, hand_over_client, CLIENTS);
+    against_server(URGENT, urgent_client, 4);
+    against_server(MISUSE, misuse_client, 1);
     return 0;
 }
 
