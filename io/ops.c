@@ -297,27 +297,6 @@ int64_t mag__io_run(int kind, const mag__io_args_t *a)
     return mag__io_run_kind(&mag__io_kinds[kind], kind, a);
 }
 
-/* A receive by readiness (runtime/ready.h), recv(2) or recvmsg(2) (which
- * mag_recvfrom uses too): the socket first, without waiting; when it is
- * empty, a wait for readiness and again. Each call is guarded against a
- * mag_close of the number since the receive began, which would otherwise
- * let a receive woken for the old socket read the next one given that
- * number. -ENOSYS: not served this way (not a socket, a number past the
- * table, or another task waits on it), the ring's.
- *
- * A mag_serve connection's task on its own descriptor (own) says so to the
- * wait, whose registration then stands from one wait to the next. On a TCP
- * connection it also skips the try that would find the socket empty: a
- * plain receive that returned less than it asked for took everything
- * there was (TCP copies until its queue is empty), so the next one waits
- * for an event first, compared with the count read before that receive:
- * data that came after it raised one. Not once an event said the peer
- * ended or reset the stream, or sent urgent data (MAG__READY_GONE): the
- * receive that took the last bytes may have taken the end too, which no
- * event will repeat, and one stops short at the urgent mark with the rest
- * queued. Nor on a socket with an upper layer or a low-water mark
- * (skip_allowed). This saves a recv(2) per request in a request-reply
- * protocol. */
 /* Whether a short receive on conn's socket means that its queue is empty:
  * kernel TCP as it is, without an upper layer that stops at its own
  * boundaries and keeps the rest (kernel TLS stops at a record of another
@@ -344,6 +323,27 @@ static bool skip_allowed(mag__conn_t *conn)
     return conn->skip_allowed;
 }
 
+/* A receive by readiness (runtime/ready.h), recv(2) or recvmsg(2) (which
+ * mag_recvfrom uses too): the socket first, without waiting; when it is
+ * empty, a wait for readiness and again. Each call is guarded against a
+ * mag_close of the number since the receive began, which would otherwise
+ * let a receive woken for the old socket read the next one given that
+ * number. -ENOSYS: not served this way (not a socket, a number past the
+ * table, or another task waits on it), the ring's.
+ *
+ * A mag_serve connection's task on its own descriptor (own) says so to the
+ * wait, whose registration then stands from one wait to the next. On a TCP
+ * connection it also skips the try that would find the socket empty: a
+ * plain receive that returned less than it asked for took everything
+ * there was (TCP copies until its queue is empty), so the next one waits
+ * for an event first, compared with the count read before that receive:
+ * data that came after it raised one. Not once an event said the peer
+ * ended or reset the stream, or sent urgent data (MAG__READY_GONE): the
+ * receive that took the last bytes may have taken the end too, which no
+ * event will repeat, and one stops short at the urgent mark with the rest
+ * queued. Nor on a socket with an upper layer or a low-water mark
+ * (skip_allowed). This saves a recv(2) per request in a request-reply
+ * protocol. */
 static int64_t recv_ready(mag_runtime_t *rt, const mag__io_args_t *a, mag__conn_t *conn, int kind)
 {
     /* MSG_WAITALL waits for the whole length, which MSG_DONTWAIT would cut
