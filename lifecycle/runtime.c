@@ -84,6 +84,10 @@ void *mag__worker_thread(void *arg)
     mag__worker_t *w = ts->w;
     struct start_report *rep = ts->report;
     free(ts);
+    /* Named for top -H, perf and debuggers (15 characters at most). */
+    char name[16];
+    snprintf(name, sizeof name, "magpie-w%u", w->index);
+    (void)pthread_setname_np(pthread_self(), name);
     mag__fiber_thread_init();
     record_thread_stack(w);
     int rc = mag__worker_setup(w);

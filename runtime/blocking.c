@@ -111,6 +111,7 @@ static void *blocking_thread(void *arg)
 {
     struct mag__blocking *b = arg;
     tls_blocking_rt = b->rt;
+    (void)pthread_setname_np(pthread_self(), "magpie-blocking");
     pthread_mutex_lock(&b->lock);
     for (;;) {
         mag_task_t *t = b->head;

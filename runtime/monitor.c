@@ -166,6 +166,7 @@ static void *monitor_main(void *arg)
 {
     struct mag__monitor *m = arg;
     mag_runtime_t *rt = m->rt;
+    (void)pthread_setname_np(pthread_self(), "magpie-monitor");
     for (;;) {
         /* acquire: pairs with the release in mag__monitor_stop. */
         uint32_t seen = atomic_load_explicit(&rt->monitor_word, memory_order_acquire);
