@@ -95,6 +95,7 @@ static void watchdog_scan(mag__obs_t *obs, uint64_t slow_ns)
 static void *watchdog_main(void *arg)
 {
     mag__obs_t *obs = arg;
+    (void)pthread_setname_np(pthread_self(), "magpie-slowtask");
     uint64_t slow = (uint64_t)obs->rt->cfg.slow_task_ms * MAG_MS;
     /* Look four times per slow_task_ms: a report comes at most a quarter
      * late. */
@@ -185,6 +186,7 @@ static void on_sigquit(int sig)
 
 static void *sigquit_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "magpie-sigquit");
     int fd = *(int *)arg;
     free(arg);
     for (;;) {
@@ -345,6 +347,7 @@ static void stats_accept(mag__obs_t *obs)
 static void *stats_main(void *arg)
 {
     mag__obs_t *obs = arg;
+    (void)pthread_setname_np(pthread_self(), "magpie-stats");
     struct pollfd p[2 + STATS_MAX_CLIENTS];
     for (;;) {
         unsigned n = 0;

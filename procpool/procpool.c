@@ -340,6 +340,7 @@ static void worker_abort(proc_worker_t *wk, int verdict)
 static void *watchdog_main(void *arg)
 {
     struct mag__procpool *p = arg;
+    (void)pthread_setname_np(pthread_self(), "magpie-procwd");
     pthread_mutex_lock(&p->lock);
     while (!p->closing) {
         uint64_t now = mag__now(), next = UINT64_MAX;

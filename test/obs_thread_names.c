@@ -1,9 +1,10 @@
 /*
  * obs_thread_names - the threads magpie starts carry their names (README,
  * "Observability and debugging"): at 3 workers every worker thread is
- * magpie-w0 to magpie-w2, the monitor is magpie-monitor, a blocking job runs
- * on magpie-blocking; the caller's own thread keeps its name, and in loop
- * mode the one worker is the caller's thread, under the caller's name.
+ * magpie-w0 to magpie-w2, the monitor is magpie-monitor, debug mode's
+ * slow-task watchdog is magpie-slowtask and a blocking job runs on
+ * magpie-blocking; the caller's own thread keeps its name, and in loop mode
+ * the one worker is the caller's thread, under the caller's name.
  */
 #include "test.h"
 
@@ -75,6 +76,7 @@ static int multi_main(void *arg)
         ASSERT_UEQ(threads_named(want), 1);
     }
     ASSERT_UEQ(threads_named("magpie-monitor"), 1);
+    ASSERT_UEQ(threads_named("magpie-slowtask"), 1); /* debug mode's watchdog */
     char job[16] = "";
     mag_task_t *b = mag_spawn_blocking(blocking_name, job);
     ASSERT_TRUE(b != NULL);
@@ -96,7 +98,11 @@ static int loop_main(void *arg)
 int main(void)
 {
     ASSERT_EQ(pthread_setname_np(pthread_self(), MAIN_NAME), 0);
-    test_run(WORKERS, multi_main, NULL);
+    mag_config_t cfg;
+    mag_config_init(&cfg);
+    cfg.workers = WORKERS;
+    cfg.debug = true;
+    test_run_cfg(&cfg, multi_main, NULL);
     char name[16];
     thread_name(name);
     ASSERT_STR_EQ(name, MAIN_NAME); /* the caller's, unchanged */
