@@ -101,13 +101,16 @@ static int parse_url(const char *s, url_t *u)
     s += hlen;
     u->port = 80;
     if (*s == ':') {
-        char *end;
-        errno = 0;
-        long p = strtol(s + 1, &end, 10);
-        if (errno || end == s + 1 || p < 1 || p > 65535 || (*end && *end != '/'))
+        /* Parsed by hand, not with strtol: this runs in a task, where
+         * errno is not safe to use (README, Rules for task code). */
+        long p = 0;
+        const char *d = s + 1;
+        while (*d >= '0' && *d <= '9' && p <= 65535)
+            p = p * 10 + (*d++ - '0');
+        if (d == s + 1 || p < 1 || p > 65535 || (*d && *d != '/'))
             return -EINVAL;
         u->port = (uint16_t)p;
-        s = end;
+        s = d;
     }
     const char *path = *s ? s : "/";
     size_t plen = strlen(path);

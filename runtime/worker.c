@@ -10,6 +10,7 @@
  * switches straight to it (direct switches, below). The queues are
  * queue.c, the idle protocol idle.c, the ring driver ring.c.
  */
+#include <errno.h>
 #include <stdlib.h>
 
 #include "runtime/fiber.h"
@@ -39,6 +40,15 @@ __attribute__((noinline)) mag_task_t *mag__task_current(void)
     __asm__ volatile("" ::: "memory");
     mag__worker_t *w = mag__tls_worker;
     return w ? w->current : NULL;
+}
+
+/* The same for errno (runtime.h): glibc declares __errno_location const, so
+ * a caller may reuse the address it computed before a suspension. Here it
+ * is computed on the thread that runs the call. */
+__attribute__((noinline)) int mag_errno(void)
+{
+    __asm__ volatile("" ::: "memory");
+    return errno;
 }
 
 mag_runtime_t *mag__worker_runtime(mag__worker_t *w)

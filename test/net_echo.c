@@ -47,7 +47,7 @@ static int writer(void *arg)
             return (int)r;
         off += n;
     }
-    return shutdown(c->fd, SHUT_WR) == 0 ? 0 : -errno;
+    return shutdown(c->fd, SHUT_WR) == 0 ? 0 : -mag_errno();
 }
 
 static int client(void *arg)

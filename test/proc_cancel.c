@@ -51,7 +51,7 @@ static int call_echo(void *arg)
 static bool gone(int pid)
 {
     for (int i = 0; i < 2000; i++) { /* the zygote reaps it: allow 20 s */
-        if (kill(pid, 0) < 0 && errno == ESRCH)
+        if (kill(pid, 0) < 0 && mag_errno() == ESRCH)
             return true;
         mag_sleep(10 * MAG_MS);
     }

@@ -144,7 +144,7 @@ static int main_task(void *arg)
     pid_t pid = mag_process_pid(p);
     mag_process_free(p);
     ASSERT_EQ(kill(pid, 0), -1);
-    ASSERT_EQ(errno, ESRCH);
+    ASSERT_EQ(mag_errno(), ESRCH);
 
     /* A child whose reader went away: writing gives -EPIPE, not SIGPIPE. */
     o = (mag_process_opts_t){.in = MAG_STDIO_PIPE};

@@ -219,6 +219,14 @@ MAG_API bool mag_cancelled(void);
 /* The calling task, or NULL outside a task. */
 MAG_API mag_task_t *mag_self(void);
 
+/* errno of the thread running the caller now: read it this way in a task
+ * after a plain libc call. A task may resume on another thread after any
+ * suspension point, and the compiler may compute errno's address (glibc's
+ * __errno_location is declared const) once, before an earlier suspension,
+ * and read the old thread's copy through it even right after the libc call.
+ * Any thread. */
+MAG_API int mag_errno(void);
+
 /* A task's numeric id (unique for the process's life) and name ("" if none).
  * Any thread. A stale handle gives 0 and "". The name lives with the task:
  * valid until its handle is joined (or the detached task ends). */
