@@ -34,6 +34,12 @@
  *
  * The monitor costs nothing while every worker is parked: once none has
  * woken for a tick, it sleeps until a worker unparks (mag__monitor_kick).
+ * While workers are awake and its looks find nothing to do, it backs off
+ * (as sysmon does): each empty look doubles its sleep up to
+ * MONITOR_TICK_MAX_NS, and a look that finds work brings it back to
+ * MONITOR_TICK_NS. Under a steady load on every core, the wakes a fixed
+ * short tick costs (and the preemptions of the workers they cause) were
+ * the largest share of the runtime's context switches.
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -46,8 +52,10 @@
 #include "runtime/ready.h"
 #include "runtime/ring.h"
 
-/* The detection delay is between one and two ticks. */
+/* The detection delay is between one and two ticks: at most twice the
+ * longest, 2 ms, once the monitor has backed off. */
 #define MONITOR_TICK_NS (500 * 1000ull)
+#define MONITOR_TICK_MAX_NS (1000 * 1000ull)
 
 struct mag__monitor {
     mag_runtime_t *rt;
@@ -57,6 +65,7 @@ struct mag__monitor {
     uint64_t *last_unparks; /* per worker: its unpark count at the last look */
     bool *had_backlog;      /* per worker: tasks were queued at the last look */
     bool *was_in_sched;     /* per worker: awake and out of any task then */
+    uint32_t last_ready_turns; /* the poller's ready_turns at the last look */
 };
 
 /* Waits on the monitor word while it still holds seen, at most ns (0:
@@ -93,10 +102,12 @@ static bool holds_ready_work(mag__worker_t *w, uint64_t now)
 
 /* One look at every worker. Returns false when every worker is parked;
  * *parked_since says whether none of them parked again since the last look
- * either (none woke in between). */
-static bool look(struct mag__monitor *m, bool *parked_since)
+ * either (none woke in between), *found whether the look found work to
+ * hand on (a stuck worker, a backlog, readiness events). */
+static bool look(struct mag__monitor *m, bool *parked_since, bool *found)
 {
     *parked_since = true;
+    *found = false;
     mag_runtime_t *rt = m->rt;
     uint64_t now = mag__now();
     bool any_awake = false, stuck = false, backlog = false;
@@ -119,17 +130,23 @@ static bool look(struct mag__monitor *m, bool *parked_since)
         bool in_sched_all_along = started_none && !in_task && m->was_in_sched[i] &&
                                   parks == m->last_parks[i] && unparks == m->last_unparks[i];
         /* The readiness poller (ready.h) started no task since the last
-         * look, or its poll of the epoll is spent (its scheduler re-arms it
-         * at its turns, which a run of direct switches may put off): it may
+         * look, or its poll of the epoll has stayed spent since then (its
+         * scheduler re-arms it at its turns, which a run of direct switches
+         * may put off; one spent at a single look is, under load, a batch
+         * its poller is running, and draining it here only sent its wakes
+         * the long way, through the inject queue, in three looks of four
+         * on echo at 2 workers): it may
          * be in a long task, held in its scheduler, or woken by that poll
          * and still off the CPU, where the poll's completion waits for it
          * (task work). Then no ring holds the news, and the monitor takes it
          * itself: the waiters go through the inject queue to whichever
-         * worker runs. Mostly an empty look. relaxed: ready_armed is a
-         * hint. */
-        if (i == 0 && mag__ready_on(rt) &&
-            (started_none || !atomic_load_explicit(&w->ready_armed, memory_order_relaxed)))
-            mag__ready_drain(rt);
+         * worker runs. relaxed: ready_turns is a hint. */
+        uint32_t turns = atomic_load_explicit(&w->ready_turns, memory_order_relaxed);
+        bool spent_since = (turns & 1) == 0 && turns == m->last_ready_turns;
+        if (i == 0)
+            m->last_ready_turns = turns;
+        if (i == 0 && mag__ready_on(rt) && (started_none || spent_since))
+            *found |= mag__ready_drain(rt) > 0;
         if (!parked) {
             any_awake = true;
             if ((in_task && started_none && holds_ready_work(w, now)) ||
@@ -157,8 +174,10 @@ static bool look(struct mag__monitor *m, bool *parked_since)
         m->last_unparks[i] = unparks;
         m->last_polls[i] = polls;
     }
-    if (stuck || backlog)
+    if (stuck || backlog) {
         mag__notify_parked(rt);
+        *found = true;
+    }
     return any_awake;
 }
 
@@ -167,20 +186,26 @@ static void *monitor_main(void *arg)
     struct mag__monitor *m = arg;
     mag_runtime_t *rt = m->rt;
     (void)pthread_setname_np(pthread_self(), "magpie-monitor");
+    uint64_t tick = MONITOR_TICK_NS;
     for (;;) {
         /* acquire: pairs with the release in mag__monitor_stop. */
         uint32_t seen = atomic_load_explicit(&rt->monitor_word, memory_order_acquire);
         if (seen & MAG__MONITOR_STOP)
             break;
-        bool parked_since;
+        bool parked_since, found;
         /* Every worker parked at one look is, under load, a gap of a few
          * microseconds between two requests: sleeping deep there made the
          * next worker to wake pay a futex wake for the monitor, about a
          * thousand a second on HTTP at 2 workers. Deep only once every
          * worker stayed parked for a whole tick: an idle runtime pays one
          * look more. */
-        if (look(m, &parked_since) || !parked_since) {
-            monitor_sleep(rt, seen, MONITOR_TICK_NS);
+        bool any_awake = look(m, &parked_since, &found);
+        if (found)
+            tick = MONITOR_TICK_NS;
+        else if (tick < MONITOR_TICK_MAX_NS)
+            tick *= 2;
+        if (any_awake || !parked_since) {
+            monitor_sleep(rt, seen, tick);
             continue;
         }
         /* Every worker looked parked: sleep until one unparks. seq_cst: the
@@ -194,6 +219,8 @@ static void *monitor_main(void *arg)
         else /* a worker is on its way out of its park: look again later */
             monitor_sleep(rt, seen, MONITOR_TICK_NS);
         atomic_store_explicit(&rt->monitor_deep, 0, memory_order_relaxed);
+        /* A runtime waking from idle gets short ticks until it settles. */
+        tick = MONITOR_TICK_NS;
     }
     return NULL;
 }

@@ -151,12 +151,13 @@ void mag__ready_complete(mag__op_t *op, int res, uint32_t flags)
     mag__worker_t *w = (mag__worker_t *)((char *)op - offsetof(mag__worker_t, ready_op));
     mag_runtime_t *rt = w->rt;
     /* relaxed: the owner reads it, to re-arm (as wake_armed), and the
-     * monitor, as a hint. */
-    atomic_store_explicit(&w->ready_armed, false, memory_order_relaxed);
+     * monitor, as a hint. An RMW, as a rescuer's completion may run while
+     * the owner is in a task (the owner arms only from its scheduler). */
+    atomic_fetch_add_explicit(&w->ready_turns, 1, memory_order_relaxed);
     mag__ready_drain(rt);
 }
 
-void mag__ready_drain(mag_runtime_t *rt)
+int mag__ready_drain(mag_runtime_t *rt)
 {
     struct epoll_event ev[DRAIN_BATCH];
     int n = epoll_wait(rt->ready_fd, ev, DRAIN_BATCH, 0);
@@ -175,6 +176,7 @@ void mag__ready_drain(mag_runtime_t *rt)
             ;
         wake_slot(rt, fd, 0);
     }
+    return n > 0 ? n : 0;
 }
 
 void mag__ready_close(mag_runtime_t *rt, int fd)

@@ -22,8 +22,9 @@ MAG_HIDDEN void mag__ready_free(mag_runtime_t *rt);
 /* The completion of w's poll of the epoll (ring.c arms it). */
 MAG_HIDDEN void mag__ready_complete(mag__op_t *op, int res, uint32_t flags);
 /* Takes the events there are (a batch) and wakes their waiters, from a
- * worker or from the monitor (whose wakes go through the inject queue). */
-MAG_HIDDEN void mag__ready_drain(mag_runtime_t *rt);
+ * worker or from the monitor (whose wakes go through the inject queue).
+ * Returns how many events it took. */
+MAG_HIDDEN int mag__ready_drain(mag_runtime_t *rt);
 /* The scheduler's: arms w's poll of the epoll if w is the poller and its
  * poll is not armed (ring.c). */
 MAG_HIDDEN void mag__ready_arm(mag__worker_t *w);

@@ -86,14 +86,16 @@ static void arm_wake_read(mag__worker_t *w)
  * arms it again. */
 void mag__ready_arm(mag__worker_t *w)
 {
+    /* relaxed: only this thread arms, and the completion that makes the
+     * count even again comes from the poll armed here. */
     if (w->rt->ready_fd < 0 || w->index != 0 ||
-        atomic_load_explicit(&w->ready_armed, memory_order_relaxed))
+        (atomic_load_explicit(&w->ready_turns, memory_order_relaxed) & 1))
         return;
     struct io_uring_sqe *sqe = sched_sqe(w);
     io_uring_prep_poll_add(sqe, w->rt->ready_fd, POLLIN);
     io_uring_sqe_set_data(sqe, &w->ready_op); /* its fields are set up once */
     commit_own_sqes(w);
-    atomic_store_explicit(&w->ready_armed, true, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->ready_turns, 1, memory_order_relaxed);
 }
 
 static struct io_uring_sqe *take_sqe(mag__worker_t *w)

@@ -386,7 +386,10 @@ typedef struct mag__worker {
     mag__op_t wake_op;
     _Atomic bool wake_armed;       /* cleared by the completion, maybe a rescuer's */
     mag__op_t ready_op;            /* a poll of rt->ready_fd on this ring (ready.c) */
-    _Atomic bool ready_armed;      /* cleared by its completion, maybe a rescuer's */
+    /* Odd while the poll is armed: the owner's arm and the completion
+     * (maybe a rescuer's) each add one, so the monitor can tell a poll spent
+     * since its last look from one re-armed and spent again. */
+    _Atomic uint32_t ready_turns;
     _Atomic uint32_t sleeping;     /* 1 while parked in the ring */
     _Atomic(mag__cancel_t *) cancels; /* MPSC stack of forwarded cancels */
     unsigned submitted;            /* ring ops prepared (owner only) */
