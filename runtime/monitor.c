@@ -43,6 +43,8 @@
  */
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -181,11 +183,48 @@ static bool look(struct mag__monitor *m, bool *parked_since, bool *found)
     return any_awake;
 }
 
+/* The kernel's struct sched_attr (its first version, 48 bytes): the C
+ * library's headers do not all declare it, and the kernel's clash with
+ * them. */
+struct monitor_sched_attr {
+    uint32_t size;
+    uint32_t policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime; /* for SCHED_OTHER: the slice asked for (6.12+) */
+    uint64_t deadline;
+    uint64_t period;
+};
+
+#define MONITOR_SLICE_NS (100 * 1000ull) /* the shortest the kernel grants */
+
+/* A kick wakes the monitor from the worker that unparks, which often goes
+ * on at once into the task that the monitor is to find stuck. The kernel
+ * may queue the monitor on that CPU, and its scheduler (EEVDF) lets the
+ * running task finish its slice before a waking one of the same slice
+ * runs: the monitor waited there for the next scheduler tick, 4 ms, while
+ * the other CPU was idle (stranded_lifo_ms: about 4.9 ms in one run of
+ * two). A task with a shorter slice than the running one's preempts it at
+ * its wake-up. Asked for with sched_setattr, its nice value kept; a kernel
+ * before 6.12 ignores the slice, and any failure leaves the default. */
+static void monitor_short_slice(void)
+{
+    struct monitor_sched_attr a = {0};
+    if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) != 0 || a.policy != SCHED_OTHER)
+        return;
+    a.size = sizeof a;
+    a.flags = 0;
+    a.runtime = MONITOR_SLICE_NS;
+    (void)syscall(SYS_sched_setattr, 0, &a, 0);
+}
+
 static void *monitor_main(void *arg)
 {
     struct mag__monitor *m = arg;
     mag_runtime_t *rt = m->rt;
     (void)pthread_setname_np(pthread_self(), "magpie-monitor");
+    monitor_short_slice();
     uint64_t tick = MONITOR_TICK_NS;
     for (;;) {
         /* acquire: pairs with the release in mag__monitor_stop. */
@@ -202,10 +241,11 @@ static void *monitor_main(void *arg)
         bool any_awake = look(m, &parked_since, &found);
         if (found)
             tick = MONITOR_TICK_NS;
-        else if (tick < MONITOR_TICK_MAX_NS)
-            tick *= 2;
         if (any_awake || !parked_since) {
             monitor_sleep(rt, seen, tick);
+            /* The next look, if this one found nothing, comes later. */
+            if (!found && tick < MONITOR_TICK_MAX_NS)
+                tick *= 2;
             continue;
         }
         /* Every worker looked parked: sleep until one unparks. seq_cst: the
