@@ -143,12 +143,13 @@ static bool look(struct mag__monitor *m, bool *parked_since, bool *found)
          * (task work). Then no ring holds the news, and the monitor takes it
          * itself: the waiters go through the inject queue to whichever
          * worker runs. relaxed: ready_turns is a hint. */
-        uint32_t turns = atomic_load_explicit(&w->ready_turns, memory_order_relaxed);
-        bool spent_since = (turns & 1) == 0 && turns == m->last_ready_turns;
-        if (i == 0)
+        if (i == 0 && mag__ready_on(rt)) {
+            uint32_t turns = atomic_load_explicit(&w->ready_turns, memory_order_relaxed);
+            bool spent_since = (turns & 1) == 0 && turns == m->last_ready_turns;
             m->last_ready_turns = turns;
-        if (i == 0 && mag__ready_on(rt) && (started_none || spent_since))
-            *found |= mag__ready_drain(rt) > 0;
+            if (started_none || spent_since)
+                *found |= mag__ready_drain(rt) > 0;
+        }
         if (!parked) {
             any_awake = true;
             if ((in_task && started_none && holds_ready_work(w, now)) ||

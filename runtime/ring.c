@@ -86,8 +86,11 @@ static void arm_wake_read(mag__worker_t *w)
  * arms it again. */
 void mag__ready_arm(mag__worker_t *w)
 {
-    /* relaxed: only this thread arms, and the completion that makes the
-     * count even again comes from the poll armed here. */
+    /* relaxed: only this thread arms. A rescuer may reap the poll's
+     * completion before the increment below: the two increments leave the
+     * count even in either order (a flag set here would have stayed set
+     * after its completion had cleared it, and the poll was never armed
+     * again). */
     if (w->rt->ready_fd < 0 || w->index != 0 ||
         (atomic_load_explicit(&w->ready_turns, memory_order_relaxed) & 1))
         return;
