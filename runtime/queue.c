@@ -119,8 +119,14 @@ void mag__push_overflow(mag__worker_t *w, mag_task_t *t)
  * on. A smaller one is run here: waking a worker to steal two or three
  * short tasks cost more than running them, a doorbell and a park for each,
  * and moved their connections from ring to ring. A backlog that outlasts a
- * monitor tick is shared anyway (monitor.c). */
-#define SCHED_BATCH_SHARE 16
+ * monitor tick is shared anyway (monitor.c). Half a drain of the readiness
+ * epoll (ready.c, DRAIN_BATCH): at 16, echo at 2 workers woke the other
+ * worker 3,500 times a second for batches it barely halved, and the woken
+ * worker, queued on the poller's CPU, preempted it; at 32 the same load
+ * makes about half the context switches per request with as many
+ * requests/s. At 64, a whole drain, only a backlog the monitor sees would
+ * ever be shared. */
+#define SCHED_BATCH_SHARE 32
 
 void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new)
 {
