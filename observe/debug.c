@@ -95,7 +95,6 @@ static void watchdog_scan(mag__obs_t *obs, uint64_t slow_ns)
 static void *watchdog_main(void *arg)
 {
     mag__obs_t *obs = arg;
-    (void)pthread_setname_np(pthread_self(), "magpie-slowtask");
     uint64_t slow = (uint64_t)obs->rt->cfg.slow_task_ms * MAG_MS;
     /* Look four times per slow_task_ms: a report comes at most a quarter
      * late. */
@@ -134,6 +133,9 @@ static void watchdog_start(mag__obs_t *obs)
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&obs->lock, NULL);
     if (mag__thread_start(&obs->watchdog, watchdog_main, obs) == 0) {
+        /* Named here, as the monitor is (monitor.c), so that the name is
+         * there once the runtime has started. */
+        (void)pthread_setname_np(obs->watchdog, "magpie-slowtask");
         obs->watchdog_on = true;
         return;
     }

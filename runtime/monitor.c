@@ -224,7 +224,6 @@ static void *monitor_main(void *arg)
 {
     struct mag__monitor *m = arg;
     mag_runtime_t *rt = m->rt;
-    (void)pthread_setname_np(pthread_self(), "magpie-monitor");
     monitor_short_slice();
     uint64_t tick = MONITOR_TICK_NS;
     for (;;) {
@@ -299,6 +298,9 @@ int mag__monitor_start(mag_runtime_t *rt)
         monitor_free(m);
         return e;
     }
+    /* Named here, not by the thread itself: by the time the runtime has
+     * started, the name is there even if the thread has not run yet. */
+    (void)pthread_setname_np(m->thread, "magpie-monitor");
     rt->monitor = m;
     return 0;
 }
