@@ -132,21 +132,19 @@ static bool look(struct mag__monitor *m, bool *parked_since, bool *found)
         bool in_sched_all_along = started_none && !in_task && m->was_in_sched[i] &&
                                   parks == m->last_parks[i] && unparks == m->last_unparks[i];
         /* The readiness poller (ready.h) started no task since the last
-         * look, or its poll of the epoll has stayed spent since then: it
-         * may be in a long task, held in its scheduler, or woken by that
-         * poll and still off the CPU, where the poll's completion waits for
-         * it (task work). Then no ring holds the news, and the monitor takes
-         * it itself: the waiters go through the inject queue to whichever
-         * worker runs. A poll found spent at one look only is, under load,
-         * a batch its poller is running (its scheduler re-arms it at its
-         * turns, which a run of direct switches may put off): draining that
-         * here sent its wakes the long way, in three looks of four on echo
-         * at 2 workers. relaxed: ready_turns is a hint. */
+         * look, or has not looked at the epoll since then: it may be in a
+         * long task, held in its scheduler, or woken from its sleep in the
+         * epoll and still off the CPU, and the events wait for it. Then the
+         * monitor takes them itself: the waiters go through the inject
+         * queue to whichever worker runs. A poller that looked since the
+         * last look, under load, is running what it took, and takes the
+         * rest at its next turn: draining there sent its wakes the long
+         * way. relaxed: ready_turns is a hint. */
         if (i == 0 && mag__ready_on(rt)) {
             uint32_t turns = atomic_load_explicit(&w->ready_turns, memory_order_relaxed);
-            bool spent_since = (turns & 1) == 0 && turns == m->last_ready_turns;
+            bool looked_none = turns == m->last_ready_turns;
             m->last_ready_turns = turns;
-            if (started_none || spent_since)
+            if (started_none || looked_none)
                 *found |= mag__ready_drain(rt) > 0;
         }
         if (!parked) {

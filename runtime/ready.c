@@ -49,6 +49,8 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/ready.h"
@@ -142,26 +144,30 @@ void mag__ready_free(mag_runtime_t *rt)
     rt->ready_slots = NULL;
 }
 
-/* The poll of the epoll fired on w's ring (on w's thread or a rescuer's):
- * takes the events there are and wakes their waiters here. */
-void mag__ready_complete(mag__op_t *op, int res, uint32_t flags)
+/* The poller's ring in the epoll: no descriptor slot has this number. */
+#define RING_TAG UINT64_MAX
+
+int mag__ready_attach(mag__worker_t *w)
 {
-    (void)res;
-    (void)flags;
-    mag__worker_t *w = (mag__worker_t *)((char *)op - offsetof(mag__worker_t, ready_op));
-    mag_runtime_t *rt = w->rt;
-    /* relaxed: the owner reads it, to re-arm (as wake_armed), and the
-     * monitor, as a hint. An RMW, as a rescuer's completion may run while
-     * the owner is in a task (the owner arms only from its scheduler). */
-    atomic_fetch_add_explicit(&w->ready_turns, 1, memory_order_relaxed);
-    mag__ready_drain(rt);
+    if (!mag__ready_on(w->rt) || w->index != 0)
+        return 0;
+    /* Level-triggered: the epoll reports the ring for as long as its CQ
+     * holds completions. A drainer on another thread (the monitor) that
+     * takes that report puts it back, and epoll wakes the poller for it
+     * again, so the poller never sleeps over a completion (edge-triggered,
+     * the report the monitor took would have been the only one). */
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RING_TAG};
+    return epoll_ctl(w->rt->ready_fd, EPOLL_CTL_ADD, w->ring.ring_fd, &ev) == 0 ? 0 : -errno;
 }
 
-int mag__ready_drain(mag_runtime_t *rt)
+/* Counts each event in its descriptor's slot and wakes the slot's waiter;
+ * the poller's ring is left to its owner. Returns the sockets' events. */
+static int take_events(mag_runtime_t *rt, const struct epoll_event *ev, int n)
 {
-    struct epoll_event ev[DRAIN_BATCH];
-    int n = epoll_wait(rt->ready_fd, ev, DRAIN_BATCH, 0);
+    int taken = 0;
     for (int i = 0; i < n; i++) {
+        if (ev[i].data.u64 == RING_TAG)
+            continue;
         unsigned fd = (unsigned)ev[i].data.fd;
         _Atomic uint32_t *events = &rt->ready_slots[fd].events;
         uint32_t gone =
@@ -175,8 +181,67 @@ int mag__ready_drain(mag_runtime_t *rt)
             memory_order_seq_cst, memory_order_relaxed))
             ;
         wake_slot(rt, fd, 0);
+        taken++;
     }
-    return n > 0 ? n : 0;
+    return taken;
+}
+
+int mag__ready_drain(mag_runtime_t *rt)
+{
+    struct epoll_event ev[DRAIN_BATCH];
+    int n = epoll_wait(rt->ready_fd, ev, DRAIN_BATCH, 0);
+    return n > 0 ? take_events(rt, ev, n) : 0;
+}
+
+/* The poller has looked at the epoll: the monitor leaves it alone for a
+ * look (monitor.c). relaxed: a hint; only the poller writes it. */
+static void poller_looked(mag__worker_t *w)
+{
+    atomic_store_explicit(&w->ready_turns,
+                          atomic_load_explicit(&w->ready_turns, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+int mag__ready_poll(mag__worker_t *w)
+{
+    if (!mag__ready_on(w->rt) || w->index != 0)
+        return 0;
+    poller_looked(w);
+    return mag__ready_drain(w->rt);
+}
+
+static _Atomic bool no_pwait2; /* the kernel or a seccomp filter refused it */
+
+/* epoll_wait until deadline_ns (mag__now() time; UINT64_MAX: none), to the
+ * nanosecond with epoll_pwait2 (Linux 5.11), else rounded up to the
+ * millisecond. */
+static int epoll_wait_until(int epfd, struct epoll_event *ev, int max, uint64_t deadline_ns)
+{
+    if (deadline_ns == UINT64_MAX)
+        return epoll_wait(epfd, ev, max, -1);
+    uint64_t now = mag__now();
+    uint64_t d = deadline_ns > now ? deadline_ns - now : 0;
+#ifdef SYS_epoll_pwait2
+    /* relaxed: a cache of the kernel's answer. */
+    if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+        struct timespec ts = {(time_t)(d / 1000000000ull), (long)(d % 1000000000ull)};
+        long n = syscall(SYS_epoll_pwait2, epfd, ev, max, &ts, NULL, 0);
+        if (n >= 0 || errno != ENOSYS)
+            return (int)n;
+        atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
+    }
+#endif
+    uint64_t ms = (d + 999999) / 1000000;
+    return epoll_wait(epfd, ev, max, ms > INT32_MAX ? INT32_MAX : (int)ms);
+}
+
+void mag__ready_sleep(mag__worker_t *w, uint64_t deadline_ns)
+{
+    struct epoll_event ev[DRAIN_BATCH];
+    int n = epoll_wait_until(w->rt->ready_fd, ev, DRAIN_BATCH, deadline_ns);
+    poller_looked(w);
+    if (n > 0)
+        take_events(w->rt, ev, n);
 }
 
 void mag__ready_close(mag_runtime_t *rt, int fd)

@@ -6,8 +6,8 @@
  * it: the kernel posts it through task work on that thread. When that
  * worker is off the CPU, its connections wait for it while the others idle.
  * A task that finds a socket empty instead waits for readiness on one epoll
- * (the first worker polls it from its ring; rescuers drain it when that
- * worker is held), and receives on whichever worker resumes it: the woken
+ * (the first worker drains it at its scheduler's turns and sleeps in it;
+ * the monitor drains it when that worker is held), and receives on whichever worker resumes it: the woken
  * tasks are stolen like any other, so no connection is tied to a thread.
  */
 #ifndef MAGPIE_RUNTIME_READY_H
@@ -19,15 +19,22 @@
  * is on; 0 or -errno. Leaves rt->ready_fd -1 when off. */
 MAG_HIDDEN int mag__ready_init(mag_runtime_t *rt);
 MAG_HIDDEN void mag__ready_free(mag_runtime_t *rt);
-/* The completion of w's poll of the epoll (ring.c arms it). */
-MAG_HIDDEN void mag__ready_complete(mag__op_t *op, int res, uint32_t flags);
+/* Puts the ring of w, if w is the poller (the first worker), in the
+ * epoll, so that the poller can sleep in epoll_wait and still be woken by
+ * its ring (mag__ready_sleep). 0 or -errno. */
+MAG_HIDDEN int mag__ready_attach(mag__worker_t *w);
 /* Takes the events there are (a batch) and wakes their waiters, from a
  * worker or from the monitor (whose wakes go through the inject queue).
  * Returns how many events it took. */
 MAG_HIDDEN int mag__ready_drain(mag_runtime_t *rt);
-/* The scheduler's: arms w's poll of the epoll if w is the poller and its
- * poll is not armed (ring.c). */
-MAG_HIDDEN void mag__ready_arm(mag__worker_t *w);
+/* The scheduler's turn at the epoll: if w is the poller, drains it as
+ * mag__ready_drain does; otherwise does nothing and returns 0. */
+MAG_HIDDEN int mag__ready_poll(mag__worker_t *w);
+/* The poller's sleep (ring.c, mag__ring_wait): in epoll_wait until an
+ * event, a completion on its ring, a signal or task work, or deadline_ns
+ * (mag__now() time; UINT64_MAX: none); wakes the waiters of the events it
+ * took, whose tasks queue on w. */
+MAG_HIDDEN void mag__ready_sleep(mag__worker_t *w, uint64_t deadline_ns);
 /* A registration its owner may trust from one wait to the next: held in
  * the record of a descriptor that only magpie closes (a mag_serve
  * connection's), zeroed when the descriptor is new. */

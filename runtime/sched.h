@@ -385,10 +385,9 @@ typedef struct mag__worker {
     uint64_t wake_buf;
     mag__op_t wake_op;
     _Atomic bool wake_armed;       /* cleared by the completion, maybe a rescuer's */
-    mag__op_t ready_op;            /* a poll of rt->ready_fd on this ring (ready.c) */
-    /* Odd while the poll is armed: the owner's arm and the completion
-     * (maybe a rescuer's) each add one, so the monitor can tell a poll spent
-     * since its last look from one re-armed and spent again. */
+    /* The readiness poller's looks at the epoll (ready.c), counted by the
+     * poller, so that the monitor can tell one that has not looked since
+     * its last look. */
     _Atomic uint32_t ready_turns;
     _Atomic uint32_t sleeping;     /* 1 while parked in the ring */
     _Atomic(mag__cancel_t *) cancels; /* MPSC stack of forwarded cancels */

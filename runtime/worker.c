@@ -17,6 +17,7 @@
 #include "runtime/idle.h"
 #include "runtime/monitor.h"
 #include "runtime/queue.h"
+#include "runtime/ready.h"
 #include "runtime/ring.h"
 
 #define FAIRNESS_INTERVAL 61
@@ -452,9 +453,11 @@ static void park(mag__worker_t *w)
 {
     mag_runtime_t *rt = w->rt;
     mag__idle_stop_searching(w);
-    /* Last look before sleeping: completions and timers may make work. */
+    /* Last look before sleeping: completions, timers and socket events may
+     * make work. */
     mag__ring_poll(w);
     poll_timers(w);
+    mag__ready_poll(w);
     if (has_local_work(w))
         return;
     /* Going to sleep: spare free records go back, so that the slabs of a
@@ -547,6 +550,7 @@ void mag__worker_loop(mag__worker_t *w, mag_task_t *until_handle)
         if (w->fair_pos == 0) {
             mag__ring_poll(w);
             poll_timers(w);
+            mag__ready_poll(w);
         }
         mag_task_t *t = next_local(w);
         if (!t)
