@@ -58,7 +58,7 @@ MAG_HIDDEN bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t);
 MAG_HIDDEN void mag__worker_settle_handoff(mag__worker_t *w);
 static inline void mag__task_resumed(void)
 {
-    mag__worker_t *w = mag__worker_current();
+    mag__worker_t *w = mag__worker_here();
     if (MAG_UNLIKELY(w->handoff != NULL))
         mag__worker_settle_handoff(w);
 }

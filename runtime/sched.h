@@ -495,6 +495,27 @@ struct mag_runtime {
 
 MAG_HIDDEN extern _Thread_local mag__worker_t *mag__tls_worker MAG_TLS_FAST;
 
+/* The calling thread's worker, for the switch paths: as
+ * mag__worker_current (worker.c), read afresh at each call, without the
+ * call. On x86-64 the thread pointer is read in an asm statement the
+ * compiler may neither merge with another nor move across a switch
+ * ("memory"); the same initial-exec sequence the compiler emits for the
+ * variable. Elsewhere, the out-of-line function. */
+static inline mag__worker_t *mag__worker_here(void)
+{
+#if defined(__x86_64__)
+    mag__worker_t *w;
+    __asm__ volatile("movq mag__tls_worker@gottpoff(%%rip), %0\n\t"
+                     "movq %%fs:(%0), %0"
+                     : "=r"(w)
+                     :
+                     : "memory");
+    return w;
+#else
+    return mag__worker_current();
+#endif
+}
+
 /* Loop mode, before a plain thread waits for a task of rt (what names the
  * call, for the message): -EDEADLK when the thread is the loop's own,
  * outside mag_runtime_block_on, where the wait could never end; else 0,

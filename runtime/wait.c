@@ -232,7 +232,7 @@ void mag__coop_refill(void)
 
 int mag_yield(void)
 {
-    mag__worker_t *w = mag__worker_current();
+    mag__worker_t *w = mag__worker_here();
     mag_task_t *t = w ? w->current : NULL;
     if (!t)
         return -EPERM;
