@@ -152,7 +152,8 @@ int mag__ready_attach(mag__worker_t *w)
     if (!mag__ready_on(w->rt) || w->index != 0)
         return 0;
     /* Level-triggered: the epoll reports the ring for as long as its CQ
-     * holds completions. A drainer on another thread (the monitor) that
+     * holds completions (or the kernel's overflow list does: see
+     * mag__ring_wait, which flushes it before a sleep). A drainer on another thread (the monitor) that
      * takes that report puts it back, and epoll wakes the poller for it
      * again, so the poller never sleeps over a completion (edge-triggered,
      * the report the monitor took would have been the only one). */
@@ -210,7 +211,7 @@ int mag__ready_poll(mag__worker_t *w)
     return mag__ready_drain(w->rt);
 }
 
-static _Atomic bool no_pwait2; /* the kernel or a seccomp filter refused it */
+static _Atomic bool no_pwait2; /* refused: an old kernel, or a seccomp filter */
 
 /* epoll_wait until deadline_ns (mag__now() time; UINT64_MAX: none), to the
  * nanosecond with epoll_pwait2 (Linux 5.11), else rounded up to the
@@ -226,7 +227,11 @@ static int epoll_wait_until(int epfd, struct epoll_event *ev, int max, uint64_t 
     if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
         struct timespec ts = {(time_t)(d / 1000000000ull), (long)(d % 1000000000ull)};
         long n = syscall(SYS_epoll_pwait2, epfd, ev, max, &ts, NULL, 0);
-        if (n >= 0 || errno != ENOSYS)
+        /* Any refusal but an interruption means the call itself is
+         * refused: a kernel before 5.11 says ENOSYS, a seccomp filter
+         * often EPERM. Retried each time, it would return at once on
+         * every sleep with a deadline, and the poller would spin. */
+        if (n >= 0 || errno == EINTR)
             return (int)n;
         atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
     }

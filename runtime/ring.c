@@ -47,8 +47,8 @@ static void commit_sqes(mag__worker_t *w);
 static unsigned sqes_waiting(mag__worker_t *w);
 static unsigned reap(mag__worker_t *w, bool rescue);
 
-/* Commits an SQE that must stay this thread's own (the doorbell, the
- * readiness poll) under submit_lock, which a rescuer's submit holds
+/* Commits an SQE that must stay this thread's own (the doorbell) under
+ * submit_lock, which a rescuer's submit holds
  * (mag__ring_rescue_submit): a rescuer that submitted it would own its
  * completion (task work on the rescuer's thread), so that it would wait
  * whenever the rescuer is off the CPU. (Loop mode: commit_sqes does
@@ -638,9 +638,14 @@ void mag__ring_wait(mag__worker_t *w, uint64_t deadline_ns)
      * task work, and so with an interrupt of the poller whenever it came
      * while the poller ran (about 4,600 a second on HTTP at 2 workers). */
     if (mag__ready_on(w->rt) && w->index == 0) {
-        if (io_uring_sq_ready(&w->ring))
-            io_uring_submit(&w->ring);
-        mag__ready_sleep(w, deadline_ns);
+        /* Completions the kernel holds back in its overflow list while
+         * the CQ is full make the ring read as ready to the epoll, CQ empty
+         * or not, until someone enters the ring to flush them: that must
+         * be us, or the epoll would wake us for them at once, forever. */
+        if (io_uring_sq_ready(&w->ring) || io_uring_cq_has_overflow(&w->ring))
+            io_uring_submit_and_get_events(&w->ring);
+        if (!io_uring_cq_ready(&w->ring))
+            mag__ready_sleep(w, deadline_ns);
     } else if (deadline_ns == UINT64_MAX) {
         io_uring_submit_and_wait(&w->ring, 1);
     } else {

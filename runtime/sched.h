@@ -455,7 +455,8 @@ struct mag_runtime {
     const mag__hooks_t *hooks; /* NULL: none installed (hooks.h) */
     void *hook_ctx;
     struct mag__fd_rings *fd_rings; /* fd_rings.c */
-    /* Shared socket readiness (ready.c): an epoll any worker drains, and
+    /* Shared socket readiness (ready.c): an epoll the first worker drains
+     * (the monitor too, when that worker is held), and
      * the task waiting on each descriptor. ready_fd -1: none (loop mode). */
     int ready_fd;
     struct mag__ready_slot *ready_slots;
