@@ -9,6 +9,7 @@
 #ifndef MAGPIE_RUNTIME_FIBER_H
 #define MAGPIE_RUNTIME_FIBER_H
 
+#include "runtime/queue.h"
 #include "runtime/sched.h"
 
 
@@ -56,11 +57,29 @@ MAG_HIDDEN bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t);
  * if it was switched to directly, the task before it is settled now that
  * its context is saved (worker.c). */
 MAG_HIDDEN void mag__worker_settle_handoff(mag__worker_t *w);
+/* A task that yielded with another at hand, switched away from directly:
+ * to the back of its worker's queue, where another worker may take it. */
+static inline void mag__handoff_requeue(mag__worker_t *w, mag_task_t *prev)
+{
+    mag__push_back(w, prev);
+    if (w->rt->nworkers > 1)
+        mag__notify_parked(w->rt);
+}
+
 static inline void mag__task_resumed(void)
 {
     mag__worker_t *w = mag__worker_here();
-    if (MAG_UNLIKELY(w->handoff != NULL))
-        mag__worker_settle_handoff(w);
+    mag_task_t *prev = w->handoff;
+    if (!prev)
+        return;
+    /* The most frequent settlement, a yield from a guarded stack, here;
+     * the rest (a stack to check, an exit, a park) out of line. */
+    if (w->switch_reason == MAG__SWITCH_YIELD && prev->stack->guarded) {
+        w->handoff = NULL;
+        mag__handoff_requeue(w, prev);
+        return;
+    }
+    mag__worker_settle_handoff(w);
 }
 
 /* Task t -> task n on the same worker, without the scheduler's stack. The

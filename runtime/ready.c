@@ -196,18 +196,29 @@ int mag__ready_drain(mag_runtime_t *rt)
 
 /* The poller has looked at the epoll: the monitor leaves it alone for a
  * look (monitor.c). relaxed: a hint; only the poller writes it. */
-static void poller_looked(mag__worker_t *w)
+static void poller_looked(mag__worker_t *w, uint64_t now)
 {
+    w->ready_looked_ns = now;
     atomic_store_explicit(&w->ready_turns,
                           atomic_load_explicit(&w->ready_turns, memory_order_relaxed) + 1,
                           memory_order_relaxed);
 }
 
-int mag__ready_poll(mag__worker_t *w)
+/* The scheduler's turns come every FAIRNESS_INTERVAL runs (worker.c),
+ * some 0.4 us apart when tasks only yield: an epoll_wait at each made a
+ * yield at 2 workers half as dear again (6 -> 9 ns). At most one look per
+ * this long, then; events wait no longer, as the poller also looks each
+ * time it runs out of work. */
+#define READY_TURN_GAP_NS (20 * 1000ull)
+
+int mag__ready_poll(mag__worker_t *w, bool turn)
 {
     if (!mag__ready_on(w->rt) || w->index != 0)
         return 0;
-    poller_looked(w);
+    uint64_t now = mag__now();
+    if (turn && now - w->ready_looked_ns < READY_TURN_GAP_NS)
+        return 0;
+    poller_looked(w, now);
     return mag__ready_drain(w->rt);
 }
 
@@ -244,7 +255,7 @@ void mag__ready_sleep(mag__worker_t *w, uint64_t deadline_ns)
 {
     struct epoll_event ev[DRAIN_BATCH];
     int n = epoll_wait_until(w->rt->ready_fd, ev, DRAIN_BATCH, deadline_ns);
-    poller_looked(w);
+    poller_looked(w, mag__now());
     if (n > 0)
         take_events(w->rt, ev, n);
 }

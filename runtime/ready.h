@@ -27,9 +27,11 @@ MAG_HIDDEN int mag__ready_attach(mag__worker_t *w);
  * worker or from the monitor (whose wakes go through the inject queue).
  * Returns how many events it took. */
 MAG_HIDDEN int mag__ready_drain(mag_runtime_t *rt);
-/* The scheduler's turn at the epoll: if w is the poller, drains it as
- * mag__ready_drain does; otherwise does nothing and returns 0. */
-MAG_HIDDEN int mag__ready_poll(mag__worker_t *w);
+/* The scheduler's look at the epoll: if w is the poller, drains it as
+ * mag__ready_drain does; otherwise does nothing and returns 0. turn: one
+ * of the scheduler's periodic turns, skipped within 20 us of the last
+ * look; else (running out of work) always. */
+MAG_HIDDEN int mag__ready_poll(mag__worker_t *w, bool turn);
 /* The poller's sleep (ring.c, mag__ring_wait): in epoll_wait until an
  * event, a completion on its ring, a signal or task work, or deadline_ns
  * (mag__now() time; UINT64_MAX: none); wakes the waiters of the events it

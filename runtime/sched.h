@@ -389,6 +389,7 @@ typedef struct mag__worker {
      * poller, so that the monitor can tell one that has not looked since
      * its last look. */
     _Atomic uint32_t ready_turns;
+    uint64_t ready_looked_ns; /* mag__now() at the poller's last look (owner only) */
     _Atomic uint32_t sleeping;     /* 1 while parked in the ring */
     _Atomic(mag__cancel_t *) cancels; /* MPSC stack of forwarded cancels */
     unsigned submitted;            /* ring ops prepared (owner only) */

@@ -196,7 +196,7 @@ static void run_task(mag__worker_t *w, mag_task_t *t)
     }
 }
 
-static mag_task_t *next_local(mag__worker_t *w);
+static inline __attribute__((always_inline)) mag_task_t *next_local(mag__worker_t *w);
 
 /* ---- direct switches -----------------------------------------------------
  * A task that yields, parks or exits while its worker has another task at hand
@@ -231,9 +231,7 @@ void mag__worker_settle_handoff(mag__worker_t *w)
      * scheduler runs a task woken while it switched out again at once; here
      * the next task has started already, so it queues.) The state stays
      * RUNNING while queued. */
-    mag__push_back(w, prev);
-    if (w->rt->nworkers > 1)
-        mag__notify_parked(w->rt);
+    mag__handoff_requeue(w, prev);
 }
 
 bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t)
@@ -316,7 +314,7 @@ static inline void prefetch_burst(mag_task_t *next, mag_task_t *later)
     }
 }
 
-static mag_task_t *next_local(mag__worker_t *w)
+static inline __attribute__((always_inline)) mag_task_t *next_local(mag__worker_t *w)
 {
     mag_task_t *t;
     size_t n;
@@ -457,7 +455,7 @@ static void park(mag__worker_t *w)
      * make work. */
     mag__ring_poll(w);
     poll_timers(w);
-    mag__ready_poll(w);
+    mag__ready_poll(w, false);
     if (has_local_work(w))
         return;
     /* Going to sleep: spare free records go back, so that the slabs of a
@@ -550,7 +548,7 @@ void mag__worker_loop(mag__worker_t *w, mag_task_t *until_handle)
         if (w->fair_pos == 0) {
             mag__ring_poll(w);
             poll_timers(w);
-            mag__ready_poll(w);
+            mag__ready_poll(w, true);
         }
         mag_task_t *t = next_local(w);
         if (!t)
