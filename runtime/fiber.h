@@ -12,7 +12,6 @@
 #include "runtime/queue.h"
 #include "runtime/sched.h"
 
-
 #if MAG__ASAN
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,

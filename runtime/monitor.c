@@ -62,11 +62,11 @@
 struct mag__monitor {
     mag_runtime_t *rt;
     pthread_t thread;
-    uint64_t *last_polls;   /* per worker: its task count at the last look */
-    uint64_t *last_parks;   /* per worker: its park count at the last look */
-    uint64_t *last_unparks; /* per worker: its unpark count at the last look */
-    bool *had_backlog;      /* per worker: tasks were queued at the last look */
-    bool *was_in_sched;     /* per worker: awake and out of any task then */
+    uint64_t *last_polls;      /* per worker: its task count at the last look */
+    uint64_t *last_parks;      /* per worker: its park count at the last look */
+    uint64_t *last_unparks;    /* per worker: its unpark count at the last look */
+    bool *had_backlog;         /* per worker: tasks were queued at the last look */
+    bool *was_in_sched;        /* per worker: awake and out of any task then */
     uint32_t last_ready_turns; /* the poller's ready_turns at the last look */
 };
 

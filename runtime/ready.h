@@ -7,8 +7,8 @@
  * worker is off the CPU, its connections wait for it while the others idle.
  * A task that finds a socket empty instead waits for readiness on one epoll
  * (the first worker drains it at its scheduler's turns and sleeps in it;
- * the monitor drains it when that worker is held), and receives on whichever worker resumes it: the woken
- * tasks are stolen like any other, so no connection is tied to a thread.
+ * the monitor drains it when that worker is held), and receives on whichever worker resumes it: the
+ * woken tasks are stolen like any other, so no connection is tied to a thread.
  */
 #ifndef MAGPIE_RUNTIME_READY_H
 #define MAGPIE_RUNTIME_READY_H

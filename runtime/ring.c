@@ -705,8 +705,8 @@ int mag__ring_setup(mag__worker_t *w)
     static const unsigned multi_flags[] = {IORING_SETUP_SUBMIT_ALL, 0};
     bool multi = w->rt->nworkers > 1;
     const unsigned *flag_sets = multi ? multi_flags : loop_flags;
-    unsigned nsets = multi ? sizeof multi_flags / sizeof *multi_flags
-                           : sizeof loop_flags / sizeof *loop_flags;
+    unsigned nsets =
+        multi ? sizeof multi_flags / sizeof *multi_flags : sizeof loop_flags / sizeof *loop_flags;
     int rc = -EINVAL;
     for (unsigned i = 0; i < nsets; i++) {
         memset(&p, 0, sizeof p);

@@ -59,10 +59,10 @@ typedef struct mag__wheel {
      * may expire too, and the monitor reads the next expiry. A disarm from
      * another thread takes no lock (see timer.c). */
     pthread_mutex_t lock;
-    uint64_t elapsed;      /* ticks (2^16 ns) processed so far */
+    uint64_t elapsed; /* ticks (2^16 ns) processed so far */
     uint64_t occupied[MAG__WHEEL_LEVELS];
     mag__tentry_t *slots[MAG__WHEEL_LEVELS][MAG__WHEEL_SLOTS];
-    mag__tentry_t *free_entries;  /* under lock */
+    mag__tentry_t *free_entries;      /* under lock */
     struct mag__tentry_block *blocks; /* every entry's memory, freed with the wheel */
     /* Entries handed back by other threads (a stack linked through their
      * words): pushed with no lock, taken all at once under lock. */
@@ -142,30 +142,30 @@ static inline uint64_t mag__gen_next(uint64_t gen)
  * and its tsan_fiber NULL (the fiber dies with the stack). */
 struct mag_task {
     /* Line 0: the body and how to run it. */
-    _Atomic uint32_t state;     /* only through task_state.h */
+    _Atomic uint32_t state; /* only through task_state.h */
     int result;
-    void *sp;                   /* saved stack pointer while switched out */
-    mag__stack_t *stack;        /* NULL until the task first runs */
+    void *sp;            /* saved stack pointer while switched out */
+    mag__stack_t *stack; /* NULL until the task first runs */
     mag_fn fn;
     void *arg;
     mag_runtime_t *rt;
     struct mag__worker *_Atomic worker; /* where it runs or last ran (dumps) */
     mag_task_t *next;                   /* the inject queue */
     /* Line 1: the handle, the join, and what every suspension looks at. */
-    _Atomic uint64_t life;              /* generation, handle, cancelled (above) */
-    _Atomic(mag__waiter_t *) joiner;    /* NULL, a waiter, or MAG__JOIN_DONE */
+    _Atomic uint64_t life;           /* generation, handle, cancelled (above) */
+    _Atomic(mag__waiter_t *) joiner; /* NULL, a waiter, or MAG__JOIN_DONE */
     uint64_t id;
-    struct mag__task_hook *hook;        /* NULL, or who follows its life (below) */
-    uint64_t deadline;                  /* earliest of deadlines[], or UINT64_MAX */
-    _Atomic uint32_t refs;              /* the running body + the handle */
-    _Atomic int wait_kind;              /* MAG__WAIT_* (dumps) */
-    uint32_t stack_size;                /* at most MAG_STACK_MAX */
-    uint32_t index;                     /* where the record lives, for its handle (task_pool.c) */
-    uint8_t ndeadlines;                 /* at most MAG_DEADLINE_DEPTH */
+    struct mag__task_hook *hook; /* NULL, or who follows its life (below) */
+    uint64_t deadline;           /* earliest of deadlines[], or UINT64_MAX */
+    _Atomic uint32_t refs;       /* the running body + the handle */
+    _Atomic int wait_kind;       /* MAG__WAIT_* (dumps) */
+    uint32_t stack_size;         /* at most MAG_STACK_MAX */
+    uint32_t index;              /* where the record lives, for its handle (task_pool.c) */
+    uint8_t ndeadlines;          /* at most MAG_DEADLINE_DEPTH */
     bool deadline_armed;
     bool started;
-    bool named;                         /* name was written */
-    bool hooked_words;                  /* hook_words may have been written */
+    bool named;        /* name was written */
+    bool hooked_words; /* hook_words may have been written */
     /* Cold: written only when used (above). */
     const void *_Atomic wait_obj;
     mag__timer_t deadline_timer;
@@ -242,15 +242,15 @@ MAG_HIDDEN void mag__task_register(mag_runtime_t *rt, struct mag__worker *w, mag
 
 /* What mag__task_peek copies out of a record. */
 typedef struct mag__task_view {
-    uint64_t life;     /* generation, handle, cancelled: as first read */
-    uint32_t state;    /* the raw state word (task_state.h), never FREE */
+    uint64_t life;  /* generation, handle, cancelled: as first read */
+    uint32_t state; /* the raw state word (task_state.h), never FREE */
     /* With details only: */
     uint64_t id;
-    char name[32];     /* NUL-terminated */
-    bool hooked;       /* a hook follows it (its owner holds the handle) */
-    int wait_kind;     /* MAG__WAIT_* */
+    char name[32]; /* NUL-terminated */
+    bool hooked;   /* a hook follows it (its owner holds the handle) */
+    int wait_kind; /* MAG__WAIT_* */
     const void *wait_obj;
-    int worker;        /* where it runs or last ran; -1: nowhere yet */
+    int worker;                /* where it runs or last ran; -1: nowhere yet */
     const mag__stack_t *stack; /* read only through process_vm_readv (dumps) */
     uint64_t hook_words[MAG__HOOK_WORDS];
 } mag__task_view_t;
@@ -261,8 +261,7 @@ typedef struct mag__task_view {
  * may be recycled under us at any moment; the copy is of one use of the
  * record, whose generation is v->life's. details: the fields after state
  * too (dumps), else only life and state (cancel sweeps). */
-MAG_HIDDEN bool mag__task_peek(mag_task_t *t, mag_runtime_t *rt, mag__task_view_t *v,
-                               bool details);
+MAG_HIDDEN bool mag__task_peek(mag_task_t *t, mag_runtime_t *rt, mag__task_view_t *v, bool details);
 /* Cancels t (and wakes it) if its record is still in generation gen and t
  * is live; false if it moved on, or was cancelled already. */
 MAG_HIDDEN bool mag__task_cancel_gen(mag_task_t *t, uint64_t gen);
@@ -368,38 +367,38 @@ typedef struct mag__worker {
      * when it wraps to 0, and a direct switch tests it on every switch
      * without a division (worker.c). */
     unsigned fair_pos;
-    uint64_t coop_tick;   /* the run (tick) last given a budget (mag__coop_refill) */
+    uint64_t coop_tick; /* the run (tick) last given a budget (mag__coop_refill) */
     uint32_t rng;
     bool searching;
     bool ring_ready;
-    bool is_thread;                /* its own OS thread (not loop mode) */
+    bool is_thread; /* its own OS thread (not loop mode) */
     /* The task census (task.c): tasks admitted and finished by tasks running
      * on this worker. Written by this worker only, with release stores;
      * summed by mag__tasks_live. Monotonic. */
     _Atomic uint64_t tasks_in, tasks_out;
-    const mag__hooks_t *hooks;     /* rt->hooks, on the worker's own line */
+    const mag__hooks_t *hooks; /* rt->hooks, on the worker's own line */
     void *hook_ctx;
     struct io_uring ring;
     unsigned ring_flags;
-    int wake_fd;                   /* eventfd; a read on the ring is always armed */
+    int wake_fd; /* eventfd; a read on the ring is always armed */
     uint64_t wake_buf;
     mag__op_t wake_op;
-    _Atomic bool wake_armed;       /* cleared by the completion, maybe a rescuer's */
+    _Atomic bool wake_armed; /* cleared by the completion, maybe a rescuer's */
     /* The readiness poller's looks at the epoll (ready.c), counted by the
      * poller, so that the monitor can tell one that has not looked since
      * its last look. */
     _Atomic uint32_t ready_turns;
-    uint64_t ready_looked_ns; /* mag__now() at the poller's last look (owner only) */
-    _Atomic uint32_t sleeping;     /* 1 while parked in the ring */
+    uint64_t ready_looked_ns;         /* mag__now() at the poller's last look (owner only) */
+    _Atomic uint32_t sleeping;        /* 1 while parked in the ring */
     _Atomic(mag__cancel_t *) cancels; /* MPSC stack of forwarded cancels */
-    unsigned submitted;            /* ring ops prepared (owner only) */
-    _Atomic unsigned sqe_epoch;    /* submitted, published (release) for rescuers */
-    _Atomic unsigned reaped;       /* ... and completed: written under cq_lock */
-    mag__lock_t cq_lock;           /* whoever reaps the ring: the owner, or a rescuer */
-    pthread_mutex_t submit_lock;   /* a rescuer's submit, and the doorbell's commit */
-    _Atomic uint32_t stuck;        /* set by the monitor, cleared by the owner */
-    _Atomic uint32_t in_task;      /* 1 while the owner runs a task (relaxed hint) */
-    bool sq_starved;               /* a task found the SQ full and yielded */
+    unsigned submitted;               /* ring ops prepared (owner only) */
+    _Atomic unsigned sqe_epoch;       /* submitted, published (release) for rescuers */
+    _Atomic unsigned reaped;          /* ... and completed: written under cq_lock */
+    mag__lock_t cq_lock;              /* whoever reaps the ring: the owner, or a rescuer */
+    pthread_mutex_t submit_lock;      /* a rescuer's submit, and the doorbell's commit */
+    _Atomic uint32_t stuck;           /* set by the monitor, cleared by the owner */
+    _Atomic uint32_t in_task;         /* 1 while the owner runs a task (relaxed hint) */
+    bool sq_starved;                  /* a task found the SQ full and yielded */
     mag__wheel_t wheel;
     mag__stack_t *stack_cache;
     unsigned stacks_cached;
@@ -453,7 +452,7 @@ struct mag_runtime {
     struct mag__blocking *blocking; /* the blocking pool (blocking.h) */
     struct mag__procpool *procpool; /* the process pool, owned above (procpool/); NULL: none */
     struct mag__monitor *monitor;   /* monitor.c; NULL in loop mode */
-    const mag__hooks_t *hooks; /* NULL: none installed (hooks.h) */
+    const mag__hooks_t *hooks;      /* NULL: none installed (hooks.h) */
     void *hook_ctx;
     struct mag__fd_rings *fd_rings; /* fd_rings.c */
     /* Shared socket readiness (ready.c): an epoll the first worker drains
@@ -463,16 +462,16 @@ struct mag_runtime {
     struct mag__ready_slot *ready_slots;
     unsigned ready_nslots;
     struct mag_runtime *ready_next; /* the runtimes with readiness (ready.c) */
-    uint64_t start_ns;         /* mag__now() at create (metrics) */
-    pthread_t loop_owner;      /* loop mode: the block_on thread */
-    _Atomic uint32_t loop_owned; /* MAG__LOOP_*: OWNED once loop_owner is set */
-    bool draining;             /* loop mode shutdown: run until live == 0 ... */
-    uint64_t drain_until_ns;   /* ... or until this mag__now() time, if not 0 */
-    uint64_t shutdown_ns;      /* lifecycle/: when shutdown first cancelled every task */
-    uint64_t shutdown_report_ns; /* lifecycle/: when to name the tasks left next */
-    _Atomic uint32_t started;  /* futex word: every worker ring exists */
-    _Atomic uint32_t stopping; /* workers exit their loop */
-    _Atomic uint32_t closing;  /* shutdown started: spawns are refused */
+    uint64_t start_ns;              /* mag__now() at create (metrics) */
+    pthread_t loop_owner;           /* loop mode: the block_on thread */
+    _Atomic uint32_t loop_owned;    /* MAG__LOOP_*: OWNED once loop_owner is set */
+    bool draining;                  /* loop mode shutdown: run until live == 0 ... */
+    uint64_t drain_until_ns;        /* ... or until this mag__now() time, if not 0 */
+    uint64_t shutdown_ns;           /* lifecycle/: when shutdown first cancelled every task */
+    uint64_t shutdown_report_ns;    /* lifecycle/: when to name the tasks left next */
+    _Atomic uint32_t started;       /* futex word: every worker ring exists */
+    _Atomic uint32_t stopping;      /* workers exit their loop */
+    _Atomic uint32_t closing;       /* shutdown started: spawns are refused */
 
     /* The inject queue. */
     _Alignas(MAG_CACHELINE) pthread_mutex_t inject_lock;
@@ -481,9 +480,9 @@ struct mag_runtime {
 
     /* The idle protocol (idle.c). */
     _Alignas(MAG_CACHELINE) pthread_mutex_t idle_lock;
-    unsigned *sleepers;        /* parked worker indexes (under idle_lock) */
+    unsigned *sleepers; /* parked worker indexes (under idle_lock) */
     unsigned nsleepers;
-    _Atomic uint32_t idle;     /* searching << 16 | unparked */
+    _Atomic uint32_t idle; /* searching << 16 | unparked */
 
     /* The task census of plain threads (mag_runtime_spawn, blocking jobs
      * finishing on pool threads); the workers' own are in their records.
@@ -492,7 +491,7 @@ struct mag_runtime {
 
     /* The monitor (monitor.c). */
     _Alignas(MAG_CACHELINE) _Atomic uint32_t monitor_word; /* futex: stop bit and kicks */
-    _Atomic uint32_t monitor_deep;  /* 1 while it sleeps because all workers park */
+    _Atomic uint32_t monitor_deep; /* 1 while it sleeps because all workers park */
 };
 
 MAG_HIDDEN extern _Thread_local mag__worker_t *mag__tls_worker MAG_TLS_FAST;

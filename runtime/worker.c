@@ -62,7 +62,6 @@ mag_runtime_t *mag_runtime_current(void)
     return mag__worker_runtime(mag__worker_current());
 }
 
-
 static unsigned poll_timers(mag__worker_t *w)
 {
     if (!atomic_load_explicit(&w->wheel.count, memory_order_relaxed))
@@ -259,8 +258,7 @@ bool mag__worker_switch_direct(mag__worker_t *w, mag_task_t *t)
          * parked or searching: then it goes through the scheduler, whose
          * queue that worker may take it from. A park always does: it
          * steals or sleeps. */
-        if (w->switch_reason != MAG__SWITCH_YIELD ||
-            (rt->nworkers > 1 && !mag__idle_all_busy(rt)))
+        if (w->switch_reason != MAG__SWITCH_YIELD || (rt->nworkers > 1 && !mag__idle_all_busy(rt)))
             return false;
         w->tick++;
         w->fair_pos++; /* at most FAIRNESS_INTERVAL - 1: the turn comes next */
@@ -357,8 +355,8 @@ static inline __attribute__((always_inline)) mag_task_t *next_local(mag__worker_
         return t;
     }
     /* A fair share of the inject queue, the rest stays for other workers. */
-    size_t share = atomic_load_explicit(&w->rt->inject_len, memory_order_relaxed) /
-                       w->rt->nworkers + 1;
+    size_t share =
+        atomic_load_explicit(&w->rt->inject_len, memory_order_relaxed) / w->rt->nworkers + 1;
     if (share > STEAL_MAX)
         share = STEAL_MAX;
     if ((t = mag__inject_take(w->rt, share, &n))) {
@@ -481,8 +479,7 @@ static void park(mag__worker_t *w)
         /* seq_cst: after the seq_cst store of sleeping, paired with the
          * stopper's and the last finisher's seq_cst operations. */
         bool stop = atomic_load_explicit(&rt->stopping, memory_order_seq_cst) ||
-                    (rt->draining && !mag__tasks_live(rt)) ||
-                    drain_over(rt);
+                    (rt->draining && !mag__tasks_live(rt)) || drain_over(rt);
         /* Local work too: arming the doorbell may have had to reap to find
          * SQ room, and completions reaped by the scheduler queue their tasks
          * here without waking anyone (queue.c). */
@@ -539,8 +536,7 @@ void mag__worker_loop(mag__worker_t *w, mag_task_t *until_handle)
     for (;;) {
         if (until ? task_done(until)
                   : atomic_load_explicit(&w->rt->stopping, memory_order_acquire) ||
-                        (w->rt->draining && !mag__tasks_live(w->rt)) ||
-                        drain_over(w->rt))
+                        (w->rt->draining && !mag__tasks_live(w->rt)) || drain_over(w->rt))
             break;
         w->tick++;
         if (++w->fair_pos == FAIRNESS_INTERVAL)
