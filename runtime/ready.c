@@ -153,10 +153,11 @@ int mag__ready_attach(mag__worker_t *w)
         return 0;
     /* Level-triggered: the epoll reports the ring for as long as its CQ
      * holds completions (or the kernel's overflow list does: see
-     * mag__ring_wait, which flushes it before a sleep). A drainer on another thread (the monitor)
-     * that takes that report puts it back, and epoll wakes the poller for it again, so the poller
-     * never sleeps over a completion (edge-triggered, the report the monitor took would have been
-     * the only one). */
+     * mag__ring_wait, which flushes it before a sleep). A drainer on
+     * another thread (the monitor) that takes that report puts it back,
+     * and epoll wakes the poller for it again, so the poller never sleeps
+     * over a completion (edge-triggered, the report the monitor took would
+     * have been the only one). */
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RING_TAG};
     return epoll_ctl(w->rt->ready_fd, EPOLL_CTL_ADD, w->ring.ring_fd, &ev) == 0 ? 0 : -errno;
 }
