@@ -149,7 +149,7 @@ void mag__ready_free(mag_runtime_t *rt)
 
 int mag__ready_attach(mag__worker_t *w)
 {
-    if (!mag__ready_on(w->rt) || w->index != 0)
+    if (!mag__ready_poller(w))
         return 0;
     /* Level-triggered: the epoll reports the ring for as long as its CQ
      * holds completions (or the kernel's overflow list does: see
@@ -214,7 +214,7 @@ static void poller_looked(mag__worker_t *w, uint64_t now)
 
 int mag__ready_poll(mag__worker_t *w, bool turn)
 {
-    if (!mag__ready_on(w->rt) || w->index != 0)
+    if (!mag__ready_poller(w))
         return 0;
     uint64_t now = mag__now();
     if (turn && now - w->ready_looked_ns < READY_TURN_GAP_NS)

@@ -7,8 +7,9 @@
  * worker is off the CPU, its connections wait for it while the others idle.
  * A task that finds a socket empty instead waits for readiness on one epoll
  * (the first worker drains it at its scheduler's turns and sleeps in it;
- * the monitor drains it when that worker is held), and receives on whichever worker resumes it: the
- * woken tasks are stolen like any other, so no connection is tied to a thread.
+ * the monitor drains it when that worker is held), and receives on
+ * whichever worker resumes it: the woken tasks are stolen like any other,
+ * so no connection is tied to a thread.
  */
 #ifndef MAGPIE_RUNTIME_READY_H
 #define MAGPIE_RUNTIME_READY_H
@@ -79,6 +80,12 @@ MAG_HIDDEN void mag__ready_leave(mag_runtime_t *rt, int fd);
 static inline bool mag__ready_on(const mag_runtime_t *rt)
 {
     return rt->ready_fd >= 0;
+}
+
+/* Whether w is the readiness poller: the first worker, with readiness on. */
+static inline bool mag__ready_poller(const mag__worker_t *w)
+{
+    return w->index == 0 && mag__ready_on(w->rt);
 }
 
 #endif /* MAGPIE_RUNTIME_READY_H */
