@@ -316,6 +316,9 @@ static void print_task(FILE *out, const task_snap_t *s, uint64_t now, size_t hwm
         char d[24];
         fmt_ns(d, sizeof d, now > s->run_start ? now - s->run_start : 0);
         snprintf(state, sizeof state, "running for %s", d);
+    } else if (st == MAG__RUNNING && !s->stack) {
+        /* Spawned and queued: a fresh task is RUNNING (task_state.h). */
+        snprintf(state, sizeof state, "runnable (not started)");
     } else if (st == MAG__RUNNING && tracked) {
         /* A task that yielded stays RUNNING while it waits in a queue. */
         snprintf(state, sizeof state, "runnable (yielded)");

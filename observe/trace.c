@@ -129,7 +129,7 @@ static void trace_run_end(void *ctx, mag__worker_t *w, mag_task_t *t)
 
 static void trace_wake(void *ctx, mag__worker_t *w, mag_task_t *t, bool is_new)
 {
-    /* t is RUNNABLE and in no queue yet: the push that follows publishes
+    /* t is woken or fresh and in no queue yet: the push that follows publishes
      * the flag to the worker that runs it. */
     atomic_store_explicit(&t->hook_words[MAG__OBS_FLOW], 1, memory_order_relaxed);
     ev_next(rec(ctx, w), MAG__EV_FLOW_S, mag__now(), t->id)->n = is_new;

@@ -7,7 +7,8 @@
  * and mag_join / mag_detach work on its handle unchanged), but it is queued
  * here instead of on a run queue, and a pool thread calls fn(arg) on its own
  * stack and then mag__task_finish, which signals the joiner. The record's
- * state goes RUNNABLE -> RUNNING -> DONE and is never PARKED, so a stray
+ * state goes RUNNING -> DONE (published RUNNING, as every fresh task, then
+ * RUNNING again at the job's start) and is never PARKED, so a stray
  * mag__wake (mag_cancel, shutdown's cancel sweep) only sets NOTIFY on it and
  * never queues it on a worker.
  *

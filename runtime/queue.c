@@ -59,7 +59,8 @@ mag_task_t *mag__inject_take(mag_runtime_t *rt, size_t max, size_t *taken)
  * spawns beyond its 256 slots need not go through the inject queue's lock
  * and its list linked through the (cold) records, walked one cache miss a
  * task when taken back: an array of pointers that doubles does, read in
- * order. */
+ * order. Its capacity is a power of two, so an index wraps with a mask, not
+ * a division (tens of cycles, twice a task in a burst). */
 
 static bool spill_push(mag__worker_t *w, mag_task_t *t)
 {
@@ -70,13 +71,13 @@ static bool spill_push(mag__worker_t *w, mag_task_t *t)
         if (!a)
             return false;
         for (size_t i = 0; i < len; i++) /* unwrapped, oldest first */
-            a[i] = w->spill[(w->spill_head + i) % w->spill_cap];
+            a[i] = w->spill[(w->spill_head + i) & (w->spill_cap - 1)];
         free(w->spill);
         w->spill = a;
         w->spill_cap = cap;
         w->spill_head = 0;
     }
-    w->spill[(w->spill_head + len) % w->spill_cap] = t;
+    w->spill[(w->spill_head + len) & (w->spill_cap - 1)] = t;
     atomic_store_explicit(&w->spill_len, len + 1, memory_order_relaxed);
     return true;
 }
@@ -87,7 +88,7 @@ mag_task_t *mag__spill_take(mag__worker_t *w)
     if (!len)
         return NULL;
     mag_task_t *t = w->spill[w->spill_head];
-    w->spill_head = (w->spill_head + 1) % w->spill_cap;
+    w->spill_head = (w->spill_head + 1) & (w->spill_cap - 1);
     atomic_store_explicit(&w->spill_len, len - 1, memory_order_relaxed);
     return t;
 }

@@ -25,7 +25,7 @@ static inline size_t mag__spill_len(mag__worker_t *w)
  * owner's look, for a prefetch). */
 static inline mag_task_t *mag__spill_peek(mag__worker_t *w, size_t i)
 {
-    return mag__spill_len(w) > i ? w->spill[(w->spill_head + i) % w->spill_cap] : NULL;
+    return mag__spill_len(w) > i ? w->spill[(w->spill_head + i) & (w->spill_cap - 1)] : NULL;
 }
 /* Any queued work on any worker or in the inject queue (seq_cst loads: the
  * last look of a worker about to park, see mag__notify_parked). */

@@ -236,8 +236,9 @@ MAG_HIDDEN int mag__task_admit(mag_runtime_t *rt, struct mag__worker *w, mag_fn 
 /* Names t (the first 31 bytes of name), before it is registered. */
 MAG_HIDDEN void mag__task_set_name(mag_task_t *t, const char *name);
 /* Publishes t, every field of it set, to the walks that find live tasks
- * (shutdown, dumps: mag__task_peek): its state becomes RUNNABLE. Before it
- * is queued. No lock, no locked instruction. */
+ * (shutdown, dumps: mag__task_peek): its state becomes RUNNING, as a queued
+ * task that yielded is (task_state.h). Before it is queued. No lock, no
+ * locked instruction. */
 MAG_HIDDEN void mag__task_register(mag_runtime_t *rt, struct mag__worker *w, mag_task_t *t);
 
 /* What mag__task_peek copies out of a record. */
@@ -404,7 +405,8 @@ typedef struct mag__worker {
     unsigned stacks_cached;
     /* Loop mode only: where the full local queue spills (queue.c), a ring
      * buffer that grows, instead of the inject queue's list through the
-     * records. The owner's only; the length is atomic for mag_metrics. */
+     * records. The owner's only; the length is atomic for mag_metrics.
+     * spill_cap is 0 or a power of two. */
     mag_task_t **spill;
     size_t spill_head, spill_cap;
     _Atomic size_t spill_len;

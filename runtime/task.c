@@ -136,7 +136,7 @@ void *mag__hooks_ctx(const mag_runtime_t *rt)
  *   a use of the record, generation g:   task_free (of the use before):
  *     task_init writes the fields           state = FREE
  *     spawn writes id, name                 life = g+1 (release)
- *     register: state = RUNNABLE (release)  release fence
+ *     register: state = RUNNING (release)   release fence
  *     ... runs, DONE ...
  *
  *   the reader: L1 = life (acquire); s = state (acquire), FREE: no task;
@@ -286,8 +286,9 @@ void mag__task_set_name(mag_task_t *t, const char *name)
     t->named = true;
 }
 
-static inline int task_admit(mag_runtime_t *rt, mag__worker_t *w, mag_fn fn, void *arg,
-                             bool joinable, mag_task_t **out)
+static inline __attribute__((always_inline)) int task_admit(mag_runtime_t *rt, mag__worker_t *w,
+                                                            mag_fn fn, void *arg, bool joinable,
+                                                            mag_task_t **out)
 {
     mag__worker_t *cw = mag__census_worker(rt, true);
     if (cw) {
@@ -330,8 +331,10 @@ void mag__task_register(mag_runtime_t *rt, mag__worker_t *w, mag_task_t *t)
 }
 
 /* w: the calling thread's worker when it is one of rt's, else NULL. */
-static inline int spawn_task(mag_runtime_t *rt, mag__worker_t *w, mag_task_t **out, mag_fn fn,
-                             void *arg, const mag_spawn_opts_t *opts, mag__task_hook_t *hook)
+static inline __attribute__((always_inline)) int spawn_task(mag_runtime_t *rt, mag__worker_t *w,
+                                                            mag_task_t **out, mag_fn fn, void *arg,
+                                                            const mag_spawn_opts_t *opts,
+                                                            mag__task_hook_t *hook)
 {
     size_t stack = rt->cfg.stack_size;
     if (opts && opts->stack_size) {
@@ -380,7 +383,7 @@ int mag_spawn_ex(mag_task_t **out, mag_fn fn, void *arg, const mag_spawn_opts_t 
 {
     if (!out || !fn)
         return -EINVAL;
-    mag__worker_t *w = mag__worker_current();
+    mag__worker_t *w = mag__worker_here();
     if (!w)
         return -EPERM;
     return spawn_task(w->rt, w, out, fn, arg, opts, NULL);
@@ -388,7 +391,7 @@ int mag_spawn_ex(mag_task_t **out, mag_fn fn, void *arg, const mag_spawn_opts_t 
 
 mag_task_t *mag_spawn(mag_fn fn, void *arg)
 {
-    mag__worker_t *w = mag__worker_current();
+    mag__worker_t *w = mag__worker_here();
     mag_task_t *t = NULL;
     if (!fn || !w)
         return NULL;

@@ -256,19 +256,29 @@ static slab_t *slab_with_free(void)
     return s;
 }
 
-static mag_task_t *slab_pop(slab_t *s)
+/* Takes up to want free records of s into out, the highest first (records
+ * freed in address order are taken back most recently freed first, as from
+ * one LIFO list); returns how many. One pass over the slab's bits and one
+ * move between lists however many it takes. */
+static unsigned slab_take(slab_t *s, mag_task_t **out, unsigned want)
 {
-    /* The highest free record first: records freed in address order are
-     * taken back most recently freed first, as from one LIFO list. */
-    unsigned word = s->freemap[1] ? 1 : 0;
-    unsigned bit = 63u - (unsigned)__builtin_clzll(s->freemap[word]);
-    s->freemap[word] &= ~(1ull << bit);
-    mag_task_t *t = record_at(chunk_of(s), slab_number(s), word * 64 + bit);
-    if (--s->nfree == 0)
+    chunk_t *c = chunk_of(s);
+    unsigned i = slab_number(s), n = 0;
+    for (int word = 1; word >= 0 && n < want; word--) {
+        uint64_t bits = s->freemap[word];
+        while (bits && n < want) {
+            unsigned bit = 63u - (unsigned)__builtin_clzll(bits);
+            bits &= ~(1ull << bit);
+            out[n++] = record_at(c, i, (unsigned)word * 64 + bit);
+        }
+        s->freemap[word] = bits;
+    }
+    s->nfree -= n;
+    if (s->nfree == 0)
         list_move(s, LIST_NONE);
     else if (s->list == LIST_EMPTY)
         list_move(s, LIST_PARTIAL);
-    return t;
+    return n;
 }
 
 /* Returns t to its slab. now: the time, or 0 to read it when needed. */
@@ -373,22 +383,23 @@ mag_task_t *mag__task_alloc_refill(mag__worker_t *w)
 {
     /* An empty cache takes a few records at once: one lock for REFILL
      * spawns, and no record read (their slots are bits in the slab). */
-    mag_task_t *t = NULL;
-    unsigned want = w ? REFILL : 1;
+    mag_task_t *taken[REFILL];
+    unsigned want = w ? REFILL : 1, n = 0;
     pthread_mutex_lock(&pool_lock);
-    for (unsigned n = 0; n < want; n++) {
+    while (n < want) {
         slab_t *s = slab_with_free();
         if (!s)
             break;
-        mag_task_t *r = slab_pop(s);
-        if (!t)
-            t = r;
-        else
-            w->free_tasks[w->free_count++] = r;
+        n += slab_take(s, taken + n, want - n);
     }
     pthread_mutex_unlock(&pool_lock);
-    /* Taken highest first: the last taken, the lowest, is used next. */
-    return t;
+    if (!n)
+        return NULL;
+    /* Taken highest first: the first goes to the caller, and the cache
+     * hands out its last, the lowest, next. */
+    for (unsigned k = 1; k < n; k++)
+        w->free_tasks[w->free_count++] = taken[k];
+    return taken[0];
 }
 
 void mag__task_pool_put(mag_task_t *t)

@@ -6,11 +6,14 @@
  *
  * The word is a status in the low bits plus a NOTIFY bit:
  *
- *   FREE -> RUNNABLE          spawn (mag__state_publish), every field set
- *   RUNNABLE -> RUNNING       a worker (or a blocking-pool thread) starts it
+ *   FREE -> RUNNING           spawn (mag__state_publish), every field set:
+ *                             queued, as a yielded task is (below)
+ *   RUNNABLE -> RUNNING       a worker (or a blocking-pool thread) runs a
+ *                             woken task
  *   RUNNING -> PARKED         the scheduler (or the task switched to), after
  *                             the task switched out
- *   RUNNING -> RUNNING        a yield: it stays RUNNING while queued
+ *   RUNNING -> RUNNING        a yield: it stays RUNNING while queued; a
+ *                             fresh task's first start
  *   PARKED -> RUNNABLE        a waker; the waker queues it
  *   RUNNABLE|RUNNING + NOTIFY a waker that found it awake: do not park
  *   RUNNING -> DONE           the body returned
@@ -37,8 +40,9 @@
  * nothing. */
 enum {
     MAG__FREE = 0,     /* the record is in a free pool, or its memory was given back */
-    MAG__RUNNABLE = 1, /* in a run queue, or about to be */
-    MAG__RUNNING = 2,  /* on a worker (also while switching out) */
+    MAG__RUNNABLE = 1, /* woken: in a run queue, or about to be */
+    MAG__RUNNING = 2,  /* on a worker (also while switching out), or queued
+                        * after a yield, or spawned and not started yet */
     MAG__PARKED = 3,   /* suspended; the next wake queues it */
     MAG__DONE = 4,     /* returned; its stack is released */
     MAG__STATUS_MASK = 7,
@@ -60,22 +64,30 @@ static inline void mag__state_init_free(_Atomic uint32_t *word)
     atomic_store_explicit(word, MAG__FREE, memory_order_relaxed);
 }
 
-/* A fresh task, not yet started, every field of its record set. release:
- * pairs with the acquire load in mag__task_peek (task.c), so that a walk
- * that finds the task RUNNABLE sees its fields; the queue that hands the
- * record on publishes it to whoever runs it. A plain store on x86. */
+/* A fresh task, not yet started, every field of its record set. It is
+ * published RUNNING, as a task that yielded is while it waits in a queue:
+ * a waker that comes before its first run sets NOTIFY with its
+ * read-modify-write, which stays in the word (nothing overwrites it) and
+ * stops the task's first park, so starting it needs no exchange (see
+ * mag__state_begin_run). Published RUNNABLE, every spawn paid a locked
+ * exchange at its start, which waited for the spawn's stores to the cold
+ * record to drain (chained_spawn: 12% of its time at 1 worker). Dumps tell
+ * a fresh task by its stack, NULL until it first runs. release: pairs with
+ * the acquire load in mag__task_peek (task.c), so that a walk that finds
+ * the task sees its fields; the queue that hands the record on publishes
+ * it to whoever runs it. A plain store on x86. */
 static inline void mag__state_publish(_Atomic uint32_t *word)
 {
-    atomic_store_explicit(word, MAG__RUNNABLE, memory_order_release);
+    atomic_store_explicit(word, MAG__RUNNING, memory_order_release);
 }
 
 /* A worker is about to run the task. A task woken from PARKED is RUNNABLE:
  * the exchange (acq_rel) orders us after the waker's read-modify-write, so
  * the task sees what the waker published, and clears a NOTIFY that came while
- * it was queued. A task that yielded stayed RUNNING: a waker meanwhile set
- * NOTIFY with a read-modify-write, which makes its next park run it again
- * rather than lose the wake, so the plain load suffices and the common yield
- * costs no locked instruction. */
+ * it was queued. A task that yielded, or a fresh one, is RUNNING: a waker
+ * meanwhile set NOTIFY with a read-modify-write, which makes its next park
+ * run it again rather than lose the wake, so the plain load suffices and
+ * neither a yield nor a spawn costs a locked instruction here. */
 static inline void mag__state_begin_run(_Atomic uint32_t *word)
 {
     if (atomic_load_explicit(word, memory_order_acquire) != MAG__RUNNING)

@@ -1,8 +1,9 @@
 /*
  * obs_dump - mag_dump_tasks lists every live task with what it waits on: a
  * task blocked on a mutex as "waiting on mutex", others on a timer, a join,
- * a channel; the running task as running; names, workers, ages, and a stack
- * high-water mark that reflects a deep stack.
+ * a channel; the running task as running, a task not started yet as
+ * runnable; names, workers, ages, and a stack high-water mark that reflects
+ * a deep stack.
  */
 #include "test.h"
 
@@ -28,6 +29,14 @@ static int sleeper(void *arg)
 }
 
 static mag_task_t *_Atomic inner_task;
+static atomic_int fresh_started;
+
+static int fresh(void *arg)
+{
+    (void)arg;
+    atomic_store(&fresh_started, 1);
+    return 0;
+}
 
 static int joiner(void *arg)
 {
@@ -166,6 +175,28 @@ static int main_task(void *arg)
     ASSERT_GE((int64_t)hwm, 96);
     ASSERT_LT((int64_t)hwm, 256);
     free(dump);
+
+    /* A task spawned and not started yet is runnable, not running (its
+     * state word says RUNNING until its first run, task_state.h). Looked
+     * at only when the dump was over before the task began: another
+     * worker may steal and start it at once. */
+    bool seen_fresh = false;
+    for (int tries = 0; tries < 100 && !seen_fresh; tries++) {
+        atomic_store(&fresh_started, 0);
+        mag_spawn_opts_t o = {.name = "fresh"};
+        mag_task_t *f;
+        ASSERT_EQ(mag_spawn_ex(&f, fresh, NULL, &o), 0);
+        dump = take_dump(&count);
+        if (!atomic_load(&fresh_started)) {
+            l = line_of(dump, "fresh", buf, sizeof buf);
+            ASSERT_TRUE(l != NULL);
+            ASSERT_TRUE(strstr(l, "runnable (not started)") != NULL);
+            seen_fresh = true;
+        }
+        free(dump);
+        ASSERT_EQ(mag_join(f, NULL), 0);
+    }
+    ASSERT_TRUE(seen_fresh);
 
     /* Release everyone. */
     ASSERT_EQ(mag_mutex_unlock(&mu), 0);
