@@ -62,21 +62,28 @@ mag_task_t *mag__inject_take(mag_runtime_t *rt, size_t max, size_t *taken)
  * order. Its capacity is a power of two, so an index wraps with a mask, not
  * a division (tens of cycles, twice a task in a burst). */
 
+/* The spill is full: twice the room (the first: 1024). Out of line, as
+ * overflow_to_inject below, so that a push into room saves no registers. */
+static __attribute__((noinline)) bool spill_grow(mag__worker_t *w, size_t len)
+{
+    size_t cap = w->spill_cap ? 2 * w->spill_cap : 1024;
+    mag_task_t **a = malloc(cap * sizeof *a);
+    if (!a)
+        return false;
+    for (size_t i = 0; i < len; i++) /* unwrapped, oldest first */
+        a[i] = w->spill[(w->spill_head + i) & (w->spill_cap - 1)];
+    free(w->spill);
+    w->spill = a;
+    w->spill_cap = cap;
+    w->spill_head = 0;
+    return true;
+}
+
 static bool spill_push(mag__worker_t *w, mag_task_t *t)
 {
     size_t len = mag__spill_len(w);
-    if (len == w->spill_cap) {
-        size_t cap = w->spill_cap ? 2 * w->spill_cap : 1024;
-        mag_task_t **a = malloc(cap * sizeof *a);
-        if (!a)
-            return false;
-        for (size_t i = 0; i < len; i++) /* unwrapped, oldest first */
-            a[i] = w->spill[(w->spill_head + i) & (w->spill_cap - 1)];
-        free(w->spill);
-        w->spill = a;
-        w->spill_cap = cap;
-        w->spill_head = 0;
-    }
+    if (len == w->spill_cap && !spill_grow(w, len))
+        return false;
     w->spill[(w->spill_head + len) & (w->spill_cap - 1)] = t;
     atomic_store_explicit(&w->spill_len, len + 1, memory_order_relaxed);
     return true;
@@ -93,15 +100,11 @@ mag_task_t *mag__spill_take(mag__worker_t *w)
     return t;
 }
 
-/* The local queue is full: half of it and t go to the inject queue in one
- * batch (loop mode: t to the spill). Out of line, so the hot push below
- * stays small. */
-void mag__push_overflow(mag__worker_t *w, mag_task_t *t)
+/* Half of the full local queue and t to the inject queue in one batch. A
+ * function of its own: its kilobyte of batch on the stack, and the six
+ * registers its loop saves, are not set up for the spill's few stores. */
+static __attribute__((noinline)) void overflow_to_inject(mag__worker_t *w, mag_task_t *t)
 {
-    if (w->rt->nworkers == 1 && spill_push(w, t)) {
-        mag__stat_inc(&w->stats.overflows, 1);
-        return;
-    }
     mag_task_t *batch[MAG__DEQUE_CAP / 2];
     unsigned n = mag__deque_take(&w->deque, batch, MAG__DEQUE_CAP / 2, false);
     for (unsigned i = 0; i + 1 < n; i++)
@@ -112,46 +115,29 @@ void mag__push_overflow(mag__worker_t *w, mag_task_t *t)
     } else {
         mag__inject_push(w->rt, t, t, 1);
     }
+}
+
+/* The local queue is full: half of it and t go to the inject queue in one
+ * batch (loop mode: t to the spill). Out of line, so the hot push below
+ * stays small. */
+void mag__push_overflow(mag__worker_t *w, mag_task_t *t)
+{
+    if (w->rt->nworkers != 1 || !spill_push(w, t))
+        overflow_to_inject(w, t);
     mag__stat_inc(&w->stats.overflows, 1);
 }
 
-/* A batch the scheduler itself made runnable (completions it reaped, timers
- * it expired) is shared with a parked worker from this many queued tasks
- * on. A smaller one is run here: waking a worker to steal two or three
- * short tasks cost more than running them, a doorbell and a park for each,
- * and moved their connections from ring to ring. A backlog that outlasts a
- * monitor tick is shared anyway (monitor.c). Half a drain of the readiness
- * epoll (ready.c, DRAIN_BATCH): at 16, echo at 2 workers woke the other
- * worker 3,500 times a second for batches it barely halved, and the woken
- * worker, queued on the poller's CPU, preempted it; at 32 the same load
- * makes about half the context switches per request with as many
- * requests/s. At 64, a whole drain, only a backlog the monitor sees would
- * ever be shared. */
-#define SCHED_BATCH_SHARE 32
 
 void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new)
 {
     mag__worker_t *w = mag__tls_worker;
     if (w && w->rt == rt) {
-        MAG__HOOK(w, wake, w, t, is_new);
-        /* The task just woken or spawned runs next here (cache-warm); the one
-         * it displaces goes to the back, where others may steal it. */
-        mag_task_t *prev = mag__lifo_put(w, t);
-        if (!prev)
-            return;
-        mag__push_back(w, prev);
-        if (rt->nworkers == 1) /* loop mode: no other worker to wake */
-            return;
-        /* No task is current: the scheduler is reaping, expiring or
-         * finishing a task (whose joiner it wakes). A task that wakes or
-         * spawns another shares at once, as Tokio does. */
-        if (!w->current && mag__deque_len(&w->deque) < SCHED_BATCH_SHARE)
-            return;
-    } else {
-        mag__inject_push(rt, t, t, 1);
-        if (w)
-            mag__stat_inc(&w->stats.remote_wakes, 1);
+        mag__schedule_here(w, t, is_new);
+        return;
     }
+    mag__inject_push(rt, t, t, 1);
+    if (w)
+        mag__stat_inc(&w->stats.remote_wakes, 1);
     mag__notify_parked(rt);
 }
 

@@ -67,4 +67,39 @@ static inline void mag__push_back(mag__worker_t *w, mag_task_t *t)
         mag__push_overflow(w, t);
 }
 
+/* A batch the scheduler itself made runnable (completions it reaped, timers
+ * it expired) is shared with a parked worker from this many queued tasks
+ * on. A smaller one is run here: waking a worker to steal two or three
+ * short tasks cost more than running them, a doorbell and a park for each,
+ * and moved their connections from ring to ring. A backlog that outlasts a
+ * monitor tick is shared anyway (monitor.c). Half a drain of the readiness
+ * epoll (ready.c, DRAIN_BATCH): at 16, echo at 2 workers woke the other
+ * worker 3,500 times a second for batches it barely halved, and the woken
+ * worker, queued on the poller's CPU, preempted it; at 32 the same load
+ * makes about half the context switches per request with as many
+ * requests/s. At 64, a whole drain, only a backlog the monitor sees would
+ * ever be shared. */
+#define SCHED_BATCH_SHARE 32
+
+/* mag__schedule on the calling thread's own worker w (one of t's runtime),
+ * inline for a spawn, which knows w already. */
+static inline void mag__schedule_here(mag__worker_t *w, mag_task_t *t, bool is_new)
+{
+    MAG__HOOK(w, wake, w, t, is_new);
+    /* The task just woken or spawned runs next here (cache-warm); the one it
+     * displaces goes to the back, where others may steal it. */
+    mag_task_t *prev = mag__lifo_put(w, t);
+    if (!prev)
+        return;
+    mag__push_back(w, prev);
+    if (w->rt->nworkers == 1) /* loop mode: no other worker to wake */
+        return;
+    /* No task is current: the scheduler is reaping, expiring or finishing a
+     * task (whose joiner it wakes). A task that wakes or spawns another
+     * shares at once, as Tokio does. */
+    if (!w->current && mag__deque_len(&w->deque) < SCHED_BATCH_SHARE)
+        return;
+    mag__notify_parked(w->rt);
+}
+
 #endif /* MAGPIE_RUNTIME_QUEUE_H */

@@ -218,7 +218,7 @@ bool mag__task_peek(mag_task_t *t, mag_runtime_t *rt, mag__task_view_t *v, bool 
  * global counter between cores. */
 #define ID_BLOCK 1024
 
-static uint64_t next_id(mag__worker_t *w)
+static inline __attribute__((always_inline)) uint64_t next_id(mag__worker_t *w)
 {
     /* relaxed: unique numbers, nothing is published through them. */
     if (!w)
@@ -366,7 +366,10 @@ static inline __attribute__((always_inline)) int spawn_task(mag_runtime_t *rt, m
     if (out)
         *out = mag__task_handle(t);
     /* The queues publish the record (release/acquire) to whoever runs it. */
-    mag__schedule(rt, t, true);
+    if (w)
+        mag__schedule_here(w, t, true);
+    else
+        mag__schedule(rt, t, true);
     return 0;
 }
 
@@ -411,7 +414,7 @@ void mag__task_entry(void *arg)
     mag__fiber_started();
     mag_task_t *t = arg;
     t->result = t->fn(t->arg);
-    mag__worker_t *w = mag__worker_current();
+    mag__worker_t *w = mag__worker_here(); /* afresh: the body may have moved */
     w->switch_reason = MAG__SWITCH_EXIT;
     if (!mag__worker_switch_direct(w, t))
         mag__switch_out_of_task(w, t, true);
