@@ -338,15 +338,16 @@ static void release_visit(mag_task_t *t, void *arg)
     if (!mag__task_peek(t, l->rt, &v, true) || (v.state & MAG__STATUS_MASK) != MAG__DONE)
         return;
     /* A join or detach may be finishing on another thread: only the one
-     * that moves the handle off JOINABLE releases it. */
-    if (!mag__task_handle_take_gen(t, mag__life_gen(v.life), v.hooked)) {
+     * that moves the handle off JOINABLE releases it. The record is freed
+     * here, or by its body's end if that is still letting go (sched.h's
+     * life word); v is our copy. */
+    if (!mag__task_handle_drop_gen(t, mag__life_gen(v.life), v.hooked)) {
         l->busy++;
         return;
     }
     if (l->rt->cfg.debug && !v.hooked) /* a hook's owner holds its handle */
         mag__warn("task '%s' (id %llu) was never joined nor detached",
                   v.name[0] ? v.name : "(unnamed)", (unsigned long long)v.id);
-    mag__task_release(t); /* the last reference: the record is freed */
 }
 
 /* Handles nobody joined or detached: report them in debug mode, free them.

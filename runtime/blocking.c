@@ -239,10 +239,8 @@ int mag__spawn_blocking(mag_runtime_t *rt, mag_task_t **out, mag_fn fn, void *ar
     pthread_mutex_unlock(&b->lock);
     if (rc) {
         /* Undo: complete the record as if it had run, nobody holds it. */
-        if (out) {
-            mag__task_handle_take(t);
-            mag__task_release(t);
-        }
+        if (out)
+            mag__task_handle_drop(t);
         t->result = rc;
         mag__task_finish(t);
         return rc;

@@ -89,10 +89,21 @@ MAG_HIDDEN uint64_t mag__wheel_next(mag__wheel_t *w);
  *
  *   bits 0-1  the handle: MAG__HANDLE_*
  *   bit  2    cancelled (sticky)
- *   bits 3-39 the generation, 1 .. MAG__GEN_MAX: bumped when the record is
+ *   bit  3    the body has ended and let go of the record (MAG__LIFE_BODY_GONE)
+ *   bits 4-40 the generation, 1 .. MAG__GEN_MAX: bumped when the record is
  *             freed, so that every handle of the task it held is stale from
  *             then on; 0 only in memory given back (task_pool.c), which no
  *             handle names.
+ *
+ * Who frees the record: the record is held by its body and by its handle,
+ * and it is freed once both have let go, by whichever lets go second. The
+ * body lets go when it has ended (bit 3); the handle when it is detached or
+ * released (DETACHED, RELEASED). Each side lets go with a read-modify-write
+ * of this word and frees the record if the other side's mark was there
+ * already; a side that reads the other's mark before it lets go may free at
+ * once, since nobody else would (task.c). Both in one word: a detach is
+ * one compare-and-swap, where a separate count cost a second locked
+ * instruction on every detached spawn.
  *
  * A handle (what mag_spawn returns) is not the record's address: it is
  * 1 | index << 1 | generation << 27 (task_pool.c), and a call checks the
@@ -105,7 +116,8 @@ enum {
 };
 #define MAG__LIFE_HANDLE_MASK 3ull
 #define MAG__LIFE_CANCELLED 4ull
-#define MAG__LIFE_GEN_SHIFT 3
+#define MAG__LIFE_BODY_GONE 8ull
+#define MAG__LIFE_GEN_SHIFT 4
 #define MAG__GEN_BITS 37
 #define MAG__GEN_MAX ((1ull << MAG__GEN_BITS) - 1)
 
@@ -157,7 +169,6 @@ struct mag_task {
     uint64_t id;
     struct mag__task_hook *hook; /* NULL, or who follows its life (below) */
     uint64_t deadline;           /* earliest of deadlines[], or UINT64_MAX */
-    _Atomic uint32_t refs;       /* the running body + the handle */
     _Atomic int wait_kind;       /* MAG__WAIT_* (dumps) */
     uint32_t stack_size;         /* at most MAG_STACK_MAX */
     uint32_t index;              /* where the record lives, for its handle (task_pool.c) */
@@ -268,9 +279,9 @@ MAG_HIDDEN bool mag__task_peek(mag_task_t *t, mag_runtime_t *rt, mag__task_view_
 MAG_HIDDEN bool mag__task_cancel_gen(mag_task_t *t, uint64_t gen);
 /* Moves t's handle from JOINABLE (with hooked, also a hook owner's JOINING:
  * shutdown, once no task is left to own it) to RELEASED if t is still in
- * generation gen: true if this call did, and the handle's reference is then
- * the caller's to release. */
-MAG_HIDDEN bool mag__task_handle_take_gen(mag_task_t *t, uint64_t gen, bool hooked);
+ * generation gen, letting go of the record (freed here if its body has
+ * ended, else when it ends): true if this call did. */
+MAG_HIDDEN bool mag__task_handle_drop_gen(mag_task_t *t, uint64_t gen, bool hooked);
 /* Free records a worker keeps at hand (task_pool.c). */
 #define MAG__TASK_CACHE_MAX 256
 
@@ -309,9 +320,14 @@ MAG_HIDDEN mag_task_t *mag__task_handle(mag_task_t *t);
  * *gen against its life word. */
 MAG_HIDDEN mag_task_t *mag__task_from_handle(const mag_task_t *handle, uint64_t *gen);
 /* Moves t's handle from JOINABLE (or, for a hook's record, its owner's
- * JOINING) to RELEASED: the undo of a blocking job that never ran; true if
- * this call did, false if someone else joined or detached it first. */
-MAG_HIDDEN bool mag__task_handle_take(mag_task_t *t);
+ * JOINING) to RELEASED, letting go of the record as mag__task_handle_drop_gen
+ * does: the undo of a blocking job that never ran; true if this call did,
+ * false if someone else joined or detached it first. */
+MAG_HIDDEN bool mag__task_handle_drop(mag_task_t *t);
+/* The handle let go of t with a read-modify-write of its life word that
+ * returned old: frees t if its body had let go already (sched.h's life
+ * word). */
+MAG_HIDDEN void mag__task_handle_dropped(mag_task_t *t, uint64_t old);
 /* The hook owner's release of a done task whose handle it owns (a task
  * spawned with a hook is born with its handle claimed: mag_join and
  * mag_detach refuse it). */
@@ -323,7 +339,6 @@ MAG_HIDDEN uint64_t mag__tasks_live(mag_runtime_t *rt);
 MAG_HIDDEN void mag__tasks_counted(mag_runtime_t *rt, uint64_t *admitted, uint64_t *finished);
 /* Set once any runtime is created in debug mode (misuse reports). */
 MAG_HIDDEN extern bool mag__debug_any;
-MAG_HIDDEN void mag__task_release(mag_task_t *t);
 MAG_HIDDEN void mag__task_entry(void *arg);
 /* Called by the scheduler after a task's body returned and its stack is free. */
 MAG_HIDDEN void mag__task_finish(mag_task_t *t);

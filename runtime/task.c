@@ -10,9 +10,10 @@
  * stale handle names no task: join returns -ESRCH, detach and cancel do
  * nothing.
  *
- * A record holds two references: the running body and the handle. The body's
- * goes when the task returns, the handle's at join or detach (or at shutdown
- * for handles nobody joined).
+ * A record is held by the running body and by the handle, and freed by
+ * whichever lets go second (the life word, sched.h). The body lets go when
+ * the task returns, the handle at join or detach (or at shutdown for
+ * handles nobody joined).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -88,24 +89,60 @@ static void task_free(mag_task_t *t)
             atomic_store_explicit(&t->hook_words[i], 0, memory_order_relaxed);
         t->hooked_words = false;
     }
-    /* A free record holds no reference: a release it should never get (a
-     * bug elsewhere) then finds 0, not the 1 the last holder read, and
-     * frees nothing a second time. relaxed: the next use's init stores
-     * the count it starts with. */
-    atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
     mag__task_recycle(mag__tls_worker, t);
 }
 
-void mag__task_release(mag_task_t *t)
+/* Whether the handle has let go: detached, or released (joined, or taken
+ * at shutdown or by an undo). */
+static bool handle_gone(uint64_t life)
 {
-    /* References are only ever dropped, never taken: a holder that reads 1
-     * holds the last one, and frees without a locked instruction. acquire
-     * on that load and acq_rel on the decrement: the last holder sees every
-     * write the others made before they let go (their decrement's release
-     * half). */
-    if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1 ||
-        atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+    return mag__life_handle(life) == MAG__HANDLE_DETACHED ||
+           mag__life_handle(life) == MAG__HANDLE_RELEASED;
+}
+
+/* The body has ended: it lets go of the record (the life word, sched.h). */
+static void body_let_go(mag_task_t *t)
+{
+    /* A handle that let go first left the record to us, and nobody else
+     * frees it: no locked instruction (a detached task's usual end).
+     * acquire: pairs with the acq_rel of the handle's letting go, so that
+     * we see what its holder wrote before. */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_acquire);
+    if (handle_gone(life)) {
         task_free(t);
+        return;
+    }
+    /* Else the mark, and the record is the handle's to free, unless it let
+     * go meanwhile. acq_rel: release publishes the body's writes (the
+     * result) to the handle's side; acquire sees that side's. */
+    uint64_t old = atomic_fetch_or_explicit(&t->life, MAG__LIFE_BODY_GONE, memory_order_acq_rel);
+    if (handle_gone(old))
+        task_free(t);
+}
+
+void mag__task_handle_dropped(mag_task_t *t, uint64_t old)
+{
+    if (old & MAG__LIFE_BODY_GONE)
+        task_free(t);
+}
+
+/* A join (or the hook owner) is done with a task whose handle it claimed
+ * (JOINING): the handle lets go, JOINING -> RELEASED (1 -> 3: an or). */
+static void joined_let_go(mag_task_t *t)
+{
+    /* If the body let go already, only a cancel can change the word now
+     * (and the task being done, losing its bit loses nothing): a plain
+     * store, and the record is ours to free. acquire: pairs with the
+     * body's acq_rel or-ing of its mark. */
+    uint64_t life = atomic_load_explicit(&t->life, memory_order_acquire);
+    if (life & MAG__LIFE_BODY_GONE) {
+        atomic_store_explicit(&t->life, life | MAG__HANDLE_RELEASED, memory_order_relaxed);
+        task_free(t);
+        return;
+    }
+    /* acq_rel: as the body's letting go, the other way. */
+    mag__task_handle_dropped(
+        t, atomic_fetch_or_explicit(&t->life, MAG__HANDLE_RELEASED, memory_order_acq_rel));
 }
 
 const mag__hooks_t *mag__test_hooks;
@@ -253,7 +290,6 @@ static inline void task_init(mag_task_t *t, mag_runtime_t *rt, mag_fn fn, void *
     t->rt = rt;
     atomic_store_explicit(&t->worker, NULL, memory_order_relaxed);
     t->next = NULL;
-    atomic_store_explicit(&t->refs, joinable ? 2 : 1, memory_order_relaxed);
     /* The generation the record got when it was freed (or carved), not
      * cancelled. relaxed: published with the record by the queue; a stale
      * handle's compare-and-swap is ordered by the word itself. */
@@ -434,8 +470,7 @@ void mag__task_finish(mag_task_t *t)
         t->hook->done(t->hook, t);
     /* A detached handle is final until the record is freed: nobody joins
      * it, so there is nobody to tell. relaxed: only this use's handle bits
-     * are looked at, and a detach's write of them comes with its release
-     * of the handle's reference, which mag__task_release acquires. */
+     * are looked at; body_let_go below orders the record's end. */
     uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
     if (mag__life_handle(life) != MAG__HANDLE_DETACHED) {
         /* acq_rel: release publishes the result to the joiner, which reads
@@ -446,7 +481,7 @@ void mag__task_finish(mag_task_t *t)
         if (jw && jw != MAG__JOIN_DONE)
             mag__waiter_signal(jw);
     }
-    mag__task_release(t);
+    body_let_go(t);
 }
 
 /* ---- join, detach, cancel ------------------------------------------------- */
@@ -555,13 +590,7 @@ static int join_common(mag_task_t *h, int *status, bool interruptible)
     }
     if (status)
         *status = t->result;
-    /* JOINING -> RELEASED (1 -> 3: an or). A plain store, not a
-     * read-modify-write: only a cancel can change the word now, and the task
-     * is done, so losing its bit loses nothing. relaxed: the reference's
-     * acq_rel below orders the record's release. */
-    life = atomic_load_explicit(&t->life, memory_order_relaxed);
-    atomic_store_explicit(&t->life, life | MAG__HANDLE_RELEASED, memory_order_relaxed);
-    mag__task_release(t);
+    joined_let_go(t);
     return 0;
 }
 
@@ -577,12 +606,9 @@ int mag__join_uninterruptible(mag_task_t *t, int *status)
 
 void mag__task_owner_release(mag_task_t *t)
 {
-    /* JOINING -> RELEASED, as a join ends (see join_common): only the
-     * owner's call can change the handle now, the task being done. relaxed:
-     * the reference's acq_rel below orders the record's release. */
-    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
-    atomic_store_explicit(&t->life, life | MAG__HANDLE_RELEASED, memory_order_relaxed);
-    mag__task_release(t);
+    /* As a join ends: only the owner's call can change the handle now, the
+     * task being done. */
+    joined_let_go(t);
 }
 
 void mag_detach(mag_task_t *h)
@@ -593,8 +619,10 @@ void mag_detach(mag_task_t *h)
     mag_task_t *t = handle_record(h, "mag_detach", &gen);
     if (!t)
         return;
-    /* JOINABLE -> DETACHED in the handle's generation, or nothing. relaxed:
-     * the reference's acq_rel orders what follows. */
+    /* JOINABLE -> DETACHED in the handle's generation, or nothing: one
+     * compare-and-swap that also lets go of the record, freeing it if the
+     * body let go already. acq_rel on success: as every letting go
+     * (body_let_go). */
     uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
     for (;;) {
         if (mag__life_gen(life) != gen || mag__life_handle(life) != MAG__HANDLE_JOINABLE) {
@@ -602,10 +630,10 @@ void mag_detach(mag_task_t *h)
             return;
         }
         if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__HANDLE_DETACHED,
-                                                  memory_order_relaxed, memory_order_relaxed))
+                                                  memory_order_acq_rel, memory_order_relaxed))
             break;
     }
-    mag__task_release(t);
+    mag__task_handle_dropped(t, life);
 }
 
 /* Sets the cancel bit only in generation gen, in one compare-and-swap: a

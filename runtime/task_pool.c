@@ -500,34 +500,38 @@ mag_task_t *mag__task_from_handle(const mag_task_t *handle, uint64_t *gen)
     return record_at(c, slab, slot);
 }
 
-bool mag__task_handle_take(mag_task_t *t)
+bool mag__task_handle_drop(mag_task_t *t)
 {
-    /* relaxed: the caller holds t listed; the refcount's acq_rel orders the
-     * release that follows. A hook's record is born JOINING (its owner's):
-     * with no task left to own it, shutdown takes it too. */
+    /* The caller holds t listed. A hook's record is born JOINING (its
+     * owner's): with no task left to own it, shutdown takes it too.
+     * acq_rel on success: the letting go (mag__task_handle_dropped). */
     uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
     while (mag__life_handle(life) == MAG__HANDLE_JOINABLE ||
            (t->hook && mag__life_handle(life) == MAG__HANDLE_JOINING)) {
         if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__HANDLE_RELEASED,
-                                                  memory_order_relaxed, memory_order_relaxed))
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
+            mag__task_handle_dropped(t, life);
             return true;
+        }
     }
     return false;
 }
 
-bool mag__task_handle_take_gen(mag_task_t *t, uint64_t gen, bool hooked)
+bool mag__task_handle_drop_gen(mag_task_t *t, uint64_t gen, bool hooked)
 {
-    /* relaxed: the compare-and-swap on the generation decides alone (a
-     * record freed meanwhile has another); the refcount's acq_rel orders
-     * the release that follows. A hook's record is born JOINING, its
-     * owner's: with no task left to own it, shutdown takes that too. */
+    /* The compare-and-swap on the generation decides alone (a record freed
+     * meanwhile has another). A hook's record is born JOINING, its owner's:
+     * with no task left to own it, shutdown takes that too. acq_rel on
+     * success: the letting go (mag__task_handle_dropped). */
     uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
     while (mag__life_gen(life) == gen &&
            (mag__life_handle(life) == MAG__HANDLE_JOINABLE ||
             (hooked && mag__life_handle(life) == MAG__HANDLE_JOINING))) {
         if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__HANDLE_RELEASED,
-                                                  memory_order_relaxed, memory_order_relaxed))
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
+            mag__task_handle_dropped(t, life);
             return true;
+        }
     }
     return false;
 }
