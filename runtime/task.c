@@ -713,13 +713,21 @@ static bool handle_current(const mag_task_t *t, uint64_t gen)
     return mag__life_gen(atomic_load_explicit(&t->life, memory_order_acquire)) == gen;
 }
 
+/* The id field of a record that may be being reused, read once as the walks
+ * read (peek_fields): outside ThreadSanitizer's view, which cannot see the
+ * fence that makes the generation check below drop a torn read. */
+__attribute__((no_sanitize("thread"))) static uint64_t peek_id(const mag_task_t *t)
+{
+    return PEEK(t->id);
+}
+
 uint64_t mag_task_id(const mag_task_t *h)
 {
     uint64_t gen;
     mag_task_t *t = h ? mag__task_from_handle(h, &gen) : NULL;
     if (!t || !handle_current(t, gen))
         return 0;
-    uint64_t id = t->id;
+    uint64_t id = peek_id(t);
     /* acquire fence: the read of id comes before the second look at the
      * generation, so an id read from a record that moved on is dropped. */
     atomic_thread_fence(memory_order_acquire);
