@@ -316,8 +316,12 @@ static void print_task(FILE *out, const task_snap_t *s, uint64_t now, size_t hwm
         char d[24];
         fmt_ns(d, sizeof d, now > s->run_start ? now - s->run_start : 0);
         snprintf(state, sizeof state, "running for %s", d);
-    } else if (st == MAG__RUNNING && !s->stack) {
-        /* Spawned and queued: a fresh task is RUNNING (task_state.h). */
+    } else if (st == MAG__RUNNING && !s->stack && !(s->id >> 63)) {
+        /* Spawned and queued: a fresh task is RUNNING (task_state.h). Not
+         * a blocking job (its id's top bit, blocking.c), which runs on a
+         * pool thread's stack, never its own. (A task whose body has just
+         * returned reads so for an instant, between giving its stack back
+         * and DONE.) */
         snprintf(state, sizeof state, "runnable (not started)");
     } else if (st == MAG__RUNNING && tracked) {
         /* A task that yielded stays RUNNING while it waits in a queue. */

@@ -67,9 +67,11 @@ static inline void mag__state_init_free(_Atomic uint32_t *word)
 /* A fresh task, not yet started, every field of its record set. It is
  * published RUNNING, as a task that yielded is while it waits in a queue:
  * a waker that comes before its first run sets NOTIFY with its
- * read-modify-write, which stays in the word (nothing overwrites it) and
- * stops the task's first park, so starting it needs no exchange (see
- * mag__state_begin_run). Published RUNNABLE, every spawn paid a locked
+ * read-modify-write. Either mag__state_begin_run loads that NOTIFY and
+ * clears it with its exchange, which reads the waker's write and so sees
+ * what the waker published, or the bit stays in the word and stops the
+ * task's first park: starting a fresh task that nobody woke needs no
+ * exchange. Published RUNNABLE, every spawn paid a locked
  * exchange at its start, which waited for the spawn's stores to the cold
  * record to drain (chained_spawn: 12% of its time at 1 worker). Dumps tell
  * a fresh task by its stack, NULL until it first runs. release: pairs with
