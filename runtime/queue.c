@@ -127,7 +127,6 @@ void mag__push_overflow(mag__worker_t *w, mag_task_t *t)
     mag__stat_inc(&w->stats.overflows, 1);
 }
 
-
 void mag__schedule(mag_runtime_t *rt, mag_task_t *t, bool is_new)
 {
     mag__worker_t *w = mag__tls_worker;
