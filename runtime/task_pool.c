@@ -500,23 +500,6 @@ mag_task_t *mag__task_from_handle(const mag_task_t *handle, uint64_t *gen)
     return record_at(c, slab, slot);
 }
 
-bool mag__task_handle_drop(mag_task_t *t)
-{
-    /* The caller holds t listed. A hook's record is born JOINING (its
-     * owner's): with no task left to own it, shutdown takes it too.
-     * acq_rel on success: the letting go (mag__task_handle_dropped). */
-    uint64_t life = atomic_load_explicit(&t->life, memory_order_relaxed);
-    while (mag__life_handle(life) == MAG__HANDLE_JOINABLE ||
-           (t->hook && mag__life_handle(life) == MAG__HANDLE_JOINING)) {
-        if (atomic_compare_exchange_weak_explicit(&t->life, &life, life | MAG__HANDLE_RELEASED,
-                                                  memory_order_acq_rel, memory_order_relaxed)) {
-            mag__task_handle_dropped(t, life);
-            return true;
-        }
-    }
-    return false;
-}
-
 bool mag__task_handle_drop_gen(mag_task_t *t, uint64_t gen, bool hooked)
 {
     /* The compare-and-swap on the generation decides alone (a record freed
@@ -534,4 +517,13 @@ bool mag__task_handle_drop_gen(mag_task_t *t, uint64_t gen, bool hooked)
         }
     }
     return false;
+}
+
+bool mag__task_handle_drop(mag_task_t *t)
+{
+    /* The caller holds t listed, the body not ended: its generation stays
+     * until the drop, which decides alone. relaxed: as drop_gen's first
+     * load. */
+    uint64_t gen = mag__life_gen(atomic_load_explicit(&t->life, memory_order_relaxed));
+    return mag__task_handle_drop_gen(t, gen, t->hook != NULL);
 }
